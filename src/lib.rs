@@ -1,0 +1,10 @@
+//! ImprovNet for musicians' DAWs: piano improvisation by iterative corruption refinement.
+//!
+//! The pipeline, one module per concept (see `DESIGN.md`):
+//! `music` (MIDI <-> notes <-> T-segments) -> `tokens` (the exact ImprovNet vocabulary) ->
+//! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle).
+
+pub mod corrupt;
+pub mod model;
+pub mod music;
+pub mod tokens;
