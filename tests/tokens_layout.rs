@@ -19,7 +19,10 @@ fn seg(window: u32, notes: &[(u8, u8, u16, u16)]) -> Segment {
 fn worked_piece() -> Piece {
     Piece {
         segments: vec![
-            seg(0, &[(60, 90, 0, 500), (64, 75, 0, 480), (67, 60, 1000, 250)]),
+            seg(
+                0,
+                &[(60, 90, 0, 500), (64, 75, 0, 480), (67, 60, 1000, 250)],
+            ),
             seg(1, &[(62, 90, 120, 300), (65, 45, 2500, 700)]),
             seg(2, &[(69, 105, 40, 900)]),
         ],
@@ -228,12 +231,23 @@ fn parse_ignores_incomplete_notes_and_stops_on_eos_or_pad() {
         [
             Token::Onset(o).id(),
             Token::Dur(d).id(),
-            Token::PianoNote { pitch: p, velocity: v }.id(),
+            Token::PianoNote {
+                pitch: p,
+                velocity: v,
+            }
+            .id(),
         ]
     };
     let mut ids = vec![BOS, BOS];
     ids.extend(n(0, 500, 60, 90));
-    ids.extend([Token::Dur(100).id(), Token::PianoNote { pitch: 61, velocity: 90 }.id()]); // no onset
+    ids.extend([
+        Token::Dur(100).id(),
+        Token::PianoNote {
+            pitch: 61,
+            velocity: 90,
+        }
+        .id(),
+    ]); // no onset
     ids.extend([2285, 2290, SEP, 9999]); // ignored
     ids.push(T_SEP);
     ids.extend(n(10, 20, 62, 15));
@@ -264,12 +278,18 @@ fn out_of_range_pitch_loses_only_its_pitch_velocity_token() {
             BlockElement::Note(MaskedNote {
                 onset_ms: Some(0),
                 dur_ms: Some(10),
-                pitch_velocity: Some(PitchVelocity { pitch: -3, velocity: 90 }),
+                pitch_velocity: Some(PitchVelocity {
+                    pitch: -3,
+                    velocity: 90,
+                }),
             }),
             BlockElement::Note(MaskedNote {
                 onset_ms: Some(10),
                 dur_ms: Some(10),
-                pitch_velocity: Some(PitchVelocity { pitch: 130, velocity: 90 }),
+                pitch_velocity: Some(PitchVelocity {
+                    pitch: 130,
+                    velocity: 90,
+                }),
             }),
         ],
     };

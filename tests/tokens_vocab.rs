@@ -4,19 +4,43 @@ use improvnet::tokens::*;
 
 #[test]
 fn spec_examples() {
-    assert_eq!(Token::PianoNote { pitch: 60, velocity: 90 }.id(), 829);
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 60,
+            velocity: 90
+        }
+        .id(),
+        829
+    );
     assert_eq!(Token::Onset(0).id(), 1281);
     assert_eq!(Token::Dur(10).id(), 1783);
     assert_eq!(Token::Bos.id(), 2303);
     assert_eq!(Token::Eos.id(), 2304);
     assert_eq!(Token::Sep.id(), 2305);
-    assert_eq!((BOS, EOS, SEP, PAD, VOCAB_SIZE), (2303, 2304, 2305, 0, 2306));
+    assert_eq!(
+        (BOS, EOS, SEP, PAD, VOCAB_SIZE),
+        (2303, 2304, 2305, 0, 2306)
+    );
 }
 
 #[test]
 fn range_edges() {
-    assert_eq!(Token::PianoNote { pitch: 0, velocity: 0 }.id(), 1);
-    assert_eq!(Token::PianoNote { pitch: 127, velocity: 120 }.id(), 1152);
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 0,
+            velocity: 0
+        }
+        .id(),
+        1
+    );
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 127,
+            velocity: 120
+        }
+        .id(),
+        1152
+    );
     assert_eq!(Token::Onset(5000).id(), 1781);
     assert_eq!(Token::Dur(0).id(), 1782);
     assert_eq!(Token::Dur(5000).id(), 2282);
@@ -27,12 +51,36 @@ fn range_edges() {
 #[test]
 fn velocity_127_row() {
     // The 10th row (index 9): 1 + 9 * 128 + pitch.
-    assert_eq!(Token::PianoNote { pitch: 0, velocity: 127 }.id(), 1153);
-    assert_eq!(Token::PianoNote { pitch: 60, velocity: 127 }.id(), 1213);
-    assert_eq!(Token::PianoNote { pitch: 127, velocity: 127 }.id(), 1280);
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 0,
+            velocity: 127
+        }
+        .id(),
+        1153
+    );
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 60,
+            velocity: 127
+        }
+        .id(),
+        1213
+    );
+    assert_eq!(
+        Token::PianoNote {
+            pitch: 127,
+            velocity: 127
+        }
+        .id(),
+        1280
+    );
     assert_eq!(
         Token::from_id(1213),
-        Some(Token::PianoNote { pitch: 60, velocity: 127 })
+        Some(Token::PianoNote {
+            pitch: 60,
+            velocity: 127
+        })
     );
 }
 
