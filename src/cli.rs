@@ -1,0 +1,152 @@
+//! The CLI's commands for the core pipeline: inspect, tokenize, corrupt.
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
+use improvnet::music::{read_midi, write_midi, Note, Performance, Piece};
+use improvnet::tokens::{decoder_target, piece_tokens, segment_tokens, Genre, DECODER_MAX_LEN};
+
+/// Reads a piano MIDI file into a performance and its T-segments, with a clear error naming it.
+fn load(file: &Path) -> Result<(Performance, Piece)> {
+    let performance = read_midi(file)?;
+    let piece = Piece::from_played(&performance.notes);
+    Ok((performance, piece))
+}
+
+fn fmt_time(ms: u64) -> String {
+    format!("{}:{:04.1}", ms / 60_000, (ms % 60_000) as f64 / 1000.0)
+}
+
+pub fn inspect(file: &Path) -> Result<()> {
+    let (performance, piece) = load(file)?;
+    let duration_ms = piece.duration_ms();
+    let windows = piece.segments.last().map_or(0, |s| s.window as usize + 1);
+    println!("{}", file.display());
+    println!("  duration   {} ({:.1} s, leading silence removed)", fmt_time(duration_ms), duration_ms as f64 / 1000.0);
+    println!("  notes      {}", performance.notes.len());
+    println!("  resolution {} ticks per quarter note", performance.ticks_per_quarter);
+    let tempos: Vec<String> = performance
+        .tempo_changes
+        .iter()
+        .map(|t| format!("{} at {}", fmt_bpm(t.us_per_beat), fmt_time(t.ms)))
+        .collect();
+    println!("  tempo      {}", if tempos.is_empty() { "none (120 bpm assumed)".into() } else { tempos.join(", ") });
+    println!("  segments   {} non-empty of {} five-second windows", piece.segments.len(), windows);
+    let lens: Vec<usize> = piece.segments.iter().map(|s| decoder_target(s).len()).collect();
+    let over = piece.segments.iter().filter(|s| 2 + 3 * s.notes.len() > DECODER_MAX_LEN).count();
+    println!("  tokens     {} in the piece; per segment (with <S> <E>) min {} / median {} / max {}",
+        piece_tokens(&piece).len(),
+        lens.iter().min().unwrap_or(&0),
+        median(&lens),
+        lens.iter().max().unwrap_or(&0));
+    if over > 0 {
+        println!("  note       {over} segment(s) exceed the decoder's {DECODER_MAX_LEN} tokens and would be cut");
+    }
+    if performance.warnings.is_empty() {
+        println!("  warnings   none");
+    } else {
+        for w in &performance.warnings {
+            println!("  warning    {w}");
+        }
+    }
+    println!();
+    println!("  {:>4} {:>6} {:>8} {:>6} {:>7}", "seg", "window", "start", "notes", "tokens");
+    for (i, (seg, len)) in piece.segments.iter().zip(&lens).enumerate() {
+        println!("  {:>4} {:>6} {:>8} {:>6} {:>7}", i, seg.window, fmt_time(seg.start_ms()), seg.notes.len(), len);
+    }
+    Ok(())
+}
+
+fn fmt_bpm(us_per_beat: u32) -> String {
+    format!("{:.1} bpm", 60_000_000.0 / us_per_beat.max(1) as f64)
+}
+
+fn median(xs: &[usize]) -> usize {
+    let mut v = xs.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+#[derive(Serialize)]
+struct TokenFile<'a> {
+    source: String,
+    vocab_size: u32,
+    /// The whole piece as the model reads it: notes as (onset, dur, pitch-velocity), `<T>` between windows.
+    ids: Vec<u32>,
+    segments: Vec<SegmentTokens<'a>>,
+}
+
+#[derive(Serialize)]
+struct SegmentTokens<'a> {
+    index: usize,
+    window: u32,
+    notes: &'a [Note],
+    ids: Vec<u32>,
+}
+
+pub fn tokenize(file: &Path, out: &Path) -> Result<()> {
+    let (_, piece) = load(file)?;
+    let doc = TokenFile {
+        source: file.display().to_string(),
+        vocab_size: improvnet::tokens::VOCAB_SIZE,
+        ids: piece_tokens(&piece),
+        segments: piece
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(index, s)| SegmentTokens { index, window: s.window, notes: &s.notes, ids: segment_tokens(s) })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&doc)?;
+    crate::write_atomic(out, &json)?;
+    println!("wrote {} ({} tokens, {} segments)", out.display(), doc.ids.len(), doc.segments.len());
+    Ok(())
+}
+
+/// What the model gets to see of a corrupted segment, made audible: masked pitches play a quiet
+/// middle C (rhythm only), masked timing spreads the notes evenly over the window (pitches only),
+/// a whole mask is silence.
+fn audible(content: &[BlockElement]) -> Vec<Note> {
+    let n = content.len().max(1) as u16;
+    let step = (5000 / n).max(10) / 10 * 10;
+    content
+        .iter()
+        .enumerate()
+        .filter_map(|(i, el)| match el {
+            BlockElement::Mask => None,
+            BlockElement::Note(m) => {
+                let (pitch, velocity) = match m.pitch_velocity {
+                    Some(pv) => (u8::try_from(pv.pitch).ok().filter(|p| *p <= 127)?, pv.velocity),
+                    None => (60, 45),
+                };
+                let onset_ms = m.onset_ms.unwrap_or((i as u16 * step).min(4990));
+                let dur_ms = m.dur_ms.unwrap_or(step.min(250).max(10));
+                Some(Note::new(pitch, velocity, onset_ms, dur_ms))
+            }
+        })
+        .collect()
+}
+
+pub fn corrupt(file: &Path, segment: usize, kind: &str, seed: u64, faithful: bool, out: &Path) -> Result<()> {
+    let (_, mut piece) = load(file)?;
+    let count = piece.segments.len();
+    if segment >= count {
+        bail!("{}: segment {segment} does not exist: the piece has {count} non-empty T-segments (0..{})", file.display(), count.saturating_sub(1));
+    }
+    let choice: CorruptionChoice = kind.parse().with_context(|| format!("--kind {kind}"))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let kind = choice.pick(&mut rng);
+    let behaviour = if faithful { Behaviour::Faithful } else { Behaviour::Fixed };
+    let original = piece.segments[segment].clone();
+    let corrupted = corrupt_segment(&original, kind, Genre::Classical, behaviour, &mut rng);
+    let notes = audible(&corrupted.content);
+    println!("segment {segment} ({} notes) corrupted by {kind}: {} notes audible", original.notes.len(), notes.len());
+    piece.segments[segment].notes = notes;
+    write_midi(&piece, out)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
