@@ -671,7 +671,7 @@ mod tests {
     #[test]
     fn zero_time_divisions_are_errors() {
         let notes = track(&[(0, &[0x90, 60, 80]), (10, &[0x80, 60, 0])]);
-        let err = parse_midi(&smf([0, 0], &[notes.clone()]), "z.mid").unwrap_err();
+        let err = parse_midi(&smf([0, 0], std::slice::from_ref(&notes)), "z.mid").unwrap_err();
         assert!(err.to_string().contains("z.mid"), "{err}");
         assert!(err.to_string().contains("0 ticks per quarter"), "{err}");
         let err = parse_midi(&smf([0xe7, 0], &[notes]), "z.mid").unwrap_err();
@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn missing_tracks_and_trailing_bytes() {
         let notes = track(&[(0, &[0x90, 60, 80]), (10, &[0x80, 60, 0])]);
-        let mut bytes = smf([1, 0xf4], &[notes.clone()]);
+        let mut bytes = smf([1, 0xf4], std::slice::from_ref(&notes));
         bytes[11] = 3; // declare 3 tracks, hold 1
         let p = parse_midi(&bytes, "m.mid").unwrap();
         assert_eq!(
