@@ -423,10 +423,30 @@ fn apply_pedal(notes: &mut [TickNote], mut pedals: Vec<(u64, u8, bool)>) {
     }
 }
 
+/// Tempo entries a note may span before [`Clock::ms_between`] stops summing term by term.
+const LONG_SPAN_ENTRIES: usize = 256;
+
+fn prefix_secs(tpq: u16, tempos: &[(u64, u32)]) -> Vec<f64> {
+    let mut acc = 0.0;
+    let mut out = Vec::with_capacity(tempos.len());
+    for (k, &(tick, _)) in tempos.iter().enumerate() {
+        if let Some(&(prev_tick, us)) = k.checked_sub(1).and_then(|p| tempos.get(p)) {
+            acc += (tick - prev_tick) as f64 * Clock::scale(tpq, us);
+        }
+        out.push(acc);
+    }
+    out
+}
+
 /// Ticks to milliseconds.
 enum Clock {
     /// Tempo map sorted by tick, starting at tick 0, one entry per tick.
-    Metrical { tpq: u16, tempos: Vec<(u64, u32)> },
+    Metrical {
+        tpq: u16,
+        tempos: Vec<(u64, u32)>,
+        /// Seconds from tick 0 to each tempo entry, for spans too long to sum term by term.
+        prefix_secs: Vec<f64>,
+    },
     /// `ms = ticks · num / den`.
     Smpte { num: f64, den: f64 },
 }
@@ -448,7 +468,11 @@ impl Clock {
                     }
                 }
                 Ok((
-                    Clock::Metrical { tpq, tempos: map },
+                    Clock::Metrical {
+                        tpq,
+                        prefix_secs: prefix_secs(tpq, &map),
+                        tempos: map,
+                    },
                     TimeDivision::TicksPerQuarter(tpq),
                 ))
             }
@@ -481,8 +505,24 @@ impl Clock {
         let b = b.max(a);
         match self {
             Clock::Smpte { num, den } => round_half_even((b - a) as f64 * num / den),
-            Clock::Metrical { tpq, tempos } => {
+            Clock::Metrical {
+                tpq,
+                tempos,
+                prefix_secs,
+            } => {
                 let mut i = tempos.partition_point(|t| t.0 <= a).saturating_sub(1);
+                let j = tempos.partition_point(|t| t.0 < b);
+                if j.saturating_sub(i) > LONG_SPAN_ENTRIES {
+                    // Pathological tempo maps only: a difference of prefix sums instead of the
+                    // original's term-by-term sum (may differ in the last bit, never hangs).
+                    let at = |t: u64| {
+                        let k = tempos.partition_point(|e| e.0 <= t).saturating_sub(1);
+                        let (tick, us) = tempos.get(k).copied().unwrap_or((0, DEFAULT_US_PER_BEAT));
+                        prefix_secs.get(k).copied().unwrap_or(0.0)
+                            + (t - tick) as f64 * Self::scale(*tpq, us)
+                    };
+                    return round_half_even((at(b) - at(a)) * 1e3);
+                }
                 let (mut cur, mut secs) = (a, 0.0f64);
                 while let (Some(&(_, us)), next) = (tempos.get(i), tempos.get(i + 1)) {
                     match next {
@@ -552,7 +592,7 @@ impl Cursor<'_> {
         let t = t.max(self.seg_start);
         match self.clock {
             Clock::Smpte { .. } => self.clock.ms_between(self.origin, t),
-            Clock::Metrical { tpq, tempos } => {
+            Clock::Metrical { tpq, tempos, .. } => {
                 while let (Some(&(_, us)), Some(&(next_tick, _))) =
                     (tempos.get(self.index), tempos.get(self.index + 1))
                 {
@@ -636,6 +676,21 @@ mod tests {
             for t in (origin..origin + 4000).step_by(7) {
                 assert_eq!(cursor.ms_at(t), c.ms_between(origin, t), "{origin}->{t}");
             }
+        }
+    }
+
+    #[test]
+    fn notes_spanning_huge_tempo_maps_are_fast_and_close() {
+        let tempos: Vec<(u64, u32)> = (0..100_000u64)
+            .map(|k| (k * 10, 400_000 + (k % 7) as u32))
+            .collect();
+        let c = clock(480, &tempos);
+        let long = c.ms_between(5, 999_995); // prefix sums
+        let mut cursor = c.cursor(5);
+        assert!(long.abs_diff(cursor.ms_at(999_995)) <= 1);
+        for a in [0u64, 12_345] {
+            // just below the threshold: term by term
+            assert_eq!(c.ms_between(a, a + 2000), c.cursor(a).ms_at(a + 2000));
         }
     }
 
