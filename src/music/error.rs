@@ -39,6 +39,6 @@ pub enum MusicError {
 fn unclosed_note(count: usize) -> String {
     match count {
         0 => String::new(),
-        n => format!(" ({n} note-ons are never released)"),
+        n => format!(" ({n} note-ons were never released or had zero length)"),
     }
 }
