@@ -4,7 +4,13 @@
 //! cut into 5-second [`Segment`]s of quantized [`Note`]s: the representation the model reads and
 //! writes. Empty windows are skipped but their positions kept, so written output keeps its timing.
 
+mod error;
 pub mod quantize;
+mod read;
 mod segment;
+mod write;
 
+pub use error::MusicError;
+pub use read::{parse_midi, read_midi, Performance, TempoChange, TimeDivision, Warning};
 pub use segment::{Note, Piece, PlayedNote, Segment};
+pub use write::{piece_to_smf, write_midi};

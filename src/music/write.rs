@@ -1,0 +1,179 @@
+//! Writing pieces as MIDI the way the original detokenizer does (spec §10, "MIDI writing").
+//!
+//! Type 0, 500 ticks per quarter at 500,000 µs/beat, so one tick is one millisecond and the
+//! file's timing is the piece's timing exactly. Channel 0, program 0, no pedal.
+//!
+//! Notes the format cannot carry are left out rather than corrupting others: velocity 0 (a
+//! note-on of velocity 0 *is* a note-off and would cut a sounding note of that pitch) and pitches
+//! above 127.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use midly::num::{u15, u24, u28, u4, u7};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+use super::error::MusicError;
+use super::segment::Piece;
+
+/// Ticks per quarter note: with the default tempo, 1 tick = 1 ms.
+pub const TICKS_PER_QUARTER: u16 = 500;
+/// 120 bpm.
+pub const US_PER_BEAT: u32 = 500_000;
+
+/// Sort key of messages at the same tick, as the original's `(time, velocity)` with non-note
+/// messages at 1000: note-offs (velocity 0) first, then note-ons by velocity, then the rest.
+const NON_NOTE_KEY: u16 = 1000;
+
+/// Encode a piece as a Standard MIDI File.
+pub fn piece_to_smf(piece: &Piece) -> Vec<u8> {
+    let played = piece.to_played();
+    let channel = u4::new(0);
+
+    // (tick, sort key, event) in the original's insertion order: meta, program, note-ons, then
+    // note-offs grouped by pitch. The sort below is stable, so this order breaks the remaining ties.
+    let mut messages: Vec<(u64, u16, TrackEventKind<'static>)> = vec![
+        (
+            0,
+            NON_NOTE_KEY,
+            TrackEventKind::Meta(MetaMessage::Tempo(u24::new(US_PER_BEAT))),
+        ),
+        (
+            0,
+            NON_NOTE_KEY,
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::ProgramChange {
+                    program: u7::new(0),
+                },
+            },
+        ),
+    ];
+    let mut by_pitch: Vec<(u8, Vec<(u64, u64)>)> = Vec::new();
+    let mut pitch_slot: HashMap<u8, usize> = HashMap::new();
+    for n in &played {
+        let (Some(key), true) = (u7::try_from(n.pitch), n.velocity > 0) else {
+            continue;
+        };
+        let vel = n.velocity.min(127);
+        messages.push((
+            n.start_ms,
+            u16::from(vel),
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::NoteOn {
+                    key,
+                    vel: u7::new(vel),
+                },
+            },
+        ));
+        let slot = *pitch_slot.entry(n.pitch).or_insert_with(|| {
+            by_pitch.push((n.pitch, Vec::new()));
+            by_pitch.len() - 1
+        });
+        if let Some((_, spans)) = by_pitch.get_mut(slot) {
+            spans.push((n.start_ms, n.start_ms.saturating_add(n.dur_ms)));
+        }
+    }
+    for (pitch, spans) in &by_pitch {
+        for &(start, end) in spans {
+            // Skip an off that would cut a later, longer note of the same pitch short.
+            let cuts_another = spans.iter().any(|&(s, e)| start < s && s < end && end < e);
+            if !cuts_another {
+                messages.push((
+                    end,
+                    0,
+                    TrackEventKind::Midi {
+                        channel,
+                        message: MidiMessage::NoteOn {
+                            key: u7::new(*pitch),
+                            vel: u7::new(0),
+                        },
+                    },
+                ));
+            }
+        }
+    }
+    messages.sort_by_key(|m| (m.0, m.1));
+
+    let max_delta = u64::from(u28::max_value().as_int());
+    let mut track = Vec::with_capacity(messages.len() + 1);
+    let mut prev = 0u64;
+    for (tick, _, kind) in messages {
+        let mut delta = tick - prev;
+        // A gap longer than a delta can hold (about 74 hours) is bridged with tempo events that
+        // change nothing.
+        while delta > max_delta {
+            track.push(TrackEvent {
+                delta: u28::max_value(),
+                kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(US_PER_BEAT))),
+            });
+            delta -= max_delta;
+        }
+        track.push(TrackEvent {
+            delta: u28::new(delta as u32),
+            kind,
+        });
+        prev = tick;
+    }
+    track.push(TrackEvent {
+        delta: u28::new(0),
+        kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+    });
+
+    let smf = Smf {
+        header: Header::new(
+            Format::SingleTrack,
+            Timing::Metrical(u15::new(TICKS_PER_QUARTER)),
+        ),
+        tracks: vec![track],
+    };
+    let mut bytes = Vec::new();
+    // Writing to memory only fails past the SMF size limits (a track of 4 GB).
+    if smf.write_std(&mut bytes).is_err() {
+        bytes.clear();
+    }
+    bytes
+}
+
+/// Write a piece to a MIDI file, atomically: a crash never leaves a half-written file behind.
+pub fn write_midi(piece: &Piece, path: &Path) -> Result<(), MusicError> {
+    let bytes = piece_to_smf(piece);
+    write_atomic(path, &bytes).map_err(|source| MusicError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Write to a temporary file next to `path`, then rename it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output.mid".into());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
