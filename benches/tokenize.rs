@@ -6,7 +6,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use improvnet::music::{parse_midi, Piece};
 use improvnet::tokens::piece_tokens;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chopin_nocturne_op15_1.mid");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/chopin_nocturne_op15_1.mid"
+);
 
 fn read_and_tokenize(bytes: &[u8]) -> usize {
     let performance = parse_midi(bytes, FIXTURE).expect("fixture parses");
@@ -16,12 +19,19 @@ fn read_and_tokenize(bytes: &[u8]) -> usize {
 
 fn bench_tokenize(c: &mut Criterion) {
     let bytes = std::fs::read(FIXTURE).expect("fixture exists");
-    let notes = parse_midi(&bytes, FIXTURE).expect("fixture parses").notes.len() as u64;
+    let notes = parse_midi(&bytes, FIXTURE)
+        .expect("fixture parses")
+        .notes
+        .len() as u64;
     let mut group = c.benchmark_group("tokenize");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
-    group.bench_function("read+tokenize bytes", |b| b.iter(|| read_and_tokenize(&bytes)));
+    group.bench_function("read+tokenize bytes", |b| {
+        b.iter(|| read_and_tokenize(&bytes))
+    });
     group.throughput(Throughput::Elements(notes));
-    group.bench_function("read+tokenize notes", |b| b.iter(|| read_and_tokenize(&bytes)));
+    group.bench_function("read+tokenize notes", |b| {
+        b.iter(|| read_and_tokenize(&bytes))
+    });
     group.finish();
 }
 

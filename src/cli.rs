@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
-use improvnet::music::{read_midi, write_midi, Note, Performance, Piece};
+use improvnet::music::{read_midi, write_atomic, write_midi, Note, Performance, Piece};
 use improvnet::tokens::{decoder_target, piece_tokens, segment_tokens, Genre, DECODER_MAX_LEN};
 
 /// Reads a piano MIDI file into a performance and its T-segments, with a clear error naming it.
@@ -26,23 +26,51 @@ pub fn inspect(file: &Path) -> Result<()> {
     let duration_ms = piece.duration_ms();
     let windows = piece.segments.last().map_or(0, |s| s.window as usize + 1);
     println!("{}", file.display());
-    println!("  duration   {} ({:.1} s, leading silence removed)", fmt_time(duration_ms), duration_ms as f64 / 1000.0);
+    println!(
+        "  duration   {} ({:.1} s, leading silence removed)",
+        fmt_time(duration_ms),
+        duration_ms as f64 / 1000.0
+    );
     println!("  notes      {}", performance.notes.len());
-    println!("  resolution {} ticks per quarter note", performance.ticks_per_quarter);
+    println!(
+        "  resolution {} ticks per quarter note",
+        performance.ticks_per_quarter
+    );
     let tempos: Vec<String> = performance
         .tempo_changes
         .iter()
         .map(|t| format!("{} at {}", fmt_bpm(t.us_per_beat), fmt_time(t.ms)))
         .collect();
-    println!("  tempo      {}", if tempos.is_empty() { "none (120 bpm assumed)".into() } else { tempos.join(", ") });
-    println!("  segments   {} non-empty of {} five-second windows", piece.segments.len(), windows);
-    let lens: Vec<usize> = piece.segments.iter().map(|s| decoder_target(s).len()).collect();
-    let over = piece.segments.iter().filter(|s| 2 + 3 * s.notes.len() > DECODER_MAX_LEN).count();
-    println!("  tokens     {} in the piece; per segment (with <S> <E>) min {} / median {} / max {}",
+    println!(
+        "  tempo      {}",
+        if tempos.is_empty() {
+            "none (120 bpm assumed)".into()
+        } else {
+            tempos.join(", ")
+        }
+    );
+    println!(
+        "  segments   {} non-empty of {} five-second windows",
+        piece.segments.len(),
+        windows
+    );
+    let lens: Vec<usize> = piece
+        .segments
+        .iter()
+        .map(|s| decoder_target(s).len())
+        .collect();
+    let over = piece
+        .segments
+        .iter()
+        .filter(|s| 2 + 3 * s.notes.len() > DECODER_MAX_LEN)
+        .count();
+    println!(
+        "  tokens     {} in the piece; per segment (with <S> <E>) min {} / median {} / max {}",
         piece_tokens(&piece).len(),
         lens.iter().min().unwrap_or(&0),
         median(&lens),
-        lens.iter().max().unwrap_or(&0));
+        lens.iter().max().unwrap_or(&0)
+    );
     if over > 0 {
         println!("  note       {over} segment(s) exceed the decoder's {DECODER_MAX_LEN} tokens and would be cut");
     }
@@ -54,9 +82,19 @@ pub fn inspect(file: &Path) -> Result<()> {
         }
     }
     println!();
-    println!("  {:>4} {:>6} {:>8} {:>6} {:>7}", "seg", "window", "start", "notes", "tokens");
+    println!(
+        "  {:>4} {:>6} {:>8} {:>6} {:>7}",
+        "seg", "window", "start", "notes", "tokens"
+    );
     for (i, (seg, len)) in piece.segments.iter().zip(&lens).enumerate() {
-        println!("  {:>4} {:>6} {:>8} {:>6} {:>7}", i, seg.window, fmt_time(seg.start_ms()), seg.notes.len(), len);
+        println!(
+            "  {:>4} {:>6} {:>8} {:>6} {:>7}",
+            i,
+            seg.window,
+            fmt_time(seg.start_ms()),
+            seg.notes.len(),
+            len
+        );
     }
     Ok(())
 }
@@ -98,12 +136,22 @@ pub fn tokenize(file: &Path, out: &Path) -> Result<()> {
             .segments
             .iter()
             .enumerate()
-            .map(|(index, s)| SegmentTokens { index, window: s.window, notes: &s.notes, ids: segment_tokens(s) })
+            .map(|(index, s)| SegmentTokens {
+                index,
+                window: s.window,
+                notes: &s.notes,
+                ids: segment_tokens(s),
+            })
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&doc)?;
-    crate::write_atomic(out, &json)?;
-    println!("wrote {} ({} tokens, {} segments)", out.display(), doc.ids.len(), doc.segments.len());
+    write_atomic(out, &json).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} ({} tokens, {} segments)",
+        out.display(),
+        doc.ids.len(),
+        doc.segments.len()
+    );
     Ok(())
 }
 
@@ -120,7 +168,10 @@ fn audible(content: &[BlockElement]) -> Vec<Note> {
             BlockElement::Mask => None,
             BlockElement::Note(m) => {
                 let (pitch, velocity) = match m.pitch_velocity {
-                    Some(pv) => (u8::try_from(pv.pitch).ok().filter(|p| *p <= 127)?, pv.velocity),
+                    Some(pv) => (
+                        u8::try_from(pv.pitch).ok().filter(|p| *p <= 127)?,
+                        pv.velocity,
+                    ),
                     None => (60, 45),
                 };
                 let onset_ms = m.onset_ms.unwrap_or((i as u16 * step).min(4990));
@@ -131,7 +182,14 @@ fn audible(content: &[BlockElement]) -> Vec<Note> {
         .collect()
 }
 
-pub fn corrupt(file: &Path, segment: usize, kind: &str, seed: u64, faithful: bool, out: &Path) -> Result<()> {
+pub fn corrupt(
+    file: &Path,
+    segment: usize,
+    kind: &str,
+    seed: u64,
+    faithful: bool,
+    out: &Path,
+) -> Result<()> {
     let (_, mut piece) = load(file)?;
     let count = piece.segments.len();
     if segment >= count {
@@ -140,11 +198,19 @@ pub fn corrupt(file: &Path, segment: usize, kind: &str, seed: u64, faithful: boo
     let choice: CorruptionChoice = kind.parse().with_context(|| format!("--kind {kind}"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let kind = choice.pick(&mut rng);
-    let behaviour = if faithful { Behaviour::Faithful } else { Behaviour::Fixed };
+    let behaviour = if faithful {
+        Behaviour::Faithful
+    } else {
+        Behaviour::Fixed
+    };
     let original = piece.segments[segment].clone();
     let corrupted = corrupt_segment(&original, kind, Genre::Classical, behaviour, &mut rng);
     let notes = audible(&corrupted.content);
-    println!("segment {segment} ({} notes) corrupted by {kind}: {} notes audible", original.notes.len(), notes.len());
+    println!(
+        "segment {segment} ({} notes) corrupted by {kind}: {} notes audible",
+        original.notes.len(),
+        notes.len()
+    );
     piece.segments[segment].notes = notes;
     write_midi(&piece, out)?;
     println!("wrote {}", out.display());

@@ -1,7 +1,7 @@
 //! `improvnet`: the command-line front door. Thin: parses arguments and calls the library.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
@@ -53,17 +53,13 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Inspect { file } => cli::inspect(&file),
         Command::Tokenize { file, out } => cli::tokenize(&file, &out),
-        Command::Corrupt { file, segment, kind, seed, faithful, out } => {
-            cli::corrupt(&file, segment, &kind, seed, faithful, &out)
-        }
+        Command::Corrupt {
+            file,
+            segment,
+            kind,
+            seed,
+            faithful,
+            out,
+        } => cli::corrupt(&file, segment, &kind, seed, faithful, &out),
     }
-}
-
-/// Write `bytes` to `path` atomically: a temp file in the same folder, then rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }

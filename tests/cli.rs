@@ -3,12 +3,21 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn improvnet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_improvnet")).args(args).output().expect("binary runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_improvnet"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -23,12 +32,19 @@ fn inspect_reports_a_real_performance() {
 
 #[test]
 fn inspect_names_the_file_and_problem_for_bad_input() {
-    for (name, problem) in [("not_midi.mid", "MIDI"), ("drums_only.mid", "drum"), ("empty.mid", "no notes")] {
+    for (name, problem) in [
+        ("not_midi.mid", "MIDI"),
+        ("drums_only.mid", "drum"),
+        ("empty.mid", "no notes"),
+    ] {
         let file = data(name);
         let (ok, _, stderr) = improvnet(&["inspect", file.to_str().unwrap()]);
         assert!(!ok, "{name} should fail");
         assert!(stderr.contains(name), "{name}: {stderr}");
-        assert!(stderr.to_lowercase().contains(&problem.to_lowercase()), "{name}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains(&problem.to_lowercase()),
+            "{name}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
     let (ok, _, stderr) = improvnet(&["inspect", "/nonexistent/piece.mid"]);
@@ -41,15 +57,27 @@ fn tokenize_writes_the_piece_tokens_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tokens.json");
     let file = data("chopin_nocturne_op15_1.mid");
-    let (ok, _, stderr) = improvnet(&["tokenize", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = improvnet(&[
+        "tokenize",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let ids = doc["ids"].as_array().unwrap();
-    let notes: usize = doc["segments"].as_array().unwrap().iter().map(|s| s["notes"].as_array().unwrap().len()).sum();
+    let notes: usize = doc["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["notes"].as_array().unwrap().len())
+        .sum();
     assert_eq!(notes, 1788);
     let t_count = ids.iter().filter(|id| id.as_u64() == Some(2300)).count();
     assert_eq!(ids.len(), 3 * notes + t_count);
-    assert!(ids.iter().all(|id| (1..=2305).contains(&id.as_u64().unwrap())));
+    assert!(ids
+        .iter()
+        .all(|id| (1..=2305).contains(&id.as_u64().unwrap())));
 }
 
 #[test]
@@ -57,26 +85,61 @@ fn corrupt_changes_only_the_chosen_segment() {
     let dir = tempfile::tempdir().unwrap();
     let file = data("chopin_nocturne_op15_1.mid");
     let out = dir.path().join("skyline.mid");
-    let (ok, stdout, stderr) = improvnet(&["corrupt", file.to_str().unwrap(), "--segment", "3", "--kind", "skyline", "--seed", "1", "--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = improvnet(&[
+        "corrupt",
+        file.to_str().unwrap(),
+        "--segment",
+        "3",
+        "--kind",
+        "skyline",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("skyline"), "{stdout}");
     // The reference is the quantized original as written to MIDI (the writer's overlap rule may
     // shorten same-pitch overlaps, so compare written with written).
     let reference = dir.path().join("reference.mid");
-    let piece = improvnet::music::Piece::from_played(&improvnet::music::read_midi(&file).unwrap().notes);
+    let piece =
+        improvnet::music::Piece::from_played(&improvnet::music::read_midi(&file).unwrap().notes);
     improvnet::music::write_midi(&piece, &reference).unwrap();
-    let original = improvnet::music::Piece::from_played(&improvnet::music::read_midi(&reference).unwrap().notes);
-    let corrupted = improvnet::music::Piece::from_played(&improvnet::music::read_midi(&out).unwrap().notes);
+    let original = improvnet::music::Piece::from_played(
+        &improvnet::music::read_midi(&reference).unwrap().notes,
+    );
+    let corrupted =
+        improvnet::music::Piece::from_played(&improvnet::music::read_midi(&out).unwrap().notes);
     assert_eq!(original.segments.len(), corrupted.segments.len());
-    for (i, (a, b)) in original.segments.iter().zip(&corrupted.segments).enumerate() {
+    for (i, (a, b)) in original
+        .segments
+        .iter()
+        .zip(&corrupted.segments)
+        .enumerate()
+    {
         if i == 3 {
-            assert!(b.notes.len() < a.notes.len(), "skyline keeps one note per onset group");
+            assert!(
+                b.notes.len() < a.notes.len(),
+                "skyline keeps one note per onset group"
+            );
             assert!(b.notes.iter().all(|n| n.velocity == 90));
         } else if !(2..=4).contains(&i) {
             assert_eq!(a, b, "segment {i} must be untouched");
         }
     }
-    let (ok, _, stderr) = improvnet(&["corrupt", file.to_str().unwrap(), "--segment", "3", "--kind", "shuffle", "--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = improvnet(&[
+        "corrupt",
+        file.to_str().unwrap(),
+        "--segment",
+        "3",
+        "--kind",
+        "shuffle",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("skyline") && stderr.contains("shuffle"), "unknown kind lists the valid ones: {stderr}");
+    assert!(
+        stderr.contains("skyline") && stderr.contains("shuffle"),
+        "unknown kind lists the valid ones: {stderr}"
+    );
 }

@@ -276,9 +276,9 @@ fn round_trip(p: &Piece) -> Piece {
 }
 
 #[test]
-fn same_pitch_overlap_keeps_the_later_note_sounding() {
-    // A (0..1000) overlaps B (500..1500): A's off would cut B, so it is not written and B's off
-    // at 1500 closes both.
+fn same_pitch_overlap_ends_the_held_note_at_the_restrike() {
+    // A (0..1000) is still held when B (500..1500) strikes the same key: A ends at 500 (its off
+    // sorts before B's on), B keeps its full length, and a second round trip changes nothing.
     let p = piece(&[(
         0,
         &[Note::new(60, 90, 0, 1000), Note::new(60, 60, 500, 1000)],
@@ -288,20 +288,18 @@ fn same_pitch_overlap_keeps_the_later_note_sounding() {
         back,
         piece(&[(
             0,
-            &[Note::new(60, 90, 0, 1500), Note::new(60, 60, 500, 1000)]
+            &[Note::new(60, 90, 0, 500), Note::new(60, 60, 500, 1000)]
         )])
     );
-    // B inside A: both offs are written, and B's (at 1000) closes A too, as in the original.
+    assert_eq!(round_trip(&back), back);
+    // B inside A: A ends where B strikes.
     let p = piece(&[(
         0,
         &[Note::new(60, 90, 0, 2000), Note::new(60, 60, 500, 500)],
     )]);
     assert_eq!(
         round_trip(&p),
-        piece(&[(
-            0,
-            &[Note::new(60, 90, 0, 1000), Note::new(60, 60, 500, 500)]
-        )])
+        piece(&[(0, &[Note::new(60, 90, 0, 500), Note::new(60, 60, 500, 500)])])
     );
 }
 

@@ -13,4 +13,4 @@ mod write;
 pub use error::MusicError;
 pub use read::{parse_midi, read_midi, Performance, TempoChange, TimeDivision, Warning};
 pub use segment::{Note, Piece, PlayedNote, Segment};
-pub use write::{piece_to_smf, write_midi};
+pub use write::{piece_to_smf, write_atomic, write_midi};

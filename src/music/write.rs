@@ -7,7 +7,6 @@
 //! note-on of velocity 0 *is* a note-off and would cut a sounding note of that pitch) and pitches
 //! above 127.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +31,8 @@ pub fn piece_to_smf(piece: &Piece) -> Vec<u8> {
     let played = piece.to_played();
     let channel = u4::new(0);
 
-    // (tick, sort key, event) in the original's insertion order: meta, program, note-ons, then
-    // note-offs grouped by pitch. The sort below is stable, so this order breaks the remaining ties.
+    // (tick, sort key, event): meta, program, note-ons, then note-offs, each in piece order.
+    // The sort below is stable, so this order breaks the remaining ties.
     let mut messages: Vec<(u64, u16, TrackEventKind<'static>)> = vec![
         (
             0,
@@ -51,12 +50,20 @@ pub fn piece_to_smf(piece: &Piece) -> Vec<u8> {
             },
         ),
     ];
-    let mut by_pitch: Vec<(u8, Vec<(u64, u64)>)> = Vec::new();
-    let mut pitch_slot: HashMap<u8, usize> = HashMap::new();
-    for n in &played {
-        let (Some(key), true) = (u7::try_from(n.pitch), n.velocity > 0) else {
-            continue;
-        };
+    let sounding: Vec<_> = played
+        .iter()
+        .filter_map(|n| Some((n, u7::try_from(n.pitch)?)))
+        .filter(|(n, _)| n.velocity > 0)
+        .collect();
+    // Onsets per pitch, to end a held note where the same key is struck again.
+    let mut onsets: Vec<Vec<u64>> = vec![Vec::new(); 128];
+    for (n, _) in &sounding {
+        onsets[n.pitch as usize].push(n.start_ms);
+    }
+    for list in &mut onsets {
+        list.sort_unstable();
+    }
+    for (n, key) in &sounding {
         let vel = n.velocity.min(127);
         messages.push((
             n.start_ms,
@@ -64,37 +71,35 @@ pub fn piece_to_smf(piece: &Piece) -> Vec<u8> {
             TrackEventKind::Midi {
                 channel,
                 message: MidiMessage::NoteOn {
-                    key,
+                    key: *key,
                     vel: u7::new(vel),
                 },
             },
         ));
-        let slot = *pitch_slot.entry(n.pitch).or_insert_with(|| {
-            by_pitch.push((n.pitch, Vec::new()));
-            by_pitch.len() - 1
-        });
-        if let Some((_, spans)) = by_pitch.get_mut(slot) {
-            spans.push((n.start_ms, n.start_ms.saturating_add(n.dur_ms)));
-        }
     }
-    for (pitch, spans) in &by_pitch {
-        for &(start, end) in spans {
-            // Skip an off that would cut a later, longer note of the same pitch short.
-            let cuts_another = spans.iter().any(|&(s, e)| start < s && s < end && end < e);
-            if !cuts_another {
-                messages.push((
-                    end,
-                    0,
-                    TrackEventKind::Midi {
-                        channel,
-                        message: MidiMessage::NoteOn {
-                            key: u7::new(*pitch),
-                            vel: u7::new(0),
-                        },
-                    },
-                ));
-            }
-        }
+    // Offs in the piece's note order (the reader orders a chord by note-off order, so this keeps
+    // write -> read -> tokenize stable). A note still held when its key is struck again ends at
+    // that onset (offs sort before ons): a piano cannot restrike a held key, and the reader would
+    // otherwise pair the off with the wrong note. Aria's writer instead drops such offs, which
+    // lengthens notes on every round trip.
+    for (n, key) in &sounding {
+        let list = &onsets[n.pitch as usize];
+        let next_strike = list
+            .get(list.partition_point(|&s| s <= n.start_ms))
+            .copied()
+            .unwrap_or(u64::MAX);
+        let end = n.start_ms.saturating_add(n.dur_ms).min(next_strike);
+        messages.push((
+            end,
+            0,
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::NoteOn {
+                    key: *key,
+                    vel: u7::new(0),
+                },
+            },
+        ));
     }
     messages.sort_by_key(|m| (m.0, m.1));
 
@@ -148,7 +153,7 @@ pub fn write_midi(piece: &Piece, path: &Path) -> Result<(), MusicError> {
 }
 
 /// Write to a temporary file next to `path`, then rename it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
