@@ -7,7 +7,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
-use improvnet::music::{read_midi, write_atomic, write_midi, Note, Performance, Piece};
+use improvnet::music::{
+    read_midi, write_atomic, write_midi, Note, Performance, Piece, TimeDivision,
+};
 use improvnet::tokens::{decoder_target, piece_tokens, segment_tokens, Genre, DECODER_MAX_LEN};
 
 /// Reads a piano MIDI file into a performance and its T-segments, with a clear error naming it.
@@ -32,10 +34,17 @@ pub fn inspect(file: &Path) -> Result<()> {
         duration_ms as f64 / 1000.0
     );
     println!("  notes      {}", performance.notes.len());
-    println!(
-        "  resolution {} ticks per quarter note",
-        performance.ticks_per_quarter
-    );
+    match performance.time_division {
+        TimeDivision::TicksPerQuarter(tpq) => println!("  resolution {tpq} ticks per quarter note"),
+        TimeDivision::Smpte {
+            fps,
+            ticks_per_frame,
+        } => {
+            println!(
+                "  resolution SMPTE {fps} fps x {ticks_per_frame} ticks per frame (absolute time)"
+            )
+        }
+    }
     let tempos: Vec<String> = performance
         .tempo_changes
         .iter()
@@ -73,6 +82,9 @@ pub fn inspect(file: &Path) -> Result<()> {
     );
     if over > 0 {
         println!("  note       {over} segment(s) exceed the decoder's {DECODER_MAX_LEN} tokens and would be cut");
+    }
+    if let TimeDivision::Smpte { .. } = performance.time_division {
+        println!("  warning    SMPTE time division: timing is absolute, tempo events do not apply");
     }
     if performance.warnings.is_empty() {
         println!("  warnings   none");

@@ -1,5 +1,6 @@
 //! `improvnet`: the command-line front door. Thin: parses arguments and calls the library.
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -48,8 +49,18 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    // Errors are for musicians: the file and the problem, with their causes, no backtrace.
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { file } => cli::inspect(&file),
         Command::Tokenize { file, out } => cli::tokenize(&file, &out),
