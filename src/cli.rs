@@ -83,15 +83,15 @@ pub fn inspect(file: &Path) -> Result<()> {
     if over > 0 {
         println!("  note       {over} segment(s) exceed the decoder's {DECODER_MAX_LEN} tokens and would be cut");
     }
+    let mut warnings: Vec<String> = performance.warnings.iter().map(|w| w.to_string()).collect();
     if let TimeDivision::Smpte { .. } = performance.time_division {
-        println!("  warning    SMPTE time division: timing is absolute, tempo events do not apply");
+        warnings.push("SMPTE time division: timing is absolute, tempo events do not apply".into());
     }
-    if performance.warnings.is_empty() {
+    if warnings.is_empty() {
         println!("  warnings   none");
-    } else {
-        for w in &performance.warnings {
-            println!("  warning    {w}");
-        }
+    }
+    for w in &warnings {
+        println!("  warning    {w}");
     }
     println!();
     println!(
