@@ -182,3 +182,76 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::music::{Note, Segment};
+
+    fn events(piece: &Piece) -> Vec<(u64, TrackEventKind<'static>)> {
+        let bytes = piece_to_smf(piece);
+        let smf = Smf::parse(&bytes).unwrap();
+        let mut tick = 0u64;
+        smf.tracks[0]
+            .iter()
+            .map(|e| {
+                tick += u64::from(e.delta.as_int());
+                let kind = match e.kind {
+                    TrackEventKind::Midi { channel, message } => {
+                        TrackEventKind::Midi { channel, message }
+                    }
+                    TrackEventKind::Meta(MetaMessage::Tempo(t)) => {
+                        TrackEventKind::Meta(MetaMessage::Tempo(t))
+                    }
+                    _ => TrackEventKind::Meta(MetaMessage::EndOfTrack),
+                };
+                (tick, kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gaps_beyond_one_delta_are_bridged_with_neutral_tempo_events() {
+        let window = 200_000u32; // 1e9 ms: three maximal deltas and a remainder
+        let piece = Piece {
+            segments: vec![
+                Segment {
+                    window: 0,
+                    notes: vec![Note::new(60, 90, 0, 10)],
+                },
+                Segment {
+                    window,
+                    notes: vec![Note::new(62, 90, 0, 10)],
+                },
+            ],
+        };
+        let ev = events(&piece);
+        let fillers = ev
+            .iter()
+            .filter(|(t, k)| *t > 0 && matches!(k, TrackEventKind::Meta(MetaMessage::Tempo(_))))
+            .count();
+        assert_eq!(fillers, 3);
+        let on = ev.iter().find(|(_, k)| {
+            matches!(k, TrackEventKind::Midi { message: MidiMessage::NoteOn { key, .. }, .. } if key.as_int() == 62)
+        });
+        assert_eq!(on.map(|e| e.0), Some(u64::from(window) * 5000));
+    }
+
+    #[test]
+    fn an_off_that_would_cut_a_later_longer_note_is_skipped() {
+        let piece = Piece {
+            segments: vec![Segment {
+                window: 0,
+                notes: vec![Note::new(60, 90, 0, 1000), Note::new(60, 60, 500, 1000)],
+            }],
+        };
+        let offs: Vec<u64> = events(&piece)
+            .iter()
+            .filter(|(_, k)| {
+                matches!(k, TrackEventKind::Midi { message: MidiMessage::NoteOn { vel, .. }, .. } if vel.as_int() == 0)
+            })
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(offs, vec![1500]);
+    }
+}
