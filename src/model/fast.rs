@@ -45,21 +45,21 @@ mod avx {
         _mm_cvtss_f32(s)
     }
 
-    /// `y[o] = b[o] + w[o, :] . x` for a row-major `[y.len(), x.len()]` matrix.
+    /// `y[o] = b[o] + w[o, :] . x` for a row-major matrix with rows `ld` apart.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
+    pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
         let n = x.len();
         let m = y.len();
-        debug_assert!(w.len() >= m * n && b.len() >= m);
+        debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
         let n8 = n / 8 * 8;
         let xp = x.as_ptr();
         let wp = w.as_ptr();
         let mut o = 0;
         while o + 4 <= m {
-            let r0 = wp.add(o * n);
-            let r1 = r0.add(n);
-            let r2 = r1.add(n);
-            let r3 = r2.add(n);
+            let r0 = wp.add(o * ld);
+            let r1 = r0.add(ld);
+            let r2 = r1.add(ld);
+            let r3 = r2.add(ld);
             let mut a0 = _mm256_setzero_ps();
             let mut a1 = _mm256_setzero_ps();
             let mut a2 = _mm256_setzero_ps();
@@ -81,13 +81,13 @@ mod avx {
                 s[2] += *r2.add(i) * xi;
                 s[3] += *r3.add(i) * xi;
             }
-            for k in 0..4 {
-                *y.get_unchecked_mut(o + k) = s[k] + *b.get_unchecked(o + k);
+            for (k, sk) in s.iter().enumerate() {
+                *y.get_unchecked_mut(o + k) = sk + b.map_or(0.0, |b| *b.get_unchecked(o + k));
             }
             o += 4;
         }
         while o < m {
-            *y.get_unchecked_mut(o) = dot(&w[o * n..o * n + n], x) + b[o];
+            *y.get_unchecked_mut(o) = dot(&w[o * ld..o * ld + n], x) + b.map_or(0.0, |b| b[o]);
             o += 1;
         }
     }
@@ -112,56 +112,28 @@ mod avx {
         }
         s
     }
-
-    /// `y += a * x`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-        for (yi, xi) in y.iter_mut().zip(x) {
-            *yi = xi.mul_add(a, *yi);
-        }
-    }
 }
 
 /// `y = W x + b` with `W` row-major `[y.len(), x.len()]`.
 pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
-    assert!(w.len() >= y.len() * x.len() && b.len() >= y.len());
+    assert!(b.len() >= y.len());
+    matvec_ld(w, x.len(), Some(b), x, y);
+}
+
+/// `y = W x (+ b)` with the rows of `W` `ld` apart (`ld >= x.len()`).
+pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
+    let (m, n) = (y.len(), x.len());
+    assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
+    assert!(b.is_none_or(|b| b.len() >= m));
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA; bounds asserted above.
-        unsafe { avx::matvec(w, b, x, y) };
+        unsafe { avx::matvec(w, ld, b, x, y) };
         return;
     }
-    let n = x.len();
     for (o, yo) in y.iter_mut().enumerate() {
-        *yo = b[o]
-            + w[o * n..o * n + n]
-                .iter()
-                .zip(x)
-                .map(|(a, b)| a * b)
-                .sum::<f32>();
-    }
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA are available.
-        return unsafe { avx::dot(a, b) };
-    }
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-#[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA are available.
-        unsafe { avx::axpy(a, x, y) };
-        return;
-    }
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
+        let row = &w[o * ld..o * ld + n];
+        *yo = b.map_or(0.0, |b| b[o]) + row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
     }
 }
 
@@ -196,11 +168,14 @@ fn softmax(x: &mut [f32]) {
     }
 }
 
-/// One attention head: `out = softmax(scale * K q) V` over `n` keys, K and V row-major `[n, dh]`.
+/// One attention head over `n` keys: `out = V^T softmax(scale * K q)`, with K row-major
+/// `[n, dh]` and V stored transposed, `[dh, ld]` (`ld >= n`).
+#[allow(clippy::too_many_arguments)]
 fn attend(
     q: &[f32],
     k: &[f32],
-    v: &[f32],
+    vt: &[f32],
+    ld: usize,
     n: usize,
     scale: f32,
     scores: &mut [f32],
@@ -208,14 +183,12 @@ fn attend(
 ) {
     let dh = q.len();
     let scores = &mut scores[..n];
-    for (j, s) in scores.iter_mut().enumerate() {
-        *s = dot(q, &k[j * dh..j * dh + dh]) * scale;
+    matvec_ld(k, dh, None, q, scores);
+    for s in scores.iter_mut() {
+        *s *= scale;
     }
     softmax(scores);
-    out.fill(0.0);
-    for (j, &p) in scores.iter().enumerate() {
-        axpy(p, &v[j * dh..j * dh + dh], out);
-    }
+    matvec_ld(vt, ld, None, scores, out);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -345,10 +318,10 @@ pub struct DecoderState {
     pos: usize,
     max_len: usize,
     enc_len: usize,
-    /// per layer `[H, max_len, Dh]`
+    /// per layer: K `[H, max_len, Dh]`, V transposed `[H, Dh, max_len]`
     self_k: Vec<Vec<f32>>,
     self_v: Vec<Vec<f32>>,
-    /// per layer `[H, enc_len, Dh]`
+    /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
     x: Vec<f32>,
@@ -402,15 +375,14 @@ impl DecoderState {
                 .as_ref()
                 .expect("decoder has cross-attention")
                 .self_attention;
-            for (lin, out) in [(&ca.key, &mut cross_k), (&ca.value, &mut cross_v)] {
-                let t = apply_linear(lin, &enc)?
-                    .reshape((n, h, dh))?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                out.push(t);
-            }
+            let k = apply_linear(&ca.key, &enc)?
+                .reshape((n, h, dh))?
+                .transpose(0, 1)?;
+            let v = apply_linear(&ca.value, &enc)?
+                .reshape((n, h, dh))?
+                .permute((1, 2, 0))?;
+            cross_k.push(k.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
+            cross_v.push(v.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
         }
         let max_len = cfg.max_position_embeddings;
         let layers = cfg.num_hidden_layers;
@@ -470,17 +442,21 @@ impl DecoderState {
             matvec(w.l(li, 2), w.l(li, 3), &self.x, &mut self.k);
             matvec(w.l(li, 4), w.l(li, 5), &self.x, &mut self.v);
             let (ck, cv) = (&mut self.self_k[li], &mut self.self_v[li]);
+            let ml = self.max_len;
             for hh in 0..h {
-                let off = (hh * self.max_len + pos) * dh;
+                let off = (hh * ml + pos) * dh;
                 ck[off..off + dh].copy_from_slice(&self.k[hh * dh..hh * dh + dh]);
-                cv[off..off + dh].copy_from_slice(&self.v[hh * dh..hh * dh + dh]);
+                for i in 0..dh {
+                    cv[(hh * dh + i) * ml + pos] = self.v[hh * dh + i];
+                }
             }
             for hh in 0..h {
-                let base = hh * self.max_len * dh;
+                let base = hh * ml * dh;
                 attend(
                     &self.q[hh * dh..hh * dh + dh],
                     &ck[base..base + (pos + 1) * dh],
-                    &cv[base..base + (pos + 1) * dh],
+                    &cv[base..base + ml * dh],
+                    ml,
                     pos + 1,
                     scale,
                     &mut self.scores,
@@ -502,6 +478,7 @@ impl DecoderState {
                     &self.q[hh * dh..hh * dh + dh],
                     &self.cross_k[li][base..base + n * dh],
                     &self.cross_v[li][base..base + n * dh],
+                    n,
                     n,
                     scale,
                     &mut self.scores,
