@@ -9,7 +9,7 @@
 
 use candle_core::Device;
 use improvnet::model::bench::{bench_input, bench_model, BenchSpec};
-use improvnet::model::{Config, ImprovNetModel};
+use improvnet::model::{BertConfig, Config, ImprovNetModel};
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut spec = BenchSpec::default();
     let mut which = "small".to_string();
     let mut export: Option<PathBuf> = None;
+    let mut custom: Option<Config> = None;
     let mut i = 0;
     while i < args.len() {
         let next = || args.get(i + 1).cloned().unwrap_or_default();
@@ -26,6 +27,19 @@ fn main() -> anyhow::Result<()> {
             "--dec" => spec.dec_tokens = next().parse()?,
             "--seed" => spec.seed = next().parse()?,
             "--export" => export = Some(next().into()),
+            // A custom size: --size LAYERS,D,HEADS,FFN (encoder and decoder alike).
+            "--size" => {
+                let v: Vec<usize> = next()
+                    .split(',')
+                    .map(|x| x.parse())
+                    .collect::<Result<_, _>>()?;
+                anyhow::ensure!(v.len() == 4, "--size LAYERS,D,HEADS,FFN");
+                custom = Some(Config::from_parts(
+                    BertConfig::sized(v[1], v[0], v[2], v[3], 2048),
+                    BertConfig::sized(v[1], v[0], v[2], v[3], 512),
+                ));
+                which = format!("{}+{} d{} h{} ffn{}", v[0], v[0], v[1], v[2], v[3]);
+            }
             other => {
                 which = other.to_string();
                 i += 1;
@@ -35,10 +49,13 @@ fn main() -> anyhow::Result<()> {
         i += 2;
     }
     let dev = Device::Cpu;
-    let model = match which.as_str() {
+    let model = match (custom, which.as_str()) {
+        (Some(c), _) => ImprovNetModel::random(&c, 1, &dev)?,
+        (None, w) => match w {
         "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
         "base" => ImprovNetModel::random(&Config::base(), 1, &dev)?,
         dir => ImprovNetModel::load(std::path::Path::new(dir), &dev)?,
+        },
     };
     if let Some(dir) = &export {
         model.save(dir)?;

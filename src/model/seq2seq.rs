@@ -115,8 +115,14 @@ impl ImprovNetModel {
 
     /// Encoder output `[B, L, D]` for `ids` `[B, L]` (u32) with `mask` `[B, L]` (1 = token).
     pub fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let m = padding_mask(mask)?;
-        Ok(self.encoder.forward(ids, Some(&m), None)?)
+        // No padding: skip the additive mask (it would add zeros to every score).
+        let all_ones = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? >= 1.0;
+        let m = if all_ones {
+            None
+        } else {
+            Some(padding_mask(mask)?)
+        };
+        Ok(self.encoder.forward(ids, m.as_ref(), None)?)
     }
 
     /// Decoder logits `[B, Ld, V]` for the whole prefix `dec_ids` (no cache).
