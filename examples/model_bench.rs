@@ -52,9 +52,9 @@ fn main() -> anyhow::Result<()> {
     let model = match (custom, which.as_str()) {
         (Some(c), _) => ImprovNetModel::random(&c, 1, &dev)?,
         (None, w) => match w {
-        "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
-        "base" => ImprovNetModel::random(&Config::base(), 1, &dev)?,
-        dir => ImprovNetModel::load(std::path::Path::new(dir), &dev)?,
+            "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
+            "base" => ImprovNetModel::random(&Config::base(), 1, &dev)?,
+            dir => ImprovNetModel::load(std::path::Path::new(dir), &dev)?,
         },
     };
     if let Some(dir) = &export {

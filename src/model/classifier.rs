@@ -36,7 +36,8 @@ impl GenreClassifier {
         c
     }
 
-    pub fn new(cfg: &BertConfig, vb: VarBuilder) -> candle_core::Result<(BertModel, Linear)> {
+    /// Builds the layers (`bert.*`, `classifier.*`) from a `VarBuilder`.
+    pub fn layers(cfg: &BertConfig, vb: VarBuilder) -> candle_core::Result<(BertModel, Linear)> {
         let bert = BertModel::new(cfg, vb.pp("bert"), Some(true))?;
         let classifier = linear(cfg.hidden_size, 3, vb.pp("classifier"))?;
         Ok((bert, classifier))
@@ -48,7 +49,7 @@ impl GenreClassifier {
         device: &Device,
     ) -> candle_core::Result<Self> {
         let (vb, log) = weights::recording(backend, DType::F32, device);
-        let (bert, classifier) = Self::new(cfg, vb)?;
+        let (bert, classifier) = Self::layers(cfg, vb)?;
         let tensors = std::mem::take(&mut *log.lock().unwrap());
         Ok(Self {
             config: cfg.clone(),

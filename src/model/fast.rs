@@ -124,7 +124,7 @@ pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
 pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
     let (m, n) = (y.len(), x.len());
     assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
-    assert!(b.is_none_or(|b| b.len() >= m));
+    assert!(b.map_or(true, |b| b.len() >= m));
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA; bounds asserted above.

@@ -3,13 +3,13 @@
 //!
 //! The model knows token ids only; the vocabulary lives in `tokens`.
 //!
-//! - [`config`]: `Config` read from / written to HF `config.json`.
-//! - [`bert`]: embeddings, encoder and decoder layers, LM head (full-sequence forward, candle ops).
-//! - [`seq2seq`]: [`ImprovNetModel`]: load, save, forward.
-//! - [`fast`]: the incremental decoder (KV cache, CPU kernels) used for generation.
-//! - [`generate`]: sampling (temperature, top-k, top-p), [`LogitsProcessor`]s, the decode loop.
-//! - [`classifier`]: `BertForSequenceClassification`.
-//! - [`bench`]: the per-segment refinement benchmark.
+//! - [`config`] — `Config` read from / written to HF `config.json`.
+//! - [`bert`] — embeddings, encoder and decoder layers, LM head (full-sequence forward, candle ops).
+//! - [`seq2seq`] — [`ImprovNetModel`]: load, save, forward.
+//! - [`fast`] — the incremental decoder (KV cache, CPU kernels) used for generation.
+//! - [`generate`] — sampling (temperature, top-k, top-p), logits processors, the decode loop.
+//! - [`classifier`] — `BertForSequenceClassification`.
+//! - [`bench`] — the per-segment refinement benchmark.
 
 pub mod bench;
 pub mod bert;
