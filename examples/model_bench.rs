@@ -1,0 +1,73 @@
+//! Model benchmark: one config per process (so the peak memory is that config's).
+//!
+//!     cargo run --release --example model_bench -- small [--runs 5] [--enc 1000] [--dec 300] [--export DIR]
+//!     cargo run --release --example model_bench -- base
+//!     cargo run --release --example model_bench -- path/to/model_dir
+//!
+//! `--export DIR` saves the random weights (HF layout) and `input.json` for
+//! `scripts/bench_model_pytorch.py`.
+
+use candle_core::Device;
+use improvnet::model::bench::{bench_input, bench_model, BenchSpec};
+use improvnet::model::{BertConfig, Config, ImprovNetModel};
+use std::path::PathBuf;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut spec = BenchSpec::default();
+    let mut which = "small".to_string();
+    let mut export: Option<PathBuf> = None;
+    let mut custom: Option<Config> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let next = || args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--runs" => spec.runs = next().parse()?,
+            "--enc" => spec.enc_tokens = next().parse()?,
+            "--dec" => spec.dec_tokens = next().parse()?,
+            "--seed" => spec.seed = next().parse()?,
+            "--export" => export = Some(next().into()),
+            // A custom size: --size LAYERS,D,HEADS,FFN (encoder and decoder alike).
+            "--size" => {
+                let v: Vec<usize> = next()
+                    .split(',')
+                    .map(|x| x.parse())
+                    .collect::<Result<_, _>>()?;
+                anyhow::ensure!(v.len() == 4, "--size LAYERS,D,HEADS,FFN");
+                custom = Some(Config::from_parts(
+                    BertConfig::sized(v[1], v[0], v[2], v[3], 2048),
+                    BertConfig::sized(v[1], v[0], v[2], v[3], 512),
+                ));
+                which = format!("{}+{} d{} h{} ffn{}", v[0], v[0], v[1], v[2], v[3]);
+            }
+            other => {
+                which = other.to_string();
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    let dev = Device::Cpu;
+    let model = match (custom, which.as_str()) {
+        (Some(c), _) => ImprovNetModel::random(&c, 1, &dev)?,
+        (None, w) => match w {
+            "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
+            "base" => ImprovNetModel::random(&Config::base(), 1, &dev)?,
+            dir => ImprovNetModel::load(std::path::Path::new(dir), &dev)?,
+        },
+    };
+    if let Some(dir) = &export {
+        model.save(dir)?;
+        let input = bench_input(spec.enc_tokens, spec.seed);
+        std::fs::write(
+            dir.join("input.json"),
+            serde_json::to_string(&serde_json::json!({
+                "enc_ids": input, "dec_tokens": spec.dec_tokens, "runs": spec.runs
+            }))?,
+        )?;
+    }
+    let r = bench_model(&model, &spec)?;
+    println!("rust {which}: {r}");
+    Ok(())
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Rust vs PyTorch model bench, same weights and inputs, one fresh process per config.
+#   scripts/bench_model.sh [PYTHON] [RUNS] [PT_RUNS]
+set -euo pipefail
+PY=${1:-/work/pyenv/bin/python}
+RUNS=${2:-5}
+PT_RUNS=${3:-3}
+cargo build --release --example model_bench
+for cfg in small base; do
+  uptime
+  target/release/examples/model_bench "$cfg" --runs "$RUNS" --export "/tmp/improvnet_bench_$cfg"
+  "$PY" scripts/bench_model_pytorch.py "/tmp/improvnet_bench_$cfg" "$PT_RUNS" 2>&1 | grep '^pytorch'
+done

@@ -1,0 +1,512 @@
+//! The incremental decoder used for generation (spec §5.3): encoder once, cross-attention keys
+//! and values once per segment, a preallocated self-attention KV cache, and one token per step
+//! with plain CPU kernels (AVX2/FMA when available) and no allocation in the loop.
+//!
+//! It reads the model's own f32 tensors in place (read locks held for the segment), so there is no
+//! second copy of the weights. CPU only; the full-sequence candle forward runs anywhere.
+
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+
+use super::bert::apply_linear;
+use super::seq2seq::ImprovNetModel;
+use super::{ModelError, Result};
+
+// ------------------------------------------------------------------------------------------------
+// Kernels
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+        _mm_cvtss_f32(s)
+    }
+
+    /// `y[o] = b[o] + w[o, :] . x` for a row-major matrix with rows `ld` apart.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let m = y.len();
+        debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
+        let n8 = n / 8 * 8;
+        let xp = x.as_ptr();
+        let wp = w.as_ptr();
+        let mut o = 0;
+        while o + 4 <= m {
+            let r0 = wp.add(o * ld);
+            let r1 = r0.add(ld);
+            let r2 = r1.add(ld);
+            let r3 = r2.add(ld);
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut a2 = _mm256_setzero_ps();
+            let mut a3 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i < n8 {
+                let xv = _mm256_loadu_ps(xp.add(i));
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0.add(i)), xv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1.add(i)), xv, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2.add(i)), xv, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3.add(i)), xv, a3);
+                i += 8;
+            }
+            let mut s = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
+            for i in n8..n {
+                let xi = *xp.add(i);
+                s[0] += *r0.add(i) * xi;
+                s[1] += *r1.add(i) * xi;
+                s[2] += *r2.add(i) * xi;
+                s[3] += *r3.add(i) * xi;
+            }
+            for (k, sk) in s.iter().enumerate() {
+                *y.get_unchecked_mut(o + k) = sk + b.map_or(0.0, |b| *b.get_unchecked(o + k));
+            }
+            o += 4;
+        }
+        while o < m {
+            *y.get_unchecked_mut(o) = dot(&w[o * ld..o * ld + n], x) + b.map_or(0.0, |b| b[o]);
+            o += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let n8 = n / 8 * 8;
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < n8 {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+                acc,
+            );
+            i += 8;
+        }
+        let mut s = hsum(acc);
+        for i in n8..n {
+            s += a[i] * b[i];
+        }
+        s
+    }
+}
+
+/// `y = W x + b` with `W` row-major `[y.len(), x.len()]`.
+pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
+    assert!(b.len() >= y.len());
+    matvec_ld(w, x.len(), Some(b), x, y);
+}
+
+/// `y = W x (+ b)` with the rows of `W` `ld` apart (`ld >= x.len()`).
+pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
+    let (m, n) = (y.len(), x.len());
+    assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
+    assert!(b.map_or(true, |b| b.len() >= m));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA; bounds asserted above.
+        unsafe { avx::matvec(w, ld, b, x, y) };
+        return;
+    }
+    for (o, yo) in y.iter_mut().enumerate() {
+        let row = &w[o * ld..o * ld + n];
+        *yo = b.map_or(0.0, |b| b[o]) + row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+    }
+}
+
+/// In-place LayerNorm (biased variance, as PyTorch).
+fn layer_norm(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in x.iter_mut().zip(g).zip(b) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+fn gelu(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v =
+            0.5 * *v * (1.0 + candle_core::cpu::erf::erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// One attention head over `n` keys: `out = V^T softmax(scale * K q)`, with K row-major
+/// `[n, dh]` and V stored transposed, `[dh, ld]` (`ld >= n`).
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    q: &[f32],
+    k: &[f32],
+    vt: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let dh = q.len();
+    let scores = &mut scores[..n];
+    matvec_ld(k, dh, None, q, scores);
+    for s in scores.iter_mut() {
+        *s *= scale;
+    }
+    softmax(scores);
+    matvec_ld(vt, ld, None, scores, out);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Weights, read in place
+
+const PER_LAYER: usize = 22;
+const EMB: usize = 5;
+
+/// The decoder's tensors, in a fixed order, read-locked for the life of this value.
+pub struct DecoderWeights<'m> {
+    guards: Vec<(candle_core::StorageRef<'m>, usize, usize)>,
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub eps: f32,
+}
+
+fn decoder_tensors(m: &ImprovNetModel) -> Vec<&Tensor> {
+    let d = &m.decoder;
+    let e = &d.bert.embeddings;
+    let mut v: Vec<&Tensor> = vec![
+        e.word_embeddings.embeddings(),
+        e.position_embeddings.embeddings(),
+        e.token_type_embeddings.embeddings(),
+        e.layer_norm.weight(),
+        e.layer_norm.bias().expect("LayerNorm bias"),
+    ];
+    for layer in &d.bert.layers {
+        let sa = &layer.attention;
+        let ca = layer
+            .crossattention
+            .as_ref()
+            .expect("decoder layers have cross-attention");
+        for l in [
+            &sa.self_attention.query,
+            &sa.self_attention.key,
+            &sa.self_attention.value,
+            &sa.output.dense,
+        ] {
+            v.push(l.weight());
+            v.push(l.bias().expect("bias"));
+        }
+        v.push(sa.output.layer_norm.weight());
+        v.push(sa.output.layer_norm.bias().expect("bias"));
+        for l in [&ca.self_attention.query, &ca.output.dense] {
+            v.push(l.weight());
+            v.push(l.bias().expect("bias"));
+        }
+        v.push(ca.output.layer_norm.weight());
+        v.push(ca.output.layer_norm.bias().expect("bias"));
+        for l in [&layer.intermediate, &layer.output.dense] {
+            v.push(l.weight());
+            v.push(l.bias().expect("bias"));
+        }
+        v.push(layer.output.layer_norm.weight());
+        v.push(layer.output.layer_norm.bias().expect("bias"));
+    }
+    let c = &d.cls;
+    v.push(c.transform_dense.weight());
+    v.push(c.transform_dense.bias().expect("bias"));
+    v.push(c.transform_layer_norm.weight());
+    v.push(c.transform_layer_norm.bias().expect("bias"));
+    v.push(c.decoder.weight());
+    v.push(c.decoder.bias().expect("bias"));
+    v
+}
+
+impl<'m> DecoderWeights<'m> {
+    pub fn lock(m: &'m ImprovNetModel) -> Result<Self> {
+        let cfg = &m.config.decoder;
+        let mut guards = Vec::new();
+        for t in decoder_tensors(m) {
+            if t.dtype() != DType::F32 || !t.device().is_cpu() {
+                return Err(ModelError::Input(
+                    "incremental decoding needs f32 weights on the CPU".into(),
+                ));
+            }
+            let (g, layout) = t.storage_and_layout();
+            let Some((start, end)) = layout.contiguous_offsets() else {
+                return Err(ModelError::Input("non-contiguous weight".into()));
+            };
+            if !matches!(&*g, Storage::Cpu(CpuStorage::F32(_))) {
+                return Err(ModelError::Input("weights must be f32 on the CPU".into()));
+            }
+            guards.push((g, start, end));
+        }
+        Ok(Self {
+            guards,
+            layers: cfg.num_hidden_layers,
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            ffn: cfg.intermediate_size,
+            vocab: cfg.vocab_size,
+            max_positions: cfg.max_position_embeddings,
+            eps: cfg.layer_norm_eps as f32,
+        })
+    }
+
+    #[inline]
+    fn t(&self, i: usize) -> &[f32] {
+        let (g, s, e) = &self.guards[i];
+        match &**g {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[*s..*e],
+            _ => unreachable!("checked in lock()"),
+        }
+    }
+
+    #[inline]
+    fn l(&self, layer: usize, k: usize) -> &[f32] {
+        self.t(EMB + layer * PER_LAYER + k)
+    }
+
+    #[inline]
+    fn head(&self, k: usize) -> &[f32] {
+        self.t(EMB + self.layers * PER_LAYER + k)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// State
+
+/// Per-segment decoding state: cross-attention K/V, the self-attention cache, scratch buffers.
+pub struct DecoderState {
+    pos: usize,
+    max_len: usize,
+    enc_len: usize,
+    /// per layer: K `[H, max_len, Dh]`, V transposed `[H, Dh, max_len]`
+    self_k: Vec<Vec<f32>>,
+    self_v: Vec<Vec<f32>>,
+    /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
+    cross_k: Vec<Vec<f32>>,
+    cross_v: Vec<Vec<f32>>,
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    ffn: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl DecoderState {
+    /// Tokens fed so far (the position of the next one).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Prepares decoding of one segment from the encoder output `enc` `[1, L, D]` (or `[L, D]`)
+    /// and its key mask (`true` = real token). Masked keys are dropped, which is exactly HF's
+    /// additive-minimum mask.
+    pub fn new(model: &ImprovNetModel, enc: &Tensor, mask: &[bool]) -> Result<Self> {
+        let cfg = &model.config.decoder;
+        let d = cfg.hidden_size;
+        let h = cfg.num_attention_heads;
+        let dh = d / h;
+        let enc = if enc.rank() == 3 {
+            enc.squeeze(0)?
+        } else {
+            enc.clone()
+        };
+        let (l, _) = enc.dims2()?;
+        if mask.len() != l {
+            return Err(ModelError::Input(format!(
+                "mask has {} entries for {l} encoder positions",
+                mask.len()
+            )));
+        }
+        let keep: Vec<u32> = (0..l as u32).filter(|&i| mask[i as usize]).collect();
+        let n = keep.len();
+        let enc = enc.index_select(&Tensor::new(keep.as_slice(), enc.device())?, 0)?;
+        let mut cross_k = Vec::new();
+        let mut cross_v = Vec::new();
+        for layer in &model.decoder.bert.layers {
+            let ca = &layer
+                .crossattention
+                .as_ref()
+                .expect("decoder has cross-attention")
+                .self_attention;
+            let k = apply_linear(&ca.key, &enc)?
+                .reshape((n, h, dh))?
+                .transpose(0, 1)?;
+            let v = apply_linear(&ca.value, &enc)?
+                .reshape((n, h, dh))?
+                .permute((1, 2, 0))?;
+            cross_k.push(k.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
+            cross_v.push(v.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let max_len = cfg.max_position_embeddings;
+        let layers = cfg.num_hidden_layers;
+        Ok(Self {
+            pos: 0,
+            max_len,
+            enc_len: n,
+            self_k: vec![vec![0.0; h * max_len * dh]; layers],
+            self_v: vec![vec![0.0; h * max_len * dh]; layers],
+            cross_k,
+            cross_v,
+            x: vec![0.0; d],
+            q: vec![0.0; d],
+            k: vec![0.0; d],
+            v: vec![0.0; d],
+            ctx: vec![0.0; d],
+            tmp: vec![0.0; d],
+            ffn: vec![0.0; cfg.intermediate_size],
+            scores: vec![0.0; max_len.max(n)],
+        })
+    }
+
+    /// Feeds `token` at the current position and writes the next-token logits (`vocab` values).
+    pub fn step(&mut self, w: &DecoderWeights, token: u32, logits: &mut [f32]) -> Result<()> {
+        let d = w.hidden;
+        let h = w.heads;
+        let dh = d / h;
+        let pos = self.pos;
+        if pos >= self.max_len {
+            return Err(ModelError::Input(format!(
+                "decoder position {pos} exceeds max_position_embeddings {}",
+                self.max_len
+            )));
+        }
+        if token as usize >= w.vocab {
+            return Err(ModelError::Input(format!(
+                "token {token} >= vocab {}",
+                w.vocab
+            )));
+        }
+        if logits.len() != w.vocab {
+            return Err(ModelError::Input("logits buffer has the wrong size".into()));
+        }
+        let scale = 1.0 / (dh as f32).sqrt();
+        let eps = w.eps;
+        // Embeddings.
+        let t = token as usize;
+        let (we, pe, te) = (w.t(0), w.t(1), w.t(2));
+        for i in 0..d {
+            self.x[i] = we[t * d + i] + pe[pos * d + i] + te[i];
+        }
+        layer_norm(&mut self.x, w.t(3), w.t(4), eps);
+
+        for li in 0..w.layers {
+            // Causal self-attention with the cache.
+            matvec(w.l(li, 0), w.l(li, 1), &self.x, &mut self.q);
+            matvec(w.l(li, 2), w.l(li, 3), &self.x, &mut self.k);
+            matvec(w.l(li, 4), w.l(li, 5), &self.x, &mut self.v);
+            let (ck, cv) = (&mut self.self_k[li], &mut self.self_v[li]);
+            let ml = self.max_len;
+            for hh in 0..h {
+                let off = (hh * ml + pos) * dh;
+                ck[off..off + dh].copy_from_slice(&self.k[hh * dh..hh * dh + dh]);
+                for i in 0..dh {
+                    cv[(hh * dh + i) * ml + pos] = self.v[hh * dh + i];
+                }
+            }
+            for hh in 0..h {
+                let base = hh * ml * dh;
+                attend(
+                    &self.q[hh * dh..hh * dh + dh],
+                    &ck[base..base + (pos + 1) * dh],
+                    &cv[base..base + ml * dh],
+                    ml,
+                    pos + 1,
+                    scale,
+                    &mut self.scores,
+                    &mut self.ctx[hh * dh..hh * dh + dh],
+                );
+            }
+            matvec(w.l(li, 6), w.l(li, 7), &self.ctx, &mut self.tmp);
+            for i in 0..d {
+                self.x[i] += self.tmp[i];
+            }
+            layer_norm(&mut self.x, w.l(li, 8), w.l(li, 9), eps);
+
+            // Cross-attention over the encoder output.
+            matvec(w.l(li, 10), w.l(li, 11), &self.x, &mut self.q);
+            let n = self.enc_len;
+            for hh in 0..h {
+                let base = hh * n * dh;
+                attend(
+                    &self.q[hh * dh..hh * dh + dh],
+                    &self.cross_k[li][base..base + n * dh],
+                    &self.cross_v[li][base..base + n * dh],
+                    n,
+                    n,
+                    scale,
+                    &mut self.scores,
+                    &mut self.ctx[hh * dh..hh * dh + dh],
+                );
+            }
+            matvec(w.l(li, 12), w.l(li, 13), &self.ctx, &mut self.tmp);
+            for i in 0..d {
+                self.x[i] += self.tmp[i];
+            }
+            layer_norm(&mut self.x, w.l(li, 14), w.l(li, 15), eps);
+
+            // Feed-forward.
+            matvec(w.l(li, 16), w.l(li, 17), &self.x, &mut self.ffn);
+            gelu(&mut self.ffn);
+            matvec(w.l(li, 18), w.l(li, 19), &self.ffn, &mut self.tmp);
+            for i in 0..d {
+                self.x[i] += self.tmp[i];
+            }
+            layer_norm(&mut self.x, w.l(li, 20), w.l(li, 21), eps);
+        }
+
+        // LM head.
+        matvec(w.head(0), w.head(1), &self.x, &mut self.tmp);
+        gelu(&mut self.tmp);
+        layer_norm(&mut self.tmp, w.head(2), w.head(3), eps);
+        matvec(w.head(4), w.head(5), &self.tmp, logits);
+        self.pos += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! `ImprovNetModel`: the BERT2BERT `EncoderDecoderModel` (spec §5.1).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use std::path::Path;
+
+use super::bert::{causal_mask, padding_mask, BertModel, LmHead};
+use super::config::Config;
+use super::weights::{self, CheckedTensors, Recorded};
+use super::{ModelError, Result};
+
+/// The decoder side: `decoder.bert.*` (no pooler) and `decoder.cls.predictions.*`.
+#[derive(Debug, Clone)]
+pub struct BertLmHeadModel {
+    pub bert: BertModel,
+    pub cls: LmHead,
+}
+
+impl BertLmHeadModel {
+    pub fn new(cfg: &super::BertConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            bert: BertModel::new(cfg, vb.pp("bert"), Some(false))?,
+            cls: LmHead::new(cfg, vb.pp("cls").pp("predictions"))?,
+        })
+    }
+}
+
+/// The ImprovNet network. Computes in f32.
+pub struct ImprovNetModel {
+    pub config: Config,
+    pub encoder: BertModel,
+    pub decoder: BertLmHeadModel,
+    device: Device,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl ImprovNetModel {
+    /// Builds the model from any weight source (a checkpoint, a `VarMap` for training, zeros),
+    /// recording each tensor it takes so that [`save`](Self::save) writes exactly those.
+    pub fn from_backend<'a>(
+        config: &Config,
+        backend: Box<dyn SimpleBackend + 'a>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let (vb, log) = weights::recording(backend, DType::F32, device);
+        Self::build(config, vb, log, device)
+    }
+
+    fn build(
+        config: &Config,
+        vb: VarBuilder,
+        log: Recorded,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), None)?;
+        let decoder = BertLmHeadModel::new(&config.decoder, vb.pp("decoder"))?;
+        let tensors = std::mem::take(&mut *log.lock().unwrap());
+        Ok(Self {
+            config: config.clone(),
+            encoder,
+            decoder,
+            device: device.clone(),
+            tensors,
+        })
+    }
+
+    /// Loads `dir/config.json` and `dir/model.safetensors` (f32, f16 or bf16; computed in f32).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() {
+            return Err(ModelError::MissingFile { path: cfg_path });
+        }
+        let config = Config::from_file(&cfg_path)?;
+        let st = dir.join("model.safetensors");
+        let tensors = CheckedTensors::load(&st)?;
+        Self::from_backend(&config, Box::new(tensors), device)
+            .map_err(|e| weights::weights_error(&st, e))
+    }
+
+    /// A model with random weights: normal(0, 0.02) matrices, and (unlike HF's init) small noise
+    /// on biases and LayerNorms so that tests and benches exercise them. Deterministic in `seed`.
+    pub fn random(config: &Config, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        Ok(Self::from_backend(
+            config,
+            Box::new(RandomInit::new(seed)),
+            device,
+        )?)
+    }
+
+    /// Writes `dir/config.json` and `dir/model.safetensors` (f32) in the HF layout.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        weights::save_tensors(&self.tensors, &dir.join("model.safetensors"))?;
+        weights::write_atomic(&dir.join("config.json"), &self.config.to_json_string())
+    }
+
+    /// Every parameter tensor, by HF name (the LM-head bias once).
+    pub fn named_tensors(&self) -> &[(String, Tensor)] {
+        &self.tensors
+    }
+
+    /// Number of parameters (the LM-head bias counted once, as in transformers 4.40.1).
+    pub fn num_parameters(&self) -> usize {
+        self.tensors.iter().map(|(_, t)| t.elem_count()).sum()
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Encoder output `[B, L, D]` for `ids` `[B, L]` (u32) with `mask` `[B, L]` (1 = token).
+    pub fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        // No padding: skip the additive mask (it would add zeros to every score).
+        let all_ones = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? >= 1.0;
+        let m = if all_ones {
+            None
+        } else {
+            Some(padding_mask(mask)?)
+        };
+        Ok(self.encoder.forward(ids, m.as_ref(), None)?)
+    }
+
+    /// Decoder logits `[B, Ld, V]` for the whole prefix `dec_ids` (no cache).
+    pub fn decode(&self, dec_ids: &Tensor, enc_out: &Tensor, enc_mask: &Tensor) -> Result<Tensor> {
+        let (_, l) = dec_ids.dims2()?;
+        let causal = causal_mask(l, &self.device)?;
+        let em = padding_mask(enc_mask)?;
+        let h = self
+            .decoder
+            .bert
+            .forward(dec_ids, Some(&causal), Some((enc_out, Some(&em))))?;
+        Ok(self.decoder.cls.forward(&h)?)
+    }
+
+    /// Full forward: `enc_ids`, `enc_mask` `[B, Le]`, `dec_ids` `[B, Ld]` -> logits `[B, Ld, V]`.
+    pub fn forward(&self, enc_ids: &Tensor, enc_mask: &Tensor, dec_ids: &Tensor) -> Result<Tensor> {
+        let enc = self.encode(enc_ids, enc_mask)?;
+        self.decode(dec_ids, &enc, enc_mask)
+    }
+}
+
+/// Seeded random initialisation (see [`ImprovNetModel::random`]).
+pub struct RandomInit {
+    seed: u64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl RandomInit {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            counter: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl SimpleBackend for RandomInit {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        _name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        use rand::{Rng, SeedableRng};
+        let k = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.seed ^ (k.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        );
+        let n = s.elem_count();
+        let data: Vec<f32> = match h {
+            candle_nn::Init::Const(c) => (0..n)
+                .map(|_| c as f32 + 0.05 * (rng.gen::<f32>() - 0.5))
+                .collect(),
+            _ => (0..n)
+                .map(|_| {
+                    // Sum of 4 uniforms: a cheap, near-normal value with std 0.02.
+                    let u: f32 = (0..4).map(|_| rng.gen::<f32>()).sum::<f32>() - 2.0;
+                    u * 0.02 * (3.0f32).sqrt()
+                })
+                .collect(),
+        };
+        Tensor::from_vec(data, s, dev)?.to_dtype(dtype)
+    }
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("RandomInit cannot infer the shape of `{name}`")
+    }
+    fn contains_tensor(&self, name: &str) -> bool {
+        // The random model has the encoder pooler, like a fresh HF model.
+        let _ = name;
+        true
+    }
+}
