@@ -187,7 +187,7 @@ fn audible(content: &[BlockElement]) -> Vec<Note> {
                     None => (60, 45),
                 };
                 let onset_ms = m.onset_ms.unwrap_or((i as u16 * step).min(4990));
-                let dur_ms = m.dur_ms.unwrap_or(step.min(250).max(10));
+                let dur_ms = m.dur_ms.unwrap_or(step.clamp(10, 250));
                 Some(Note::new(pitch, velocity, onset_ms, dur_ms))
             }
         })

@@ -23,7 +23,7 @@ fn nearest_on_grid(n: u64, step: u64, len: u64) -> u64 {
     while lo <= hi {
         let mid = (lo + hi) / 2;
         let v = mid as u64 * step;
-        if best.map_or(true, |b| v.abs_diff(n) < b.abs_diff(n)) {
+        if best.is_none_or(|b| v.abs_diff(n) < b.abs_diff(n)) {
             best = Some(v);
         }
         if v < n {

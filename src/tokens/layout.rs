@@ -158,7 +158,7 @@ pub fn piece_tokens(piece: &Piece) -> Vec<u32> {
             None => seg.window,
             Some(p) => t_count(p, seg.window),
         };
-        out.extend(std::iter::repeat(T_SEP).take(ts as usize));
+        out.extend(std::iter::repeat_n(T_SEP, ts as usize));
         for n in &seg.notes {
             push_note_tokens(n, &mut out);
         }
@@ -205,7 +205,7 @@ fn window_tokens(
     for i in first..=last {
         if i > first {
             let ts = t_count(segs[i - 1].window, segs[i].window) as usize;
-            out.extend(std::iter::repeat(T_SEP).take(ts.min(max_len)));
+            out.extend(std::iter::repeat_n(T_SEP, ts.min(max_len)));
         }
         if out.len() >= max_len || (i == last && tail == Tail::Drop) {
             break;
