@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
+use improvnet::eval::{piece_stats, pitch_class_kl, transition_cosine};
 use improvnet::music::{
     read_midi, write_atomic, write_midi, Note, Performance, Piece, TimeDivision,
 };
@@ -226,5 +227,37 @@ pub fn corrupt(
     piece.segments[segment].notes = notes;
     write_midi(&piece, out)?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+pub fn eval(original: &Path, generated: &Path) -> Result<()> {
+    let (_, a) = load(original)?;
+    let (_, b) = load(generated)?;
+    let (sa, sb) = (piece_stats(&a), piece_stats(&b));
+    println!("{:<22} {:>12} {:>12}", "", "original", "generated");
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "num_notes", sa.num_notes, sb.num_notes
+    );
+    println!(
+        "{:<22} {:>12.2} {:>12.2}",
+        "note_density (/5 s)", sa.note_density, sb.note_density
+    );
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "used_pitch", sa.used_pitch, sb.used_pitch
+    );
+    println!(
+        "{:<22} {:>12.3} {:>12.3}",
+        "avg_ioi (s)", sa.avg_ioi_s, sb.avg_ioi_s
+    );
+    println!(
+        "pitch_class_kl (lower is closer)       {:.4}",
+        pitch_class_kl(&a, &b)
+    );
+    println!(
+        "pctm_cosine_sim (higher is closer)     {:.4}",
+        transition_cosine(&a, &b)
+    );
     Ok(())
 }

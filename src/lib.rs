@@ -5,6 +5,7 @@
 //! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle).
 
 pub mod corrupt;
+pub mod eval;
 pub mod model;
 pub mod music;
 pub mod tokens;

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Compare a generated piece with its original: the paper's symbolic metrics.
+    Eval {
+        original: PathBuf,
+        generated: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,5 +77,9 @@ fn run(cli: Cli) -> Result<()> {
             faithful,
             out,
         } => cli::corrupt(&file, segment, &kind, seed, faithful, &out),
+        Command::Eval {
+            original,
+            generated,
+        } => cli::eval(&original, &generated),
     }
 }

@@ -143,3 +143,23 @@ fn corrupt_changes_only_the_chosen_segment() {
         "unknown kind lists the valid ones: {stderr}"
     );
 }
+
+#[test]
+fn eval_prints_the_symbolic_metrics() {
+    let file = data("chopin_nocturne_op15_1.mid");
+    let f = file.to_str().unwrap();
+    let (ok, stdout, stderr) = improvnet(&["eval", f, f]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("num_notes                      1788         1788"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pitch_class_kl (lower is closer)       0.0000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pctm_cosine_sim (higher is closer)     1.0000"),
+        "{stdout}"
+    );
+}
