@@ -2,10 +2,12 @@
 //!
 //! The pipeline, one module per concept (see `DESIGN.md`):
 //! `music` (MIDI <-> notes <-> T-segments) -> `tokens` (the exact ImprovNet vocabulary) ->
-//! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle).
+//! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle); `structure` (which
+//! segments structure preservation keeps).
 
 pub mod corrupt;
 pub mod eval;
 pub mod model;
 pub mod music;
+pub mod structure;
 pub mod tokens;
