@@ -233,35 +233,53 @@ pub fn chroma_from_samples(samples: &[f32], sample_rate_hz: u32, params: &Chroma
         .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n_fft as f64).cos())
         .collect();
     let window_sum: f64 = window.iter().sum();
-    let bin_pc: Vec<Option<usize>> = (0..=n_fft / 2)
-        .map(|k| {
+    // (bin, pitch class) of every bin in the piano's range.
+    let bin_pc: Vec<(usize, usize)> = (0..=n_fft / 2)
+        .filter_map(|k| {
             let f = k as f64 * sr / n_fft as f64;
             (MIN_FREQ_HZ..=MAX_FREQ_HZ).contains(&f).then(|| {
                 let midi = (69.0 + 12.0 * (f / 440.0).log2()).round() as i64;
-                midi.rem_euclid(12) as usize
+                (k, midi.rem_euclid(12) as usize)
             })
         })
         .collect();
-    let fft: Arc<dyn Fft<f64>> = FftPlanner::new().plan_fft_forward(n_fft);
-    let mut buf = vec![Complex::new(0.0, 0.0); n_fft];
+    // Two real frames per complex FFT (frame i in the real part, i + 1 in the imaginary part),
+    // in f32: the FFT dominates the cost, and this crate's code is unoptimised in dev builds.
+    let fft: Arc<dyn Fft<f32>> = FftPlanner::new().plan_fft_forward(n_fft);
+    let zero = Complex::new(0.0f32, 0.0);
+    let mut buf = vec![zero; n_fft];
+    let mut scratch = vec![zero; fft.get_inplace_scratch_len()];
     let mut frames = vec![[0.0; 12]; n_frames];
-    for (i, frame) in frames.iter_mut().enumerate() {
-        let centre = ((i as f64 + 0.5) * hop).round() as i64;
-        let first = centre - (n_fft / 2) as i64;
-        for (j, (b, w)) in buf.iter_mut().zip(&window).enumerate() {
-            let s = first + j as i64;
-            let x = if s >= 0 && (s as usize) < samples.len() {
-                samples[s as usize] as f64
-            } else {
-                0.0
-            };
-            *b = Complex::new(x * w, 0.0);
+    for (pair, out) in frames.chunks_mut(2).enumerate() {
+        buf.fill(zero);
+        for (half, _) in out.iter().enumerate() {
+            let i = 2 * pair + half;
+            // Window start in samples, and the part of the window inside the signal.
+            let first = ((i as f64 + 0.5) * hop).round() as i64 - (n_fft / 2) as i64;
+            let lo = (-first).clamp(0, n_fft as i64) as usize;
+            let hi = (samples.len() as i64 - first).clamp(lo as i64, n_fft as i64) as usize;
+            if hi > lo {
+                let start = (first + lo as i64) as usize;
+                let src = &samples[start..start + (hi - lo)];
+                for ((b, x), w) in buf[lo..hi].iter_mut().zip(src).zip(&window[lo..hi]) {
+                    let v = (*x as f64 * w) as f32;
+                    if half == 0 {
+                        b.re = v;
+                    } else {
+                        b.im = v;
+                    }
+                }
+            }
         }
-        fft.process(&mut buf);
-        for (k, pc) in bin_pc.iter().enumerate() {
-            if let Some(pc) = pc {
-                let mag = buf[k].norm() / window_sum;
-                frame[*pc] += (LOG_GAMMA * mag).ln_1p();
+        fft.process_with_scratch(&mut buf, &mut scratch);
+        for &(k, pc) in &bin_pc {
+            // Z = A + iB for real A, B: A[k] = (Z[k] + conj Z[-k]) / 2, B[k] = (Z[k] - conj Z[-k]) / 2i.
+            let z = buf[k];
+            let zc = buf[(n_fft - k) % n_fft].conj();
+            let (a, b) = ((z + zc) * 0.5, (z - zc) * Complex::new(0.0, -0.5));
+            for (frame, c) in out.iter_mut().zip([a, b]) {
+                let mag = (c.re as f64).hypot(c.im as f64) / window_sum;
+                frame[pc] += (LOG_GAMMA * mag).ln_1p();
             }
         }
     }
