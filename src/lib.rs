@@ -9,3 +9,4 @@ pub mod eval;
 pub mod model;
 pub mod music;
 pub mod tokens;
+pub mod train;
