@@ -149,7 +149,10 @@ fn build(groups: &[Vec<String>], out: &Path, valid: Option<usize>, seed: u64) ->
 }
 
 fn stats(dir: &Path) -> Result<()> {
-    let m = train::load_manifest(dir)?;
+    // A full load: checks pieces.bin (checksum, counts) against the manifest.
+    let dataset = train::load(dir)?;
+    let m = dataset.manifest;
+    let bytes = std::fs::metadata(dir.join(train::dataset::PIECES_FILE)).map_or(0, |m| m.len());
     println!(
         "{}: {} files kept, {} dropped; split seed {}, validation {}",
         dir.display(),
@@ -162,6 +165,12 @@ fn stats(dir: &Path) -> Result<()> {
         }
     );
     print_table(&m);
+    println!(
+        "storage    {} ({:.1} MB, {} pieces, checksum ok)",
+        train::dataset::PIECES_FILE,
+        bytes as f64 / 1e6,
+        dataset.pieces.len()
+    );
     Ok(())
 }
 
