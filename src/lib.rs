@@ -11,3 +11,4 @@ pub mod model;
 pub mod music;
 pub mod structure;
 pub mod tokens;
+pub mod train;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_dataset;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
 #[derive(Parser)]
@@ -52,6 +53,11 @@ enum Command {
         original: PathBuf,
         generated: PathBuf,
     },
+    /// Build training datasets from folders of MIDI files, and show their statistics.
+    Dataset {
+        #[command(subcommand)]
+        command: cli_dataset::DatasetCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,5 +87,6 @@ fn run(cli: Cli) -> Result<()> {
             original,
             generated,
         } => cli::eval(&original, &generated),
+        Command::Dataset { command } => cli_dataset::run(command),
     }
 }

@@ -1,0 +1,424 @@
+//! Training samples built on the fly (spec §7) and genre-classifier windows (spec §9).
+//!
+//! One sample per piece per epoch. Every draw comes from the rng passed in, in this order:
+//! transposition, context before, context after, corruption, segment, the corruption's own draws,
+//! then the context drop. The same rng state gives the same sample.
+//!
+//! Transposition: the original adds `randint(-12, 12)` to every pitch of the piece. We draw the
+//! shift uniformly from the shifts in `-max_transpose..=max_transpose` that keep every pitch of
+//! the piece inside `pitch_range` (21..=108 by default, the 88 keys): the same uniform law
+//! restricted to shifts that stay on the keyboard (equivalent to redrawing until one fits). A
+//! piece that already fills the keyboard is not transposed; a piece with pitches outside the range
+//! gets the allowed shifts that bring it inside, or 0 if none does. `pitch_range: (0, 127)` is
+//! closest to the original, which only fails beyond MIDI's 0..=127.
+
+use rand::Rng;
+
+use crate::corrupt::{
+    corrupt, random_context_drop, Behaviour, CorruptionChoice, PIANO_HIGH, PIANO_LOW,
+};
+use crate::music::{Piece, Segment};
+use crate::tokens::{
+    classifier_input, decoder_target, encoder_input_with_tail, pad, Corruption, Genre, Tail,
+    CLASSIFIER_MAX_LEN, DECODER_MAX_LEN, ENCODER_MAX_LEN,
+};
+
+use super::dataset::LabeledPiece;
+
+/// How training samples are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleConfig {
+    /// `Faithful` (default) reproduces the corruptions the released model was trained with.
+    pub behaviour: Behaviour,
+    /// `Random` (default): uniform over the nine, per sample.
+    pub corruption: CorruptionChoice,
+    /// Largest transposition, in semitones, either way (12).
+    pub max_transpose: u8,
+    /// Pitches a transposed piece must stay within, inclusive (21..=108).
+    pub pitch_range: (u8, u8),
+    /// Context segments on each side are drawn uniformly from this range, inclusive (1..=5).
+    pub context: (usize, usize),
+    /// Apply the original's hidden 10% context drop (spec §6.2); on for training.
+    pub context_drop: bool,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            behaviour: Behaviour::Faithful,
+            corruption: CorruptionChoice::Random,
+            max_transpose: 12,
+            pitch_range: (PIANO_LOW, PIANO_HIGH),
+            context: (1, 5),
+            context_drop: true,
+        }
+    }
+}
+
+/// What was drawn for one sample (for logging and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleMeta {
+    pub genre: Genre,
+    pub corruption: Corruption,
+    /// Index of the corrupted (non-empty) segment.
+    pub segment: usize,
+    pub context_before: usize,
+    pub context_after: usize,
+    /// Semitones added to every pitch of the piece.
+    pub transpose: i8,
+    pub tail: Tail,
+}
+
+/// One seq2seq training example, padded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// [`ENCODER_MAX_LEN`] ids, right-padded with 0.
+    pub encoder_ids: Vec<u32>,
+    /// `id != 0`, as the original.
+    pub attention_mask: Vec<u32>,
+    /// `<S>` segment `<E>`, [`DECODER_MAX_LEN`] ids, right-padded with 0. The original's loss
+    /// covers all 512 positions, pads included (spec §5.2); mask `labels != 0` to deviate.
+    pub labels: Vec<u32>,
+    pub meta: SampleMeta,
+}
+
+/// The shifts (inclusive) that keep every pitch of `piece` inside `range`, within
+/// `-max..=max`; `(0, 0)` when none exists or the piece is empty.
+pub fn transpose_range(piece: &Piece, max: u8, range: (u8, u8)) -> (i8, i8) {
+    let pitches = piece
+        .segments
+        .iter()
+        .flat_map(|s| s.notes.iter().map(|n| n.pitch));
+    let (lo, hi) = pitches.fold((u8::MAX, u8::MIN), |(lo, hi), p| (lo.min(p), hi.max(p)));
+    if lo > hi {
+        return (0, 0);
+    }
+    let max = max.min(127) as i16;
+    let down = (range.0 as i16 - lo as i16).max(-max);
+    let up = (range.1 as i16 - hi as i16).min(max);
+    if down > up {
+        (0, 0)
+    } else {
+        (down as i8, up as i8)
+    }
+}
+
+/// A uniform shift from [`transpose_range`].
+pub fn draw_transpose(piece: &Piece, max: u8, range: (u8, u8), rng: &mut impl Rng) -> i8 {
+    let (down, up) = transpose_range(piece, max, range);
+    rng.gen_range(down..=up)
+}
+
+/// Segments `first..=last` of `piece`, every pitch moved by `shift` (saturating at 0..=127).
+fn transposed_slice(piece: &Piece, first: usize, last: usize, shift: i8) -> Piece {
+    Piece {
+        segments: piece.segments[first..=last]
+            .iter()
+            .map(|seg| Segment {
+                window: seg.window,
+                notes: seg
+                    .notes
+                    .iter()
+                    .map(|n| {
+                        let mut n = *n;
+                        n.pitch = (n.pitch as i16 + shift as i16).clamp(0, 127) as u8;
+                        n
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The whole piece moved by `shift` semitones (saturating at 0..=127).
+pub fn transpose(piece: &Piece, shift: i8) -> Piece {
+    if piece.segments.is_empty() {
+        return Piece::default();
+    }
+    transposed_slice(piece, 0, piece.segments.len() - 1, shift)
+}
+
+fn randint(rng: &mut impl Rng, (lo, hi): (usize, usize)) -> usize {
+    if lo >= hi {
+        lo
+    } else {
+        rng.gen_range(lo..=hi)
+    }
+}
+
+/// The training sample of spec §7 for one piece.
+///
+/// A piece without segments (never stored by the dataset builder) gives the block of an empty
+/// segment and the target `<S> <E>`.
+pub fn training_sample(
+    piece: &Piece,
+    genre: Genre,
+    config: &SampleConfig,
+    rng: &mut impl Rng,
+) -> Sample {
+    let shift = draw_transpose(piece, config.max_transpose, config.pitch_range, rng);
+    let before = randint(rng, config.context);
+    let after = randint(rng, config.context);
+    let kind = config.corruption.pick(rng);
+    let n = piece.segments.len();
+    let s = if n == 0 { 0 } else { rng.gen_range(0..n) };
+
+    // Only the window's segments are transposed: the tokens are the same as transposing all.
+    let (window, s_local) = if n == 0 {
+        (Piece::default(), 0)
+    } else {
+        let first = s.saturating_sub(before);
+        let last = s.saturating_add(after).min(n - 1);
+        (transposed_slice(piece, first, last, shift), s - first)
+    };
+    let empty = Segment::default();
+    let segment = window.segments.get(s_local).unwrap_or(&empty);
+    let block = corrupt(segment, kind, genre, config.behaviour, rng);
+    let tail = if config.context_drop {
+        random_context_drop(piece, s, rng)
+    } else {
+        Tail::Keep
+    };
+    let encoder = encoder_input_with_tail(&window, s_local, before, after, &block, tail);
+    let encoder = pad(&encoder, ENCODER_MAX_LEN);
+    let labels = pad(&decoder_target(segment), DECODER_MAX_LEN).ids;
+    Sample {
+        encoder_ids: encoder.ids,
+        attention_mask: encoder.attention_mask,
+        labels,
+        meta: SampleMeta {
+            genre,
+            corruption: kind,
+            segment: s,
+            context_before: before,
+            context_after: after,
+            transpose: shift,
+            tail,
+        },
+    }
+}
+
+/// `B` samples as flat row-major arrays, ready for `Tensor::from_vec(.., (B, len), ..)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub size: usize,
+    /// `[size, ENCODER_MAX_LEN]`
+    pub encoder_ids: Vec<u32>,
+    /// `[size, ENCODER_MAX_LEN]`
+    pub attention_mask: Vec<u32>,
+    /// `[size, DECODER_MAX_LEN]`
+    pub labels: Vec<u32>,
+    pub meta: Vec<SampleMeta>,
+}
+
+impl Batch {
+    pub fn from_samples(samples: Vec<Sample>) -> Self {
+        let size = samples.len();
+        let mut batch = Batch {
+            size,
+            encoder_ids: Vec::with_capacity(size * ENCODER_MAX_LEN),
+            attention_mask: Vec::with_capacity(size * ENCODER_MAX_LEN),
+            labels: Vec::with_capacity(size * DECODER_MAX_LEN),
+            meta: Vec::with_capacity(size),
+        };
+        for s in samples {
+            batch.encoder_ids.extend(s.encoder_ids);
+            batch.attention_mask.extend(s.attention_mask);
+            batch.labels.extend(s.labels);
+            batch.meta.push(s.meta);
+        }
+        batch
+    }
+
+    /// Row `i` of the encoder ids.
+    pub fn encoder_row(&self, i: usize) -> &[u32] {
+        &self.encoder_ids[i * ENCODER_MAX_LEN..(i + 1) * ENCODER_MAX_LEN]
+    }
+
+    /// Row `i` of the labels.
+    pub fn labels_row(&self, i: usize) -> &[u32] {
+        &self.labels[i * DECODER_MAX_LEN..(i + 1) * DECODER_MAX_LEN]
+    }
+}
+
+/// One training sample per piece, in the order given.
+pub fn training_batch(
+    pieces: &[&LabeledPiece],
+    config: &SampleConfig,
+    rng: &mut impl Rng,
+) -> Batch {
+    Batch::from_samples(
+        pieces
+            .iter()
+            .map(|p| training_sample(&p.piece, p.genre, config, rng))
+            .collect(),
+    )
+}
+
+/// An epoch: every piece index once, shuffled, cut into batches of `batch_size` (the last may be
+/// shorter). One sample per piece per epoch, as the original.
+pub fn epoch_batches(pieces: usize, batch_size: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..pieces).collect();
+    order.shuffle(rng);
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// How genre-classifier windows are drawn (spec §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassifierConfig {
+    pub max_transpose: u8,
+    pub pitch_range: (u8, u8),
+    /// Segments before and after the window's centre (2 and 2).
+    pub context_before: usize,
+    pub context_after: usize,
+    /// The 10% tail drop applies to the classifier too in the original.
+    pub context_drop: bool,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self {
+            max_transpose: 12,
+            pitch_range: (PIANO_LOW, PIANO_HIGH),
+            context_before: 2,
+            context_after: 2,
+            context_drop: true,
+        }
+    }
+}
+
+/// One genre-classifier example: an uncorrupted window, padded to [`CLASSIFIER_MAX_LEN`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassifierSample {
+    pub ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    /// Classical 0, pop 1, jazz 2.
+    pub label: u32,
+    pub segment: usize,
+    pub transpose: i8,
+    pub tail: Tail,
+}
+
+/// A random window of `piece` for the genre classifier. Draws: transposition, segment, drop.
+pub fn classifier_sample(
+    piece: &Piece,
+    genre: Genre,
+    config: &ClassifierConfig,
+    rng: &mut impl Rng,
+) -> ClassifierSample {
+    let shift = draw_transpose(piece, config.max_transpose, config.pitch_range, rng);
+    let n = piece.segments.len();
+    let s = if n == 0 { 0 } else { rng.gen_range(0..n) };
+    let tail = if config.context_drop {
+        random_context_drop(piece, s, rng)
+    } else {
+        Tail::Keep
+    };
+    let ids = if n == 0 {
+        Vec::new()
+    } else {
+        let first = s.saturating_sub(config.context_before);
+        let last = s.saturating_add(config.context_after).min(n - 1);
+        let window = transposed_slice(piece, first, last, shift);
+        classifier_input(
+            &window,
+            s - first,
+            config.context_before,
+            config.context_after,
+            tail,
+        )
+    };
+    let padded = pad(&ids, CLASSIFIER_MAX_LEN);
+    ClassifierSample {
+        ids: padded.ids,
+        attention_mask: padded.attention_mask,
+        label: genre.index() as u32,
+        segment: s,
+        transpose: shift,
+        tail,
+    }
+}
+
+/// Classifier examples as flat `[size, CLASSIFIER_MAX_LEN]` arrays and `[size]` labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassifierBatch {
+    pub size: usize,
+    pub ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub labels: Vec<u32>,
+}
+
+/// One classifier window per piece, in the order given.
+pub fn classifier_batch(
+    pieces: &[&LabeledPiece],
+    config: &ClassifierConfig,
+    rng: &mut impl Rng,
+) -> ClassifierBatch {
+    let mut batch = ClassifierBatch {
+        size: pieces.len(),
+        ids: Vec::with_capacity(pieces.len() * CLASSIFIER_MAX_LEN),
+        attention_mask: Vec::with_capacity(pieces.len() * CLASSIFIER_MAX_LEN),
+        labels: Vec::with_capacity(pieces.len()),
+    };
+    for p in pieces {
+        let s = classifier_sample(&p.piece, p.genre, config, rng);
+        batch.ids.extend(s.ids);
+        batch.attention_mask.extend(s.attention_mask);
+        batch.labels.push(s.label);
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::music::Note;
+
+    fn piece(pitches: &[u8]) -> Piece {
+        Piece {
+            segments: pitches
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| Segment {
+                    window: i as u32,
+                    notes: vec![Note::new(p, 90, 0, 500)],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn transpose_range_keeps_the_keyboard() {
+        assert_eq!(transpose_range(&piece(&[60, 72]), 12, (21, 108)), (-12, 12));
+        assert_eq!(transpose_range(&piece(&[25, 100]), 12, (21, 108)), (-4, 8));
+        assert_eq!(transpose_range(&piece(&[21, 108]), 12, (21, 108)), (0, 0));
+        // Below the keyboard: only the shifts that bring it inside.
+        assert_eq!(transpose_range(&piece(&[15, 60]), 12, (21, 108)), (6, 12));
+        // No shift fits: none.
+        assert_eq!(transpose_range(&piece(&[5, 120]), 12, (21, 108)), (0, 0));
+        assert_eq!(transpose_range(&Piece::default(), 12, (21, 108)), (0, 0));
+        assert_eq!(transpose_range(&piece(&[100]), 12, (0, 127)), (-12, 12));
+    }
+
+    #[test]
+    fn window_slice_gives_the_same_tokens_as_the_whole_piece() {
+        let p = piece(&[60, 62, 64, 65, 67, 69, 71, 72]);
+        let block = corrupt(
+            &p.segments[4],
+            Corruption::WholeMask,
+            Genre::Jazz,
+            Behaviour::Fixed,
+            &mut rand::thread_rng(),
+        );
+        let whole = encoder_input_with_tail(&p, 4, 2, 5, &block, Tail::Drop);
+        let slice = transposed_slice(&p, 2, 7, 0);
+        assert_eq!(
+            encoder_input_with_tail(&slice, 2, 2, 5, &block, Tail::Drop),
+            whole
+        );
+    }
+}

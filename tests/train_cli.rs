@@ -1,0 +1,89 @@
+//! `improvnet dataset build` and `improvnet dataset stats` end to end.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn improvnet(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_improvnet"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn copy(name: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(data(name), dir.join(name)).unwrap();
+}
+
+#[test]
+fn dataset_build_then_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = tmp.path().join("c");
+    let j = tmp.path().join("j");
+    copy("two_hands.mid", &c);
+    copy("chopin_nocturne_op15_1.mid", &c);
+    copy("truncated.mid", &c);
+    copy("pedal.mid", &j);
+    copy("non_piano.mid", &j);
+    let out = tmp.path().join("ds");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (ok, stdout, stderr) = improvnet(&[
+        "dataset",
+        "build",
+        "--genre",
+        "classical",
+        &s(&c),
+        "--genre",
+        "jazz",
+        &s(&j),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 files kept, 2 dropped"), "{stdout}");
+
+    let (ok, stdout, stderr) = improvnet(&["dataset", "stats", &s(&out)]);
+    assert!(ok, "{stderr}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == prefix)
+            .unwrap_or_else(|| panic!("no {prefix:?} line in\n{stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("classical valid")[2], "1");
+    assert_eq!(line("classical train")[2], "1");
+    assert_eq!(line("jazz train")[2], "1");
+    assert_eq!(line("total all")[2], "3");
+    assert!(
+        stdout.contains("dropped    2 (unreadable 1, non-piano 1)"),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = improvnet(&[
+        "dataset",
+        "build",
+        "--genre",
+        "rock",
+        &s(&c),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("rock"), "{stderr}");
+    let (ok, _, stderr) = improvnet(&["dataset", "stats", &s(&tmp.path().join("nothing"))]);
+    assert!(!ok);
+    assert!(stderr.contains("manifest.json"), "{stderr}");
+}
