@@ -18,7 +18,6 @@
 //! - Midly is lenient with broken files; we are not: a chunk cut short or an unreadable event is
 //!   an error ([`MusicError::Truncated`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -171,6 +170,11 @@ struct TickNote {
     end: u64,
 }
 
+/// Index of a (channel, key) note stack.
+fn open_key(channel: u8, key: u8) -> usize {
+    usize::from(channel & 0x0f) * 128 + usize::from(key & 0x7f)
+}
+
 /// Parse MIDI bytes; `name` is used in messages.
 pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     let file = name.to_string();
@@ -190,6 +194,10 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     let mut notes: Vec<TickNote> = Vec::new();
     let (mut unclosed, mut zero_length) = (0usize, 0usize);
     let mut track_count = 0usize;
+    // Open note-ons per (channel, key), oldest first; `touched` lists the stacks a track used,
+    // so clearing between tracks costs only what the track did.
+    let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+    let mut touched: Vec<usize> = Vec::new();
 
     // Like mido, read only the declared tracks: bytes after them are ignored.
     let limit = declared_tracks.map_or(usize::MAX, usize::from);
@@ -200,7 +208,6 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
             reason: format!("track {}: {e}", track_index + 1),
         })?;
         let mut tick = 0u64;
-        let mut open: HashMap<(u8, u8), Vec<(u64, u8)>> = HashMap::new();
         loop {
             let had_bytes = !events.unread().is_empty();
             let Some(event) = events.next() else {
@@ -237,30 +244,36 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
                         {
                             pedals.push((tick, channel, value.as_int() >= 64))
                         }
-                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => open
-                            .entry((key.as_int(), channel))
-                            .or_default()
-                            .push((tick, vel.as_int())),
+                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                            let k = open_key(channel, key.as_int());
+                            let stack = &mut open[k];
+                            if stack.is_empty() {
+                                touched.push(k);
+                            }
+                            stack.push((tick, vel.as_int()));
+                        }
                         MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                            let k = (key.as_int(), channel);
-                            let Some(stack) = open.get_mut(&k) else {
-                                continue;
-                            };
-                            let (close, keep): (Vec<_>, Vec<_>) =
-                                stack.iter().partition(|&&(start, _)| start != tick);
-                            notes.extend(close.iter().map(|&(start, velocity)| TickNote {
-                                pitch: k.0,
-                                channel,
-                                velocity,
-                                start,
-                                end: tick,
-                            }));
-                            if !close.is_empty() && !keep.is_empty() {
-                                *stack = keep;
-                            } else {
+                            let pitch = key.as_int();
+                            let stack = &mut open[open_key(channel, pitch)];
+                            let before = stack.len();
+                            // Close every note not started at this tick, oldest first; keep the rest.
+                            stack.retain(|&(start, velocity)| {
+                                let close = start != tick;
+                                if close {
+                                    notes.push(TickNote {
+                                        pitch,
+                                        channel,
+                                        velocity,
+                                        start,
+                                        end: tick,
+                                    });
+                                }
+                                !close
+                            });
+                            if stack.len() == before || stack.is_empty() {
                                 // Aria forgets the key here, including notes that started now.
-                                zero_length += keep.len();
-                                open.remove(&k);
+                                zero_length += stack.len();
+                                stack.clear();
                             }
                         }
                         _ => {}
@@ -269,7 +282,10 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
                 _ => {}
             }
         }
-        unclosed += open.values().map(Vec::len).sum::<usize>();
+        for k in touched.drain(..) {
+            unclosed += open[k].len();
+            open[k].clear();
+        }
     }
     if let Some(declared) = declared_tracks.filter(|&d| usize::from(d) > track_count) {
         warnings.push(Warning::MissingTracks {
