@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::quantize::{
-    quantize_duration, quantize_onset, quantize_velocity, MAX_DUR_MS, MAX_VELOCITY_BIN, SEGMENT_MS,
-    TIME_STEP_MS, VELOCITY_STEP,
+    quantize_duration, quantize_onset, MAX_DUR_MS, MAX_VELOCITY_BIN, SEGMENT_MS, TIME_STEP_MS,
+    VELOCITY_STEP,
 };
 
 /// A performed note in absolute time, as read from a MIDI file (spec §2.1–2.2).
@@ -41,7 +41,7 @@ fn fast_duration(dur_ms: u64) -> u16 {
     nearest.max(TIME_STEP_MS) as u16
 }
 
-/// [`quantize_velocity`], fast (the odd step leaves no ties).
+/// [`quantize_velocity`](super::quantize::quantize_velocity), fast (the odd step leaves no ties).
 fn fast_velocity(velocity: u8) -> u8 {
     let step = u32::from(VELOCITY_STEP);
     let nearest = ((u32::from(velocity) + step / 2) / step * step).min(u32::from(MAX_VELOCITY_BIN));
@@ -156,6 +156,7 @@ impl Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::music::quantize::quantize_velocity;
 
     fn played(pitch: u8, velocity: u8, start_ms: u64, dur_ms: u64) -> PlayedNote {
         PlayedNote {
