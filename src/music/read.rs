@@ -842,7 +842,7 @@ mod tests {
             (1, &[0x80, 60, 0]),
         ];
         // 16.7 s per tick: 500 max deltas are about 2.2e15 ms, beyond u32 windows (2.1e13 ms).
-        events.extend(std::iter::repeat((max, &[0xff, 0x01, 0][..])).take(500));
+        events.extend(std::iter::repeat_n((max, &[0xff, 0x01, 0][..]), 500));
         events.push((0, &[0x90, 61, 80]));
         events.push((1, &[0x80, 61, 0]));
         let err = parse_midi(&smf([0, 1], &[track(&events)]), "late.mid").unwrap_err();
