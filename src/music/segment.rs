@@ -1,6 +1,9 @@
 use serde::{Deserialize, Serialize};
 
-use super::quantize::{quantize_duration, quantize_onset, quantize_velocity, SEGMENT_MS};
+use super::quantize::{
+    quantize_duration, quantize_onset, MAX_DUR_MS, MAX_VELOCITY_BIN, SEGMENT_MS, TIME_STEP_MS,
+    VELOCITY_STEP,
+};
 
 /// A performed note in absolute time, as read from a MIDI file (spec §2.1–2.2).
 ///
@@ -12,6 +15,41 @@ pub struct PlayedNote {
     pub velocity: u8,
     pub start_ms: u64,
     pub dur_ms: u64,
+}
+
+// The quantizers' grid search only decides exact ties; every other value has one nearest grid
+// point, which the search always visits (both neighbours of the value lie on its path). So the
+// reader takes the nearest point directly and asks the search only about ties: same answers
+// (checked for every input below), without a dozen branches per value.
+
+/// [`quantize_onset`], fast.
+fn fast_onset(ms_in_window: u32) -> u16 {
+    if ms_in_window % TIME_STEP_MS == TIME_STEP_MS / 2 {
+        return quantize_onset(ms_in_window);
+    }
+    let nearest = (ms_in_window + TIME_STEP_MS / 2) / TIME_STEP_MS * TIME_STEP_MS;
+    nearest.min(SEGMENT_MS - TIME_STEP_MS) as u16
+}
+
+/// [`quantize_duration`], fast.
+fn fast_duration(dur_ms: u64) -> u16 {
+    let d = dur_ms.min(u64::from(MAX_DUR_MS)) as u32;
+    if d % TIME_STEP_MS == TIME_STEP_MS / 2 {
+        return quantize_duration(dur_ms);
+    }
+    let nearest = (d + TIME_STEP_MS / 2) / TIME_STEP_MS * TIME_STEP_MS;
+    nearest.max(TIME_STEP_MS) as u16
+}
+
+/// [`quantize_velocity`](super::quantize::quantize_velocity), fast (the odd step leaves no ties).
+fn fast_velocity(velocity: u8) -> u8 {
+    let step = u32::from(VELOCITY_STEP);
+    let nearest = ((u32::from(velocity) + step / 2) / step * step).min(u32::from(MAX_VELOCITY_BIN));
+    if nearest == 0 && velocity > 0 {
+        VELOCITY_STEP
+    } else {
+        nearest as u8
+    }
 }
 
 /// A quantized note inside a T-segment: the unit the model reads and writes.
@@ -70,9 +108,9 @@ impl Piece {
             let window = (n.start_ms / SEGMENT_MS as u64) as u32;
             let note = Note {
                 pitch: n.pitch,
-                velocity: quantize_velocity(n.velocity),
-                onset_ms: quantize_onset((n.start_ms % SEGMENT_MS as u64) as u32),
-                dur_ms: quantize_duration(n.dur_ms),
+                velocity: fast_velocity(n.velocity),
+                onset_ms: fast_onset((n.start_ms % SEGMENT_MS as u64) as u32),
+                dur_ms: fast_duration(n.dur_ms),
             };
             match segments.last_mut() {
                 Some(seg) if seg.window == window => seg.notes.push(note),
@@ -118,6 +156,7 @@ impl Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::music::quantize::quantize_velocity;
 
     fn played(pitch: u8, velocity: u8, start_ms: u64, dur_ms: u64) -> PlayedNote {
         PlayedNote {
@@ -125,6 +164,19 @@ mod tests {
             velocity,
             start_ms,
             dur_ms,
+        }
+    }
+
+    #[test]
+    fn fast_quantizers_match_the_grid_search_everywhere() {
+        for ms in 0..SEGMENT_MS {
+            assert_eq!(fast_onset(ms), quantize_onset(ms), "onset {ms}");
+        }
+        for d in (0..=2 * u64::from(MAX_DUR_MS)).chain([u64::MAX - 5, u64::MAX]) {
+            assert_eq!(fast_duration(d), quantize_duration(d), "duration {d}");
+        }
+        for v in 0..=u8::MAX {
+            assert_eq!(fast_velocity(v), quantize_velocity(v), "velocity {v}");
         }
     }
 
