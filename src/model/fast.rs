@@ -7,7 +7,6 @@
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
-use super::bert::apply_linear;
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
 
@@ -137,36 +136,9 @@ pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f3
     }
 }
 
-/// In-place LayerNorm (biased variance, as PyTorch).
-fn layer_norm(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for ((v, g), b) in x.iter_mut().zip(g).zip(b) {
-        *v = (*v - mean) * inv * g + b;
-    }
-}
-
-fn gelu(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v =
-            0.5 * *v * (1.0 + candle_core::cpu::erf::erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-}
+use super::kernels::{gelu, layer_norm, softmax};
+use super::fast_enc::with_f32;
+use super::kernels;
 
 /// One attention head over `n` keys: `out = V^T softmax(scale * K q)`, with K row-major
 /// `[n, dh]` and V stored transposed, `[dh, ld]` (`ld >= n`).
@@ -348,10 +320,6 @@ impl DecoderState {
     /// and its key mask (`true` = real token). Masked keys are dropped, which is exactly HF's
     /// additive-minimum mask.
     pub fn new(model: &ImprovNetModel, enc: &Tensor, mask: &[bool]) -> Result<Self> {
-        let cfg = &model.config.decoder;
-        let d = cfg.hidden_size;
-        let h = cfg.num_attention_heads;
-        let dh = d / h;
         let enc = if enc.rank() == 3 {
             enc.squeeze(0)?
         } else {
@@ -367,22 +335,85 @@ impl DecoderState {
         let keep: Vec<u32> = (0..l as u32).filter(|&i| mask[i as usize]).collect();
         let n = keep.len();
         let enc = enc.index_select(&Tensor::new(keep.as_slice(), enc.device())?, 0)?;
+        let rows = enc
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Self::from_rows(model, &rows, n)
+    }
+
+    /// Prepares decoding of one segment from unpadded encoder rows `enc` `[n, D]` (row-major).
+    pub fn from_rows(model: &ImprovNetModel, enc: &[f32], n: usize) -> Result<Self> {
+        let cfg = &model.config.decoder;
+        let d = cfg.hidden_size;
+        let h = cfg.num_attention_heads;
+        let dh = d / h;
+        if enc.len() != n * d {
+            return Err(ModelError::Input(format!(
+                "encoder rows: {} values for {n} x {d}",
+                enc.len()
+            )));
+        }
+        let threads = kernels::threads();
         let mut cross_k = Vec::new();
         let mut cross_v = Vec::new();
+        let mut tmp = vec![0.0f32; n * d];
         for layer in &model.decoder.bert.layers {
             let ca = &layer
                 .crossattention
                 .as_ref()
                 .expect("decoder has cross-attention")
                 .self_attention;
-            let k = apply_linear(&ca.key, &enc)?
-                .reshape((n, h, dh))?
-                .transpose(0, 1)?;
-            let v = apply_linear(&ca.value, &enc)?
-                .reshape((n, h, dh))?
-                .permute((1, 2, 0))?;
-            cross_k.push(k.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
-            cross_v.push(v.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
+            // K: [n, D] -> [H, n, Dh].
+            with_f32(ca.key.bias().expect("bias"), |b| {
+                kernels::fill_rows(&mut tmp, b);
+                Ok(())
+            })?;
+            with_f32(ca.key.weight(), |w| {
+                kernels::linear_acc(enc, n, w, d, &mut tmp, threads);
+                Ok(())
+            })?;
+            let mut k = vec![0.0f32; n * d];
+            for j in 0..n {
+                for hh in 0..h {
+                    k[(hh * n + j) * dh..(hh * n + j + 1) * dh]
+                        .copy_from_slice(&tmp[j * d + hh * dh..j * d + (hh + 1) * dh]);
+                }
+            }
+            // V transposed: [D, n] = Wv enc^T + bv, i.e. [H, Dh, n].
+            let mut vt = vec![0.0f32; d * n];
+            with_f32(ca.value.bias().expect("bias"), |b| {
+                for (row, bv) in vt.chunks_exact_mut(n.max(1)).zip(b) {
+                    row.fill(*bv);
+                }
+                Ok(())
+            })?;
+            with_f32(ca.value.weight(), |w| {
+                assert_eq!(w.len(), d * d);
+                // SAFETY: Wv [D, D], enc [n, D], vt [D, n], strides within bounds.
+                unsafe {
+                    kernels::gemm_raw(
+                        d,
+                        n,
+                        d,
+                        vt.as_mut_ptr(),
+                        n as isize,
+                        1,
+                        true,
+                        w.as_ptr(),
+                        d as isize,
+                        1,
+                        enc.as_ptr(),
+                        1,
+                        d as isize,
+                        1.0,
+                        threads,
+                    )
+                };
+                Ok(())
+            })?;
+            cross_k.push(k);
+            cross_v.push(vt);
         }
         let max_len = cfg.max_position_embeddings;
         let layers = cfg.num_hidden_layers;
