@@ -22,6 +22,7 @@ pub mod fast_enc;
 pub mod generate;
 pub mod kernels;
 pub mod seq2seq;
+pub mod team;
 pub mod weights;
 
 pub use classifier::GenreClassifier;
