@@ -5,6 +5,8 @@
 //!     cargo run --release --example model_bench -- small --f16   (opt-in f16 decoder)
 //!     cargo run --release --example model_bench -- path/to/model_dir
 //!
+//! `--size L,D,H,FFN` or `--size2 ENC_L,DEC_L,D,H,FFN` bench other shapes.
+//!
 //! `--export DIR` saves the random weights (HF layout) and `input.json` for
 //! `scripts/bench_model_pytorch.py`.
 
@@ -47,6 +49,19 @@ fn main() -> anyhow::Result<()> {
                     BertConfig::sized(v[1], v[0], v[2], v[3], 512),
                 ));
                 which = format!("{}+{} d{} h{} ffn{}", v[0], v[0], v[1], v[2], v[3]);
+            }
+            // A custom size with different depths: --size2 ENC_LAYERS,DEC_LAYERS,D,HEADS,FFN.
+            "--size2" => {
+                let v: Vec<usize> = next()
+                    .split(',')
+                    .map(|x| x.parse())
+                    .collect::<Result<_, _>>()?;
+                anyhow::ensure!(v.len() == 5, "--size2 ENC_LAYERS,DEC_LAYERS,D,HEADS,FFN");
+                custom = Some(Config::from_parts(
+                    BertConfig::sized(v[2], v[0], v[3], v[4], 2048),
+                    BertConfig::sized(v[2], v[1], v[3], v[4], 512),
+                ));
+                which = format!("{}+{} d{} h{} ffn{}", v[0], v[1], v[2], v[3], v[4]);
             }
             other => {
                 which = other.to_string();

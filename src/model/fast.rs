@@ -186,7 +186,7 @@ pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
 pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
     let (m, n) = (y.len(), x.len());
     assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
-    assert!(b.map_or(true, |b| b.len() >= m));
+    assert!(b.is_none_or(|b| b.len() >= m));
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA; bounds asserted above.
@@ -208,7 +208,7 @@ pub enum Mat<'a> {
 
 impl<'a> Mat<'a> {
     /// The rows from `r0` on (rows `ld` apart).
-    fn from_row(self, r0: usize, ld: usize) -> Mat<'a> {
+    fn rows_from(self, r0: usize, ld: usize) -> Mat<'a> {
         match self {
             Mat::F32(w) => Mat::F32(&w[r0 * ld..]),
             Mat::F16(w) => Mat::F16(&w[r0 * ld..]),
@@ -260,12 +260,13 @@ fn par_matvec(team: &mut Team, w: Mat, b: &[f32], x: &[f32], y: &mut [f32]) {
     let chunks = m.div_ceil(rows);
     let yp = SendPtr(y.as_mut_ptr());
     team.run(chunks, &|c| {
+        #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
         let yp = yp;
         let r0 = c * rows;
         let r1 = (r0 + rows).min(m);
         // SAFETY: chunks cover disjoint row ranges of `y`.
         let ys = unsafe { std::slice::from_raw_parts_mut(yp.0.add(r0), r1 - r0) };
-        matvec_mat(w.from_row(r0, n), n, Some(&b[r0..r1]), x, ys);
+        matvec_mat(w.rows_from(r0, n), n, Some(&b[r0..r1]), x, ys);
     });
 }
 
@@ -766,6 +767,9 @@ impl DecoderState {
     }
 }
 
+/// What [`heads`] runs per head: `(head, q_head, scores_head, ctx_head)`.
+type HeadFn<'a> = dyn Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync + 'a;
+
 /// Runs `f(head, q_head, scores_head, ctx_head)` for every head over the team.
 #[allow(clippy::too_many_arguments)]
 fn heads(
@@ -776,12 +780,13 @@ fn heads(
     q: &[f32],
     ctx: &mut [f32],
     scores: &mut [f32],
-    f: &(dyn Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync),
+    f: &HeadFn,
 ) {
     assert!(ctx.len() >= h * dh && scores.len() >= h * sl && q.len() >= h * dh);
     let cp = SendPtr(ctx.as_mut_ptr());
     let sp = SendPtr(scores.as_mut_ptr());
     team.run(h, &|hh| {
+        // Capture the Sync wrappers, not their raw fields.
         let (cp, sp) = (cp, sp);
         // SAFETY: each head owns its own `dh` context values and `sl` scores.
         let (out, sc) = unsafe {

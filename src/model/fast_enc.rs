@@ -160,6 +160,7 @@ fn attention(
     (0..h * blocks).into_par_iter().for_each_init(
         || vec![0.0f32; BLOCK * l],
         |s, task| {
+            #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
             let out = out;
             let (hh, blk) = (task / blocks, task % blocks);
             let r0 = blk * BLOCK;

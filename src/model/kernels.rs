@@ -75,7 +75,7 @@ pub unsafe fn gemm_raw(
 /// `y[r] (+)= x[r] W^T` for `x` `[rows, k]`, a PyTorch linear weight `W` `[n, k]` and `y`
 /// `[rows, n]` (all contiguous). With `acc`, `y` already holds what to add to (bias, residual).
 pub fn linear_acc(x: &[f32], rows: usize, w: &[f32], n: usize, y: &mut [f32], threads: usize) {
-    let k = if rows == 0 { 0 } else { x.len() / rows };
+    let k = x.len().checked_div(rows).unwrap_or(0);
     assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
     // SAFETY: shapes checked above.
     unsafe {
@@ -168,7 +168,12 @@ pub fn gelu_scalar(x: f32) -> f32 {
     }
 }
 
+/// AVX2/FMA kernels.
+///
+/// # Safety
+/// Every function here needs a CPU with AVX2 and FMA (see [`has_avx2`]).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::missing_safety_doc)]
 pub mod avx {
     use super::{AS_A, AS_P};
     use std::arch::x86_64::*;
