@@ -249,6 +249,31 @@ pub fn matvec_mat(w: Mat, ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]
     }
 }
 
+/// Three `matvec_mat`s of the same input (query, key, value) as one team job.
+fn par_matvec3(team: &mut Team, ws: [(Mat, &[f32]); 3], x: &[f32], ys: [&mut [f32]; 3]) {
+    let n = x.len();
+    let m = ys[0].len();
+    for ((w, b), y) in ws.iter().zip(&ys) {
+        assert!(y.len() == m && w.len() >= m * n && b.len() >= m);
+    }
+    let threads = team.threads();
+    let want = (m * n / 16_384).clamp(1, 4 * threads);
+    let rows = m.div_ceil(want).next_multiple_of(4);
+    let per = m.div_ceil(rows);
+    let yp = ys.map(|y| SendPtr(y.as_mut_ptr()));
+    team.run(3 * per, &|c| {
+        #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
+        let yp = yp;
+        let (which, c) = (c / per, c % per);
+        let r0 = c * rows;
+        let r1 = (r0 + rows).min(m);
+        // SAFETY: chunks cover disjoint row ranges of three distinct outputs.
+        let ys = unsafe { std::slice::from_raw_parts_mut(yp[which].0.add(r0), r1 - r0) };
+        let (w, b) = ws[which];
+        matvec_mat(w.rows_from(r0, n), n, Some(&b[r0..r1]), x, ys);
+    });
+}
+
 /// `matvec_mat` over the team: rows split into chunks (multiples of 4 rows).
 fn par_matvec(team: &mut Team, w: Mat, b: &[f32], x: &[f32], y: &mut [f32]) {
     let (m, n) = (y.len(), x.len());
@@ -694,9 +719,16 @@ impl DecoderState {
 
         for li in 0..w.layers {
             // Causal self-attention with the cache.
-            par_matvec(team, w.lm(li, 0), w.l(li, 1), x, q);
-            par_matvec(team, w.lm(li, 2), w.l(li, 3), x, k);
-            par_matvec(team, w.lm(li, 4), w.l(li, 5), x, v);
+            par_matvec3(
+                team,
+                [
+                    (w.lm(li, 0), w.l(li, 1)),
+                    (w.lm(li, 2), w.l(li, 3)),
+                    (w.lm(li, 4), w.l(li, 5)),
+                ],
+                x,
+                [&mut q[..], &mut k[..], &mut v[..]],
+            );
             let (ck, cv) = (&mut self_k[li], &mut self_v[li]);
             for hh in 0..h {
                 let off = (hh * ml + pos) * dh;
