@@ -33,7 +33,18 @@ pub struct Team {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     epoch: u64,
+    /// Jobs run so far, and the job count until which jobs run inline (back-off, see `run`).
+    jobs: u64,
+    solo_until: u64,
+    backoffs: u64,
+    waited: Duration,
 }
+
+/// A wait for a claimed chunk longer than this means a worker lost its core mid-chunk (a busy
+/// machine): the team then runs jobs inline for `BACKOFF` jobs (~100 tokens of a 4-layer
+/// decoder) before trying the workers again.
+const SLOW_WAIT: Duration = Duration::from_micros(300);
+const BACKOFF: u64 = 3000;
 
 impl Team {
     /// A team of `threads` (the caller plus `threads - 1` workers; 1 = run inline).
@@ -60,6 +71,10 @@ impl Team {
             shared,
             workers,
             epoch: 0,
+            jobs: 0,
+            solo_until: 0,
+            backoffs: 0,
+            waited: Duration::ZERO,
         }
     }
 
@@ -69,7 +84,8 @@ impl Team {
 
     /// Runs `f(0..n)` across the team; returns when every chunk is done.
     pub fn run(&mut self, n: usize, f: &(dyn Fn(usize) + Sync)) {
-        if self.workers.is_empty() || n <= 1 {
+        self.jobs += 1;
+        if self.workers.is_empty() || n <= 1 || self.jobs < self.solo_until {
             (0..n).for_each(f);
             return;
         }
@@ -93,16 +109,23 @@ impl Team {
             mine += 1;
         }
         s.done.fetch_add(mine, AcqRel);
-        // Wait only for chunks a worker claimed; yield now and then, so that a worker that
-        // was descheduled on a busy machine gets the core back sooner.
+        // Wait only for chunks a worker claimed. No yield here: on a busy machine a yield can
+        // cost this thread its core for milliseconds.
         let mut spins = 0u32;
+        let mut since: Option<Instant> = None;
         while s.done.load(Acquire) < n {
             spins += 1;
-            if spins % 1024 == 0 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
+            if spins % 256 == 0 {
+                let t0 = *since.get_or_insert_with(Instant::now);
+                if t0.elapsed() > SLOW_WAIT && self.solo_until <= self.jobs {
+                    self.solo_until = self.jobs + BACKOFF;
+                    self.backoffs += 1;
+                }
             }
+            std::hint::spin_loop();
+        }
+        if let Some(t0) = since {
+            self.waited += t0.elapsed();
         }
         // Every chunk is done: no thread can touch `job` any more (claims check the epoch).
     }
@@ -163,6 +186,12 @@ fn worker(s: &Shared, me: usize) {
 
 impl Drop for Team {
     fn drop(&mut self) {
+        if std::env::var_os("IMPROVNET_TEAM_DEBUG").is_some() {
+            eprintln!(
+                "team: {} jobs, {} back-offs, {:?} waited on workers",
+                self.jobs, self.backoffs, self.waited
+            );
+        }
         self.shared.stop.store(true, SeqCst);
         for w in &self.workers {
             w.thread().unpark();
