@@ -40,6 +40,9 @@ pub struct Team {
     waited: Duration,
 }
 
+/// The counter value of a job being set up (no chunk can be claimed).
+const CLOSED: u64 = 0xFFFF_FFFF;
+
 /// A wait for a claimed chunk longer than this means a worker lost its core mid-chunk (a busy
 /// machine): the team then runs jobs inline for `BACKOFF` jobs (~100 tokens of a 4-layer
 /// decoder) before trying the workers again.
@@ -89,11 +92,14 @@ impl Team {
             (0..n).for_each(f);
             return;
         }
-        assert!(n < u32::MAX as usize);
+        assert!((n as u64) < CLOSED);
         let s = &*self.shared;
         let job = Job { f };
         self.epoch = (self.epoch + 1) & 0xFFFF_FFFF;
         let epoch = self.epoch;
+        // Close the old job before touching `job` and `n`: a worker still looking at the old
+        // epoch must not pair its counter with the new `n` (it could claim a chunk twice).
+        s.state.store(epoch << 32 | CLOSED, SeqCst);
         s.done.store(0, Relaxed);
         s.job.store(&job as *const Job as *mut (), Release);
         s.n.store(n, Release);
@@ -153,7 +159,7 @@ fn worker(s: &Shared, me: usize) {
         }
         let st = s.state.load(Acquire);
         let epoch = st >> 32;
-        if epoch != seen {
+        if epoch != seen && st & CLOSED != CLOSED {
             seen = epoch;
             let job = s.job.load(Acquire) as *const Job;
             // SAFETY: `job` and `n` are read after seeing `epoch` and used only for chunks
