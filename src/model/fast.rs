@@ -295,11 +295,11 @@ fn par_matvec(team: &mut Team, w: Mat, b: &[f32], x: &[f32], y: &mut [f32]) {
     });
 }
 
-use super::kernels::{gelu, layer_norm, softmax};
-use super::kernels::SendPtr;
-use super::team::Team;
 use super::fast_enc::with_f32;
 use super::kernels;
+use super::kernels::SendPtr;
+use super::kernels::{gelu, layer_norm, softmax};
+use super::team::Team;
 
 /// One attention head over `n` keys: `out = V^T softmax(scale * K q)`, with K row-major
 /// `[n, dh]` and V stored transposed, `[dh, ld]` (`ld >= n`).
@@ -357,7 +357,9 @@ impl HalfDecoder {
             .enumerate()
             .map(|(i, t)| {
                 if i >= EMB && t.rank() == 2 {
-                    with_f32(t, |v| Ok(Some(v.iter().map(|&x| half::f16::from_f32(x)).collect())))
+                    with_f32(t, |v| {
+                        Ok(Some(v.iter().map(|&x| half::f16::from_f32(x)).collect()))
+                    })
                 } else {
                     Ok(None)
                 }
@@ -843,8 +845,8 @@ mod tests {
     fn f16_decoder_is_close_to_f32_on_the_fixture() {
         let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/model");
         let mut m = ImprovNetModel::load(&data.join("tiny_seq2seq"), &Device::Cpu).unwrap();
-        let io = candle_core::safetensors::load(data.join("tiny_io.safetensors"), &Device::Cpu)
-            .unwrap();
+        let io =
+            candle_core::safetensors::load(data.join("tiny_io.safetensors"), &Device::Cpu).unwrap();
         let ids = |t: &Tensor| t.to_dtype(DType::U32).unwrap();
         let enc: Vec<Vec<u32>> = ids(&io["enc_ids"]).to_vec2().unwrap();
         let mask: Vec<Vec<u32>> = ids(&io["enc_mask"]).to_vec2().unwrap();
@@ -859,8 +861,15 @@ mod tests {
             let src = &enc[b][..n];
             m.set_f16_decoder(false).unwrap();
             let want = m.generate(src, &opts, &mut [], &mut rng).unwrap();
-            let t = Tensor::new(src, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            let e = m.encode(&t, &t.ones_like().unwrap()).unwrap().squeeze(0).unwrap();
+            let t = Tensor::new(src, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let e = m
+                .encode(&t, &t.ones_like().unwrap())
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
             let l32 = m.incremental_logits(&e, &vec![true; n], &want).unwrap();
             m.set_f16_decoder(true).unwrap();
             let got = m.generate(src, &opts, &mut [], &mut rng).unwrap();

@@ -21,7 +21,9 @@ const BLOCK: usize = 64;
 /// Read-locks an f32 CPU tensor and hands its contiguous data to `f`.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     if t.dtype() != DType::F32 || !t.device().is_cpu() {
-        return Err(ModelError::Input("fast path needs f32 weights on the CPU".into()));
+        return Err(ModelError::Input(
+            "fast path needs f32 weights on the CPU".into(),
+        ));
     }
     let (g, layout) = t.storage_and_layout();
     let Some((s, e)) = layout.contiguous_offsets() else {
@@ -39,7 +41,10 @@ fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 fn bias(l: &candle_nn::Linear) -> Result<Vec<f32>> {
-    vec_of(l.bias().ok_or_else(|| ModelError::Input("linear without bias".into()))?)
+    vec_of(
+        l.bias()
+            .ok_or_else(|| ModelError::Input("linear without bias".into()))?,
+    )
 }
 
 fn ln(l: &candle_nn::LayerNorm) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -54,8 +59,10 @@ fn ln(l: &candle_nn::LayerNorm) -> Result<(Vec<f32>, Vec<f32>)> {
 
 /// Row-parallel LayerNorm over `[rows, d]`.
 fn layer_norm_rows(x: &mut [f32], d: usize, g: &[f32], b: &[f32], eps: f32) {
-    x.par_chunks_mut(d * 16)
-        .for_each(|c| c.chunks_exact_mut(d).for_each(|r| kernels::layer_norm(r, g, b, eps)));
+    x.par_chunks_mut(d * 16).for_each(|c| {
+        c.chunks_exact_mut(d)
+            .for_each(|r| kernels::layer_norm(r, g, b, eps))
+    });
 }
 
 /// Encoder hidden states `[L, D]` (row-major) for one unpadded sequence.
@@ -84,7 +91,9 @@ pub fn encode_unpadded(enc: &BertModel, ids: &[u32]) -> Result<Vec<f32>> {
                 for (p, (&t, row)) in ids.iter().zip(x.chunks_exact_mut(d)).enumerate() {
                     let t = t as usize;
                     if (t + 1) * d > we.len() {
-                        return Err(ModelError::Input(format!("token {t} out of the vocabulary")));
+                        return Err(ModelError::Input(format!(
+                            "token {t} out of the vocabulary"
+                        )));
                     }
                     for i in 0..d {
                         row[i] = we[t * d + i] + (pe[p * d + i] + te[i]);
@@ -225,7 +234,10 @@ mod tests {
         );
         let m = ImprovNetModel::random(&cfg, 7, &Device::Cpu).unwrap();
         let ids: Vec<u32> = (0..150u32).map(|i| (i * 97 + 5) % 2300 + 1).collect();
-        let t = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let t = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let want = m
             .encode(&t, &t.ones_like().unwrap())
             .unwrap()

@@ -377,7 +377,9 @@ mod tests {
 
     #[test]
     fn softmax_is_close() {
-        let mut x: Vec<f32> = (0..1003).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3).collect();
+        let mut x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3)
+            .collect();
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
         let want: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
         let s: f64 = want.iter().sum();
