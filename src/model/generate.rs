@@ -255,6 +255,12 @@ impl ImprovNetModel {
                 enc_ids.len()
             )));
         }
+        if self.device().is_cpu() {
+            // The fast path: gemm and fused kernels, no pooler, no padding mask.
+            if let Ok(rows) = super::fast_enc::encode_unpadded(&self.encoder, enc_ids) {
+                return DecoderState::from_rows(self, &rows, enc_ids.len());
+            }
+        }
         let ids = Tensor::new(enc_ids, self.device())?.unsqueeze(0)?;
         let mask = ids.ones_like()?;
         let enc = self.encode(&ids, &mask)?;

@@ -7,6 +7,8 @@
 //! - [`bert`] — embeddings, encoder and decoder layers, LM head (full-sequence forward, candle ops).
 //! - [`seq2seq`] — [`ImprovNetModel`]: load, save, forward.
 //! - [`fast`] — the incremental decoder (KV cache, CPU kernels) used for generation.
+//! - [`fast_enc`] — the encoder forward used for generation (gemm, fused kernels).
+//! - [`kernels`] — gemm wrappers and vector exp / GELU / softmax / LayerNorm.
 //! - [`generate`] — sampling (temperature, top-k, top-p), logits processors, the decode loop.
 //! - [`classifier`] — `BertForSequenceClassification`.
 //! - [`bench`] — the per-segment refinement benchmark.
@@ -16,8 +18,11 @@ pub mod bert;
 pub mod classifier;
 pub mod config;
 pub mod fast;
+pub mod fast_enc;
 pub mod generate;
+pub mod kernels;
 pub mod seq2seq;
+pub mod team;
 pub mod weights;
 
 pub use classifier::GenreClassifier;

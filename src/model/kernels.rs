@@ -1,0 +1,391 @@
+//! CPU kernels shared by the fast encoder and the incremental decoder: matrix products through
+//! the `gemm` crate, and AVX2/FMA versions of exp (softmax), GELU (erf) and LayerNorm.
+//!
+//! Accuracy: the vector exp is Cephes' polynomial (relative error ~1e-7), GELU uses
+//! Abramowitz–Stegun 7.1.26 for erfc (absolute error <= 1.5e-7, computed as `x - x/2 erfc` or
+//! `x/2 erfc` so that no cancellation occurs); both keep the 1e-4 parity with PyTorch.
+
+use gemm::Parallelism;
+
+/// Threads for the encoder's matrix products: as candle (`RAYON_NUM_THREADS`, else the cores).
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+fn par(threads: usize) -> Parallelism {
+    if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// A raw pointer that may cross threads (disjoint writes only).
+#[derive(Clone, Copy)]
+pub struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// General strided product `dst = (acc ? dst : 0) + scale * A B`, `A` `[m, k]`, `B` `[k, n]`,
+/// every operand given by pointer and (row, column) strides in elements.
+///
+/// # Safety
+/// Every index reached through the strides must be inside its buffer; `dst` must not alias.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    dst_cs: isize,
+    acc: bool,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    b_cs: isize,
+    scale: f32,
+    threads: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs,
+        dst_rs,
+        acc,
+        a,
+        a_cs,
+        a_rs,
+        b,
+        b_cs,
+        b_rs,
+        if acc { 1.0 } else { 0.0 },
+        scale,
+        false,
+        false,
+        false,
+        par(threads),
+    )
+}
+
+/// `y[r] (+)= x[r] W^T` for `x` `[rows, k]`, a PyTorch linear weight `W` `[n, k]` and `y`
+/// `[rows, n]` (all contiguous). With `acc`, `y` already holds what to add to (bias, residual).
+pub fn linear_acc(x: &[f32], rows: usize, w: &[f32], n: usize, y: &mut [f32], threads: usize) {
+    let k = x.len().checked_div(rows).unwrap_or(0);
+    assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
+    // SAFETY: shapes checked above.
+    unsafe {
+        gemm_raw(
+            rows,
+            n,
+            k,
+            y.as_mut_ptr(),
+            n as isize,
+            1,
+            true,
+            x.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            1,
+            k as isize,
+            1.0,
+            threads,
+        )
+    }
+}
+
+/// Fills each `n`-wide row of `y` with `b`.
+pub fn fill_rows(y: &mut [f32], b: &[f32]) {
+    for row in y.chunks_exact_mut(b.len()) {
+        row.copy_from_slice(b);
+    }
+}
+
+/// Adds `b` to each `n`-wide row of `y`.
+pub fn add_rows(y: &mut [f32], b: &[f32]) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (v, b) in row.iter_mut().zip(b) {
+            *v += b;
+        }
+    }
+}
+
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+pub fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| has_avx2() && std::arch::is_x86_feature_detected!("f16c"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+// Abramowitz & Stegun 7.1.26.
+const AS_P: f32 = 0.327_591_1;
+const AS_A: [f32; 5] = [
+    0.254_829_6,
+    -0.284_496_74,
+    1.421_413_8,
+    -1.453_152,
+    1.061_405_4,
+];
+
+/// GELU (erf form) of one value, same formula as the vector kernel.
+#[inline]
+pub fn gelu_scalar(x: f32) -> f32 {
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + AS_P * z);
+    let poly = ((((AS_A[4] * t + AS_A[3]) * t + AS_A[2]) * t + AS_A[1]) * t + AS_A[0]) * t;
+    let erfc = poly * (-z * z).exp();
+    if x >= 0.0 {
+        x - 0.5 * x * erfc
+    } else {
+        0.5 * x * erfc
+    }
+}
+
+/// AVX2/FMA kernels.
+///
+/// # Safety
+/// Every function here needs a CPU with AVX2 and FMA (see [`has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::missing_safety_doc)]
+pub mod avx {
+    use super::{AS_A, AS_P};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn hmax(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_max_ps(lo, hi);
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 0x55));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Cephes `expf`, 8 lanes (inputs clamped to [-87.3, 88.7]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp256(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.336_55)),
+            _mm256_set1_ps(88.722_83),
+        );
+        let fx = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), x);
+        let mut y = _mm256_set1_ps(1.987_569_1e-4);
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.398_199_9e-3));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.333_452e-3));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.166_579_6e-2));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(0.166_666_65));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(0.5));
+        y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), x);
+        y = _mm256_add_ps(y, _mm256_set1_ps(1.0));
+        let e = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)),
+            23,
+        );
+        _mm256_mul_ps(y, _mm256_castsi256_ps(e))
+    }
+
+    /// In-place softmax of one row.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn softmax(x: &mut [f32]) {
+        let n = x.len();
+        let n8 = n / 8 * 8;
+        let p = x.as_mut_ptr();
+        let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < n8 {
+            mv = _mm256_max_ps(mv, _mm256_loadu_ps(p.add(i)));
+            i += 8;
+        }
+        let mut max = hmax(mv);
+        for &v in &x[n8..] {
+            max = max.max(v);
+        }
+        let m = _mm256_set1_ps(max);
+        let mut sv = _mm256_setzero_ps();
+        i = 0;
+        while i < n8 {
+            let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), m));
+            _mm256_storeu_ps(p.add(i), e);
+            sv = _mm256_add_ps(sv, e);
+            i += 8;
+        }
+        let mut sum = hsum(sv);
+        for v in &mut x[n8..] {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let iv = _mm256_set1_ps(inv);
+        i = 0;
+        while i < n8 {
+            _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), iv));
+            i += 8;
+        }
+        for v in &mut x[n8..] {
+            *v *= inv;
+        }
+    }
+
+    /// In-place GELU (erf form).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gelu(x: &mut [f32]) {
+        let n = x.len();
+        let n8 = n / 8 * 8;
+        let p = x.as_mut_ptr();
+        let sign = _mm256_set1_ps(-0.0);
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        while i < n8 {
+            let v = _mm256_loadu_ps(p.add(i));
+            let z = _mm256_mul_ps(
+                _mm256_andnot_ps(sign, v),
+                _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+            );
+            let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(AS_P), z, one));
+            let mut poly = _mm256_set1_ps(AS_A[4]);
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(AS_A[3]));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(AS_A[2]));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(AS_A[1]));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(AS_A[0]));
+            poly = _mm256_mul_ps(poly, t);
+            let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z)));
+            let hq = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_mul_ps(poly, e));
+            // x >= 0: x - x/2 erfc; x < 0: x/2 erfc.
+            let pos = _mm256_sub_ps(v, hq);
+            let r = _mm256_blendv_ps(pos, hq, v);
+            _mm256_storeu_ps(p.add(i), r);
+            i += 8;
+        }
+        for v in &mut x[n8..] {
+            *v = super::gelu_scalar(*v);
+        }
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { avx::softmax(x) };
+        return;
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// In-place GELU (erf form).
+pub fn gelu(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { avx::gelu(x) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = gelu_scalar(*v);
+    }
+}
+
+/// In-place LayerNorm of one row (biased variance, as PyTorch).
+pub fn layer_norm(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in x.iter_mut().zip(g).zip(b) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn erf_ref(x: f64) -> f64 {
+        // High-precision series / continued fraction is overkill: use candle's f64 erf.
+        candle_core::cpu::erf::erf_f64(x)
+    }
+
+    #[test]
+    fn gelu_is_close_to_the_erf_form() {
+        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+        let mut v = xs.clone();
+        gelu(&mut v);
+        let mut worst = 0.0f64;
+        for (x, g) in xs.iter().zip(&v) {
+            let x = *x as f64;
+            let want = 0.5 * x * (1.0 + erf_ref(x / std::f64::consts::SQRT_2));
+            worst = worst.max((want - *g as f64).abs());
+        }
+        assert!(worst < 1e-6, "gelu error {worst}");
+    }
+
+    #[test]
+    fn softmax_is_close() {
+        let mut x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3)
+            .collect();
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let want: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let s: f64 = want.iter().sum();
+        softmax(&mut x);
+        for (g, w) in x.iter().zip(&want) {
+            assert!((*g as f64 - w / s).abs() < 1e-7 + 1e-5 * w / s);
+        }
+    }
+}
