@@ -7,27 +7,12 @@
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
+use super::kernels::has_avx2;
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
 
 // ------------------------------------------------------------------------------------------------
 // Kernels
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
