@@ -36,4 +36,27 @@ fn bench_tokenize(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_tokenize);
-criterion_main!(benches);
+
+fn bench_stages(c: &mut Criterion) {
+    let bytes = std::fs::read(FIXTURE).expect("fixture exists");
+    let performance = parse_midi(&bytes, FIXTURE).expect("fixture parses");
+    let piece = Piece::from_played(&performance.notes);
+    let mut group = c.benchmark_group("tokenize stages");
+    group.bench_function("parse_midi", |b| {
+        b.iter(|| parse_midi(&bytes, FIXTURE).map(|p| p.notes.len()))
+    });
+    group.bench_function("midly events only", |b| {
+        b.iter(|| {
+            let (_, tracks) = midly::parse(&bytes).unwrap();
+            tracks.map(|t| t.unwrap().count()).sum::<usize>()
+        })
+    });
+    group.bench_function("from_played", |b| {
+        b.iter(|| Piece::from_played(&performance.notes).segments.len())
+    });
+    group.bench_function("piece_tokens", |b| b.iter(|| piece_tokens(&piece).len()));
+    group.finish();
+}
+
+criterion_group!(stages, bench_stages);
+criterion_main!(benches, stages);
