@@ -19,6 +19,16 @@ fn ids(t: &Tensor) -> Tensor {
     t.to_dtype(DType::U32).unwrap()
 }
 
+/// All values of a tensor, flattened, as f32.
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Largest absolute difference between two tensors' values.
+fn tensor_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs_diff(&values(a), &values(b))
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -41,25 +51,11 @@ fn full_forward_matches_pytorch() {
         ids(&io["dec_ids"]),
     );
     let enc = m.encode(&enc_ids, &enc_mask).unwrap();
-    let d = max_abs_diff(
-        &enc.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        &io["enc_hidden"]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-    );
+    let d = tensor_diff(&enc, &io["enc_hidden"]);
     println!("encoder hidden max abs diff {d:e}");
     assert!(d < 1e-4, "encoder hidden diff {d}");
     let logits = m.forward(&enc_ids, &enc_mask, &dec_ids).unwrap();
-    let d = max_abs_diff(
-        &logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        &io["logits"]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-    );
+    let d = tensor_diff(&logits, &io["logits"]);
     println!("full-forward logits max abs diff {d:e}");
     assert!(d < 1e-4, "logits diff {d}");
 }
@@ -117,14 +113,7 @@ fn classifier_matches_pytorch() {
     let c = GenreClassifier::load(&data().join("tiny_classifier"), &Device::Cpu).unwrap();
     let x = ids(&io["cls_ids"]);
     let logits = c.forward(&x, &x.ones_like().unwrap()).unwrap();
-    let d = max_abs_diff(
-        &logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        &io["cls_logits"]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-    );
+    let d = tensor_diff(&logits, &io["cls_logits"]);
     println!("classifier logits max abs diff {d:e}");
     assert!(d < 1e-4, "classifier diff {d}");
     let p = c
@@ -147,20 +136,8 @@ fn save_load_round_trip_gives_same_logits() {
         ids(&io["enc_mask"]),
         ids(&io["dec_ids"]),
     );
-    let a = m
-        .forward(&e, &k, &d)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = m2
-        .forward(&e, &k, &d)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let a = values(&m.forward(&e, &k, &d).unwrap());
+    let b = values(&m2.forward(&e, &k, &d).unwrap());
     assert_eq!(a, b);
     // HF layout: both LM-head bias names, encoder pooler, nested config sections.
     let st =
