@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod cli_dataset;
+mod cli_render;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
 #[derive(Parser)]
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: cli_dataset::DatasetCommand,
     },
+    /// Render a MIDI file: WAV through a SoundFont, and/or a piano-roll PNG (optionally against
+    /// the original, with the changed T-segments shaded).
+    Render(cli_render::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,5 +92,6 @@ fn run(cli: Cli) -> Result<()> {
             generated,
         } => cli::eval(&original, &generated),
         Command::Dataset { command } => cli_dataset::run(command),
+        Command::Render(args) => cli_render::run(args),
     }
 }
