@@ -2,20 +2,24 @@
 
 symusic (C++ parser) reads the file into note arrays; mido reads it and pairs note on/off in Python.
 Prints the median time, MB/s and notes/s of each. Usage:
-    python benches/tokenize_python.py tests/data/chopin_nocturne_op15_1.mid [iterations]
+    python benches/tokenize_python.py tests/data/chopin_nocturne_op15_1.mid [iterations] [--cpu]
+--cpu times thread CPU time instead of wall time (pair with `cargo run --release --example
+tokenize_cpu`), which a busy machine distorts far less.
 """
 import statistics
 import sys
 import time
 
 
-def bench(name, fn, data, iters):
+def bench(name, fn, data, iters, clock):
     times = []
     notes = 0
+    for _ in range(max(1, iters // 10)):  # warm up
+        fn(data)
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         notes = fn(data)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     med = statistics.median(times)
     mb = len(data) / 1e6
     print(f"{name:8s} median {med * 1e3:9.3f} ms  {mb / med:8.2f} MB/s  {notes / med:12.0f} notes/s  ({notes} notes)")
@@ -48,13 +52,16 @@ def with_mido(data):
 
 
 def main():
-    path = sys.argv[1]
-    iters = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    args = [a for a in sys.argv[1:] if a != "--cpu"]
+    cpu = "--cpu" in sys.argv
+    path = args[0]
+    iters = int(args[1]) if len(args) > 1 else 50
+    clock = time.thread_time if cpu else time.perf_counter
     data = open(path, "rb").read()
-    print(f"{path}: {len(data)} bytes, {iters} iterations")
+    print(f"{path}: {len(data)} bytes, {iters} iterations, {'thread CPU' if cpu else 'wall'} time")
     for name, fn in (("symusic", with_symusic), ("mido", with_mido)):
         try:
-            bench(name, fn, data, iters)
+            bench(name, fn, data, iters if name == "symusic" else max(1, iters // 50), clock)
         except ImportError as e:
             print(f"{name:8s} not installed ({e})")
 

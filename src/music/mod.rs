@@ -8,6 +8,7 @@ mod error;
 pub mod quantize;
 mod read;
 mod segment;
+pub mod smf;
 mod write;
 
 pub use error::MusicError;

@@ -21,11 +21,12 @@
 use std::fmt;
 use std::path::Path;
 
-use midly::{MetaMessage, MidiMessage, Timing, TrackEventKind};
+use midly::Timing;
 
 use super::error::MusicError;
 use super::quantize::{round_half_even, SEGMENT_MS};
 use super::segment::{Piece, PlayedNote};
+use super::smf::{Event, Events};
 
 /// MIDI channel 10 (index 9): General MIDI drums, dropped by ImprovNet's data builder.
 const DRUM_CHANNEL: u8 = 9;
@@ -204,80 +205,69 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     let limit = declared_tracks.map_or(usize::MAX, usize::from);
     for (track_index, track) in tracks.take(limit).enumerate() {
         track_count += 1;
-        let mut events = track.map_err(|e| MusicError::Truncated {
-            file: file.clone(),
-            reason: format!("track {}: {e}", track_index + 1),
-        })?;
-        let mut tick = 0u64;
-        loop {
-            let had_bytes = !events.unread().is_empty();
-            let Some(event) = events.next() else {
-                // Midly stops a track silently at the first unreadable event.
-                if had_bytes {
-                    return Err(MusicError::Truncated {
-                        file,
-                        reason: format!(
-                            "track {}: unreadable event after tick {tick}",
-                            track_index + 1
-                        ),
-                    });
-                }
-                break;
-            };
-            let event = event.map_err(|e| MusicError::Truncated {
+        let raw = track
+            .map_err(|e| MusicError::Truncated {
                 file: file.clone(),
                 reason: format!("track {}: {e}", track_index + 1),
+            })?
+            .unread();
+        let mut events = Events::new(raw);
+        let mut tick = 0u64;
+        while let Some(event) = events.next_event() {
+            let (delta, event) = event.map_err(|why| MusicError::Truncated {
+                file: file.clone(),
+                reason: format!(
+                    "track {}: unreadable event after tick {tick} ({why})",
+                    track_index + 1
+                ),
             })?;
-            tick = tick.saturating_add(u64::from(event.delta.as_int()));
-            match event.kind {
-                TrackEventKind::Meta(MetaMessage::Tempo(t)) => match t.as_int() {
-                    0 => warnings.push(Warning::ZeroTempoIgnored { tick }),
-                    us => tempos.push((tick, us)),
-                },
-                TrackEventKind::Midi { channel, message } => {
-                    let channel = channel.as_int();
-                    match message {
-                        MidiMessage::ProgramChange { program } => {
-                            programs.push((program.as_int(), channel))
-                        }
-                        MidiMessage::Controller { controller, value }
-                            if controller.as_int() == 64 =>
-                        {
-                            pedals.push((tick, channel, value.as_int() >= 64))
-                        }
-                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                            let k = open_key(channel, key.as_int());
-                            let stack = &mut open[k];
-                            if stack.is_empty() {
-                                touched.push(k);
-                            }
-                            stack.push((tick, vel.as_int()));
-                        }
-                        MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                            let pitch = key.as_int();
-                            let stack = &mut open[open_key(channel, pitch)];
-                            let before = stack.len();
-                            // Close every note not started at this tick, oldest first; keep the rest.
-                            stack.retain(|&(start, velocity)| {
-                                let close = start != tick;
-                                if close {
-                                    notes.push(TickNote {
-                                        pitch,
-                                        channel,
-                                        velocity,
-                                        start,
-                                        end: tick,
-                                    });
-                                }
-                                !close
+            tick = tick.saturating_add(u64::from(delta));
+            match event {
+                Event::Tempo(0) => warnings.push(Warning::ZeroTempoIgnored { tick }),
+                Event::Tempo(us) => tempos.push((tick, us)),
+                Event::Program { channel, program } => programs.push((program, channel)),
+                Event::Controller {
+                    channel,
+                    controller: 64,
+                    value,
+                } => pedals.push((tick, channel, value >= 64)),
+                Event::NoteOn { channel, key, vel } if vel > 0 => {
+                    let k = open_key(channel, key);
+                    let stack = &mut open[k];
+                    if stack.is_empty() {
+                        touched.push(k);
+                    }
+                    stack.push((tick, vel));
+                }
+                Event::NoteOn {
+                    channel,
+                    key: pitch,
+                    ..
+                }
+                | Event::NoteOff {
+                    channel,
+                    key: pitch,
+                } => {
+                    let stack = &mut open[open_key(channel, pitch)];
+                    let before = stack.len();
+                    // Close every note not started at this tick, oldest first; keep the rest.
+                    stack.retain(|&(start, velocity)| {
+                        let close = start != tick;
+                        if close {
+                            notes.push(TickNote {
+                                pitch,
+                                channel,
+                                velocity,
+                                start,
+                                end: tick,
                             });
-                            if stack.len() == before || stack.is_empty() {
-                                // Aria forgets the key here, including notes that started now.
-                                zero_length += stack.len();
-                                stack.clear();
-                            }
                         }
-                        _ => {}
+                        !close
+                    });
+                    if stack.len() == before || stack.is_empty() {
+                        // Aria forgets the key here, including notes that started now.
+                        zero_length += stack.len();
+                        stack.clear();
                     }
                 }
                 _ => {}
