@@ -16,89 +16,102 @@ use crate::tokens::Genre;
 use super::options::{PassSpec, RandomMode, Settings};
 use super::RefineError;
 
-/// A genre name, checked while parsing so the error carries the key and line.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "String")]
-struct GenreName(Genre);
+// Values are checked inside the deserializer's visitors, so a bad one is reported at its own
+// key and line (a `try_from` conversion would be reported at the enclosing block).
 
-impl TryFrom<String> for GenreName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse().map(GenreName).map_err(|e| e.to_string())
-    }
-}
+/// A name parsed with `FromStr` (genre, corruption, ...), checked while parsing.
+macro_rules! parsed_name {
+    ($name:ident, $inner:ty, $what:literal, $parse:expr) => {
+        #[derive(Clone, Copy, Debug)]
+        struct $name($inner);
 
-/// A corruption name or `random`.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "String")]
-struct CorruptionName(CorruptionChoice);
-
-impl TryFrom<String> for CorruptionName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse().map(CorruptionName).map_err(|e| e.to_string())
-    }
-}
-
-/// A probability.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "f64")]
-struct Rate(f64);
-
-impl TryFrom<f64> for Rate {
-    type Error = String;
-    fn try_from(x: f64) -> Result<Self, String> {
-        if (0.0..=1.0).contains(&x) {
-            Ok(Rate(x))
-        } else {
-            Err(format!("{x} is not between 0 and 1"))
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        let parse: fn(&str) -> Result<$inner, String> = $parse;
+                        parse(s).map($name).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
         }
-    }
+    };
 }
 
-/// A strictly positive number (temperature).
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "f64")]
-struct Positive(f64);
+parsed_name!(GenreName, Genre, "a genre name", |s| s
+    .parse()
+    .map_err(|e: crate::tokens::UnknownName| e.to_string()));
+parsed_name!(CorruptionName, CorruptionChoice, "a corruption name", |s| s
+    .parse()
+    .map_err(|e: crate::tokens::UnknownName| e.to_string()));
+parsed_name!(RandomModeName, RandomMode, "per_segment or per_pass", |s| s
+    .parse());
+parsed_name!(BehaviourName, Behaviour, "fixed or faithful", |s| match s {
+    "fixed" => Ok(Behaviour::Fixed),
+    "faithful" => Ok(Behaviour::Faithful),
+    _ => Err(format!(
+        "unknown corruption behaviour `{s}`; expected fixed or faithful"
+    )),
+});
 
-impl TryFrom<f64> for Positive {
-    type Error = String;
-    fn try_from(x: f64) -> Result<Self, String> {
-        if x.is_finite() && x > 0.0 {
-            Ok(Positive(x))
-        } else {
-            Err(format!("{x} must be a positive number"))
+/// A number checked against a rule, at its own key and line.
+macro_rules! checked_number {
+    ($name:ident, $what:literal, $ok:expr, $why:literal) => {
+        #[derive(Clone, Copy, Debug)]
+        struct $name(f64);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl V {
+                    fn check<E: serde::de::Error>(x: f64) -> Result<$name, E> {
+                        let ok: fn(f64) -> bool = $ok;
+                        if ok(x) {
+                            Ok($name(x))
+                        } else {
+                            Err(E::custom(format!("{x} {}", $why)))
+                        }
+                    }
+                }
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<$name, E> {
+                        Self::check(x)
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<$name, E> {
+                        Self::check(x as f64)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, x: u64) -> Result<$name, E> {
+                        Self::check(x as f64)
+                    }
+                }
+                d.deserialize_f64(V)
+            }
         }
-    }
+    };
 }
 
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "String")]
-struct RandomModeName(RandomMode);
-
-impl TryFrom<String> for RandomModeName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse().map(RandomModeName)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "String")]
-struct BehaviourName(Behaviour);
-
-impl TryFrom<String> for BehaviourName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.as_str() {
-            "fixed" => Ok(BehaviourName(Behaviour::Fixed)),
-            "faithful" => Ok(BehaviourName(Behaviour::Faithful)),
-            _ => Err(format!(
-                "unknown corruption behaviour `{s}`; expected fixed or faithful"
-            )),
-        }
-    }
-}
+checked_number!(
+    Rate,
+    "a number between 0 and 1",
+    |x| (0.0..=1.0).contains(&x),
+    "is not between 0 and 1"
+);
+checked_number!(
+    Positive,
+    "a positive number",
+    |x| x.is_finite() && x > 0.0,
+    "must be a positive number"
+);
 
 #[derive(Debug, Deserialize)]
 struct PassEntry {
