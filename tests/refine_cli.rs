@@ -6,7 +6,7 @@ mod refine_common;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use common::improvnet;
+use common::{data, improvnet};
 use improvnet::model::seq2seq::RandomInit;
 use improvnet::model::{BertConfig, GenreClassifier};
 use improvnet::music::{read_midi, write_midi, Note, Piece};
@@ -356,13 +356,12 @@ fn bad_input_is_a_clear_error() {
     let err = run_err(&["improvise", "--model", &s.model]);
     assert!(err.contains("no input"), "{err}");
     // Not a MIDI file.
-    let err = run_err(&[
-        "improvise",
-        s.root.join("bad.yaml").to_str().unwrap(),
-        "--model",
-        &s.model,
-    ]);
-    assert!(err.contains("bad.yaml") && err.contains("MIDI"), "{err}");
+    let not_midi = data("not_midi.mid");
+    let err = run_err(&["improvise", not_midi.to_str().unwrap(), "--model", &s.model]);
+    assert!(
+        err.contains("not_midi.mid") && err.contains("MIDI"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -86,6 +86,8 @@ pub struct RefineReport {
     pub passes: Vec<PassReport>,
     /// Wall time of every regenerated segment (encoder + decoding), in order.
     pub segment_times: Vec<Duration>,
+    /// Decoder tokens sampled for every regenerated segment (start token excluded), in order.
+    pub segment_tokens: Vec<usize>,
     /// Windows regenerated at least once. Every other window keeps its original notes.
     pub refined_windows: BTreeSet<u32>,
     /// Windows structure preservation kept.
@@ -97,6 +99,13 @@ pub struct RefineReport {
 pub struct Target {
     pub window: u32,
     pub context_after: usize,
+}
+
+/// Context segments shown on each side of the refined one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub before: usize,
+    pub after: usize,
 }
 
 /// How one pass treats its targets.
@@ -154,7 +163,7 @@ impl<'m> Engine<'m> {
         let limit = ENCODER_MAX_LEN.min(self.model.config.encoder.max_position_embeddings);
         loop {
             let ids = encoder_input(piece, index, before, after, block);
-            if ids.len() < limit || (before == 0 && after == 0) {
+            if ids.len() <= limit || (before == 0 && after == 0) {
                 let mut ids = ids;
                 ids.truncate(limit);
                 return ids;
@@ -166,8 +175,8 @@ impl<'m> Engine<'m> {
             after = have_after;
             if after >= before && after > 0 {
                 after -= 1;
-            } else if before > 0 {
-                before -= 1;
+            } else {
+                before = before.saturating_sub(1);
             }
         }
     }
@@ -178,13 +187,26 @@ impl<'m> Engine<'m> {
         &self,
         piece: &Piece,
         index: usize,
-        context_before: usize,
-        context_after: usize,
+        context: Context,
         block: &CorruptedSegment,
         chord_constraint: bool,
         rng: &mut R,
     ) -> Result<Vec<Note>, RefineError> {
-        let enc = self.encoder_ids(piece, index, context_before, context_after, block);
+        self.regenerate_counted(piece, index, context, block, chord_constraint, rng)
+            .map(|(notes, _)| notes)
+    }
+
+    /// [`regenerate`](Self::regenerate), also returning the number of tokens sampled.
+    fn regenerate_counted<R: Rng + ?Sized>(
+        &self,
+        piece: &Piece,
+        index: usize,
+        context: Context,
+        block: &CorruptedSegment,
+        chord_constraint: bool,
+        rng: &mut R,
+    ) -> Result<(Vec<Note>, usize), RefineError> {
+        let enc = self.encoder_ids(piece, index, context.before, context.after, block);
         let opts = GenerateOptions {
             sampling: self.sampling,
             max_len: self.max_tokens,
@@ -199,7 +221,7 @@ impl<'m> Engine<'m> {
         let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
         let mut notes = parse_notes(&ids).notes;
         notes.sort_by_key(|n| n.onset_ms);
-        Ok(notes)
+        Ok((notes, ids.len().saturating_sub(1)))
     }
 
     /// Runs one pass over `targets` (windows, left to right), each refined with probability
@@ -244,17 +266,21 @@ impl<'m> Engine<'m> {
                 } else {
                     corrupt(segment, kind, self.target, self.behaviour, rng)
                 };
-                let notes = self.regenerate(
+                let context = Context {
+                    before: plan.context_before,
+                    after: target.context_after,
+                };
+                let (notes, tokens) = self.regenerate_counted(
                     piece,
                     index,
-                    plan.context_before,
-                    target.context_after,
+                    context,
                     &block,
                     plan.chord_constraint,
                     rng,
                 )?;
                 piece.segments[index].notes = notes;
                 report.segment_times.push(start.elapsed());
+                report.segment_tokens.push(tokens);
                 report.refined_windows.insert(target.window);
                 refined += 1;
             }

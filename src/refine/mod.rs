@@ -12,7 +12,7 @@ mod error;
 pub mod options;
 pub mod tasks;
 
-pub use engine::{no_progress, Engine, PassReport, Progress, RefineReport};
+pub use engine::{no_progress, Context, Engine, PassReport, Progress, RefineReport};
 pub use error::RefineError;
 pub use options::{HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
 pub use tasks::{

@@ -45,7 +45,7 @@ pub fn preserved_windows(
     novel_peaks_pct: f64,
     source: StructureSource<'_>,
 ) -> Result<Vec<u32>, RefineError> {
-    if !(novel_peaks_pct > 0.0) {
+    if novel_peaks_pct.is_nan() || novel_peaks_pct <= 0.0 {
         return Ok(Vec::new());
     }
     let params = NoveltyParams::default();
