@@ -10,7 +10,7 @@ use common::{data, improvnet};
 use improvnet::model::seq2seq::RandomInit;
 use improvnet::model::{BertConfig, GenreClassifier};
 use improvnet::music::{read_midi, write_midi, Note, Piece};
-use refine_common::{by_window, melody, nocturne, save_tiny_model};
+use refine_common::{by_window, melody, nocturne, render_wav, save_tiny_model};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -362,6 +362,49 @@ fn bad_input_is_a_clear_error() {
         err.contains("not_midi.mid") && err.contains("MIDI"),
         "{err}"
     );
+}
+
+#[test]
+fn structure_from_a_wav_rendering() {
+    let s = Setup::new();
+    let piece = nocturne(8);
+    let input = s.input("p.mid", &piece);
+    let wav = s.root.join("p.wav");
+    render_wav(&read(&input), &wav);
+    let out = s.out("w");
+    let stdout = run_ok(&[
+        "improvise",
+        &input,
+        "--structure-wav",
+        wav.to_str().unwrap(),
+        "--preserve",
+        "0.3",
+        "--passes",
+        "1",
+        "--max-tokens",
+        "31",
+        "--model",
+        &s.model,
+        "--out",
+        &out,
+        "-q",
+    ]);
+    assert!(stdout.contains("kept by structure"), "{stdout}");
+
+    let missing = s.out("missing.wav");
+    let err = run_err(&[
+        "improvise",
+        &input,
+        "--structure-wav",
+        &missing,
+        "--preserve",
+        "0.3",
+        "--model",
+        &s.model,
+        "--out",
+        &out,
+    ]);
+    assert!(err.contains("missing.wav"), "{err}");
 }
 
 #[test]

@@ -63,3 +63,37 @@ pub fn by_window(piece: &Piece) -> BTreeMap<u32, Vec<Note>> {
         .map(|s| (s.window, s.notes.clone()))
         .collect()
 }
+
+/// Renders a piece as quiet sine tones, 16-bit mono at 4 kHz (low, so the dev-profile FFT is
+/// quick): a stand-in for a SoundFont rendering, for structure analysis from a WAV.
+pub fn render_wav(piece: &Piece, path: &Path) {
+    const SR: u64 = 4000;
+    let notes = piece.to_played();
+    let end_ms = notes
+        .iter()
+        .map(|n| n.start_ms + n.dur_ms)
+        .max()
+        .unwrap_or(0);
+    let mut buf = vec![0f32; (end_ms * SR / 1000) as usize + 1];
+    for n in &notes {
+        let freq = 440.0 * 2f32.powf((n.pitch as f32 - 69.0) / 12.0);
+        let first = (n.start_ms * SR / 1000) as usize;
+        let len = (n.dur_ms * SR / 1000) as usize;
+        let step = 2.0 * std::f32::consts::PI * freq / SR as f32;
+        for i in 0..len {
+            buf[first + i] += 0.1 * (step * i as f32).sin();
+        }
+    }
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SR as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in buf {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
