@@ -15,7 +15,7 @@ use crate::structure::{
 };
 
 use super::engine::{drop_empty, Engine, PassPlan, Progress, RefineReport, Target};
-use super::options::{HarmonyOptions, RefineOptions};
+use super::options::{HarmonyOptions, PassSpec, RefineOptions};
 use super::RefineError;
 
 /// A refined piece and what was done to it.
@@ -109,6 +109,30 @@ pub fn harmonize(
     sweep(model, melody, opts, Some(harmony), progress)
 }
 
+/// Pass `p` (from 0) of a sweep, and its after-context. Harmonization's first pass decodes
+/// under the chord constraint without after-context (spec §11); without `reharmonize` every
+/// pass shows the segment verbatim under its label.
+fn sweep_plan(
+    p: usize,
+    spec: PassSpec,
+    opts: &RefineOptions,
+    harmony: Option<HarmonyOptions>,
+) -> (PassPlan, usize) {
+    let first_constrained = p == 0 && harmony.is_some_and(|h| h.use_constraints);
+    let plan = PassPlan {
+        spec,
+        context_before: opts.context_before,
+        chord_constraint: first_constrained,
+        verbatim: harmony.is_some_and(|h| !h.reharmonize),
+    };
+    let context_after = if first_constrained {
+        0
+    } else {
+        opts.context_after
+    };
+    (plan, context_after)
+}
+
 fn sweep(
     model: &ImprovNetModel,
     piece: &Piece,
@@ -127,12 +151,7 @@ fn sweep(
     };
     let passes = opts.passes.len();
     for (p, spec) in opts.passes.iter().enumerate() {
-        let first_constrained = p == 0 && harmony.is_some_and(|h| h.use_constraints);
-        let context_after = if first_constrained {
-            0
-        } else {
-            opts.context_after
-        };
+        let (plan, context_after) = sweep_plan(p, *spec, opts, harmony);
         let targets: Vec<Target> = sweep_windows(&piece, opts)
             .into_iter()
             .map(|window| Target {
@@ -140,12 +159,6 @@ fn sweep(
                 context_after,
             })
             .collect();
-        let plan = PassPlan {
-            spec: *spec,
-            context_before: opts.context_before,
-            chord_constraint: first_constrained,
-            verbatim: harmony.is_some_and(|h| !h.reharmonize),
-        };
         engine.run_pass(
             &mut piece,
             p + 1,
@@ -192,6 +205,23 @@ pub fn check_monophonic(piece: &Piece, source_name: &str) -> Result<(), RefineEr
     Ok(())
 }
 
+/// The gap's windows in order: no after-context (the rest of the gap still holds the original
+/// notes, which must not leak), except for the last window.
+fn gap_targets(windows: &[u32], last_context_after: usize) -> Vec<Target> {
+    windows
+        .iter()
+        .enumerate()
+        .map(|(i, &window)| Target {
+            window,
+            context_after: if i + 1 == windows.len() {
+                last_context_after
+            } else {
+                0
+            },
+        })
+        .collect()
+}
+
 /// Refines `windows` in order, as a gap: each sees only generated music and the prompt before
 /// it, and the true future (`opts.context_after`) only from the gap's last window (spec §12).
 fn fill_gap(
@@ -208,18 +238,7 @@ fn fill_gap(
     let mut piece = piece.clone();
     drop_empty(&mut piece);
     let mut report = RefineReport::default();
-    let targets: Vec<Target> = windows
-        .iter()
-        .enumerate()
-        .map(|(i, &window)| Target {
-            window,
-            context_after: if i + 1 == windows.len() {
-                last_context_after
-            } else {
-                0
-            },
-        })
-        .collect();
+    let targets = gap_targets(windows, last_context_after);
     let passes = opts.passes.len();
     for (p, spec) in opts.passes.iter().enumerate() {
         let plan = PassPlan {
@@ -332,5 +351,105 @@ pub fn segment_range_windows(piece: &Piece, start: usize, count: usize) -> Vec<u
     ) {
         (Some(a), Some(b)) if count > 0 => (a.window..=b.window).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corrupt::Corruption;
+    use crate::music::{Note, Segment};
+
+    #[test]
+    fn harmony_constrains_only_the_first_pass_and_hides_its_future() {
+        let opts = super::super::Settings::harmony().refine;
+        let spec = PassSpec::new(1.0, Corruption::Skyline);
+        let h = HarmonyOptions::default();
+        let (first, after) = sweep_plan(0, spec, &opts, Some(h));
+        assert!(first.chord_constraint && first.verbatim);
+        assert_eq!(after, 0);
+        let (second, after) = sweep_plan(1, spec, &opts, Some(h));
+        assert!(!second.chord_constraint && second.verbatim);
+        assert_eq!(after, opts.context_after);
+        let free = HarmonyOptions {
+            use_constraints: false,
+            reharmonize: true,
+        };
+        let (p, after) = sweep_plan(0, spec, &opts, Some(free));
+        assert!(!p.chord_constraint && !p.verbatim);
+        assert_eq!(after, opts.context_after);
+        let (p, _) = sweep_plan(0, spec, &opts, None);
+        assert!(!p.chord_constraint && !p.verbatim);
+    }
+
+    #[test]
+    fn a_gap_sees_the_future_only_from_its_last_window() {
+        let t = gap_targets(&[4, 5, 6], 4);
+        let after: Vec<usize> = t.iter().map(|t| t.context_after).collect();
+        assert_eq!(after, vec![0, 0, 4]);
+        assert!(gap_targets(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn sweep_windows_follow_start_stop_end_and_protection() {
+        let piece = Piece {
+            segments: [0, 1, 2, 4, 5, 6, 7]
+                .into_iter()
+                .map(|window| Segment {
+                    window,
+                    notes: vec![Note::new(60, 90, 0, 100)],
+                })
+                .collect(),
+        };
+        let mut opts = RefineOptions {
+            protected_windows: vec![1],
+            ..RefineOptions::default()
+        };
+        // Eligible: 0 2 4 5 6 7; skip the first two (0, 2), keep the last (7).
+        assert_eq!(sweep_windows(&piece, &opts), vec![4, 5, 6]);
+        opts.t_segment_stop = Some(3);
+        assert_eq!(sweep_windows(&piece, &opts), vec![4]);
+        opts.t_segment_stop = Some(2); // not after the start: to the end
+        assert_eq!(sweep_windows(&piece, &opts), vec![4, 5, 6]);
+        opts.end_original = false;
+        opts.t_segment_stop = None;
+        assert_eq!(sweep_windows(&piece, &opts), vec![4, 5, 6, 7]);
+        opts.t_segment_start = 10;
+        assert!(sweep_windows(&piece, &opts).is_empty());
+    }
+
+    #[test]
+    fn monophonic_means_no_two_onsets_within_50_ms() {
+        let legato = Piece {
+            segments: vec![Segment {
+                window: 0,
+                notes: vec![Note::new(60, 90, 0, 600), Note::new(62, 90, 500, 600)],
+            }],
+        };
+        assert!(check_monophonic(&legato, "x").is_ok());
+        let chord = Piece {
+            segments: vec![Segment {
+                window: 0,
+                notes: vec![Note::new(60, 90, 1000, 600), Note::new(64, 90, 1040, 600)],
+            }],
+        };
+        assert!(check_monophonic(&chord, "x").is_err());
+    }
+
+    #[test]
+    fn segment_ranges_become_windows() {
+        let piece = Piece {
+            segments: [0, 1, 3, 4]
+                .into_iter()
+                .map(|window| Segment {
+                    window,
+                    notes: vec![Note::new(60, 90, 0, 100)],
+                })
+                .collect(),
+        };
+        assert_eq!(segment_range_windows(&piece, 1, 2), vec![1, 2, 3]);
+        assert_eq!(segment_range_windows(&piece, 3, 4), vec![4]);
+        assert!(segment_range_windows(&piece, 4, 1).is_empty());
+        assert!(segment_range_windows(&piece, 0, 0).is_empty());
     }
 }
