@@ -3,7 +3,10 @@
 //! the latency of each rewritten segment (median, p95).
 //!
 //!     cargo run --release --example refine_bench -- [small | MODEL_DIR] [--seconds 180]
-//!         [--max-tokens N] [--passes N] [--f16] [--seed S] [--out FILE.mid]
+//!         [--max-tokens N] [--passes N] [--f16] [--seed S] [--out FILE.mid] [--save-model DIR]
+//!
+//! `--save-model DIR` writes the random `small` model in the HF layout, so the CLI commands can
+//! be tried (`--model DIR`) before a trained model ships.
 //!
 //! With no trained model, `small` uses `Config::small()` with random weights. An untrained
 //! decoder does not stop where a trained one would, so each segment's decoding is capped at
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let mut f16 = false;
     let mut seed = 0u64;
     let mut out_file: Option<PathBuf> = None;
+    let mut save_model: Option<PathBuf> = None;
     let mut i = 0;
     while i < args.len() {
         let next = || args.get(i + 1).cloned().unwrap_or_default();
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             "--passes" => passes = Some(next().parse()?),
             "--seed" => seed = next().parse()?,
             "--out" => out_file = Some(next().into()),
+            "--save-model" => save_model = Some(next().into()),
             "--f16" => {
                 f16 = true;
                 i += 1;
@@ -78,6 +83,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         ImprovNetModel::load(&PathBuf::from(&which), &Device::Cpu)?
     };
+    if let Some(dir) = &save_model {
+        model.save(dir)?;
+        println!("saved the model to {}", dir.display());
+        return Ok(());
+    }
     if f16 {
         model.set_f16_decoder(true)?;
     }
