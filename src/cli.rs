@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
-use improvnet::eval::{piece_stats, pitch_class_kl, transition_cosine};
+use improvnet::eval::{genre_probabilities, piece_stats, pitch_class_kl, transition_cosine};
+use improvnet::model::GenreClassifier;
 use improvnet::music::{
     read_midi, write_atomic, write_midi, Note, Performance, Piece, TimeDivision,
 };
@@ -230,7 +231,7 @@ pub fn corrupt(
     Ok(())
 }
 
-pub fn eval(original: &Path, generated: &Path) -> Result<()> {
+pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Result<()> {
     let (_, a) = load(original)?;
     let (_, b) = load(generated)?;
     let (sa, sb) = (piece_stats(&a), piece_stats(&b));
@@ -259,5 +260,26 @@ pub fn eval(original: &Path, generated: &Path) -> Result<()> {
         "pctm_cosine_sim (higher is closer)     {:.4}",
         transition_cosine(&a, &b)
     );
+    if let Some(dir) = classifier {
+        if !dir.join("config.json").is_file() {
+            bail!(
+                "{}: no genre classifier there (config.json missing); name a folder with \
+                 config.json + model.safetensors",
+                dir.display()
+            );
+        }
+        let clf = GenreClassifier::load(dir, &candle_core::Device::Cpu)
+            .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))?;
+        let pa = genre_probabilities(&clf, &a).with_context(|| original.display().to_string())?;
+        let pb = genre_probabilities(&clf, &b).with_context(|| generated.display().to_string())?;
+        for (i, genre) in Genre::ALL.iter().enumerate() {
+            println!(
+                "{:<22} {:>12.3} {:>12.3}",
+                format!("P({genre})"),
+                pa[i],
+                pb[i]
+            );
+        }
+    }
     Ok(())
 }

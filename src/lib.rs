@@ -9,6 +9,7 @@ pub mod corrupt;
 pub mod eval;
 pub mod model;
 pub mod music;
+pub mod refine;
 pub mod render;
 pub mod structure;
 pub mod tokens;

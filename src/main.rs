@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod cli_dataset;
+mod cli_refine;
 mod cli_render;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
@@ -49,10 +50,75 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Compare a generated piece with its original: the paper's symbolic metrics.
+    /// Compare a generated piece with its original: the paper's symbolic metrics, and with
+    /// `--classifier` the genre probabilities of both.
     Eval {
         original: PathBuf,
         generated: PathBuf,
+        /// A genre classifier folder (config.json + model.safetensors): adds P(genre).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+    },
+    /// Improvise on a piano piece: style transfer (--to jazz) or in its own genre (spec §10).
+    ///
+    /// Example: improvnet improvise nocturne.mid --to jazz --passes 4 --seed 7 --out output
+    Improvise {
+        /// A piano MIDI file (or generation.midi_file_path of --config).
+        input: Option<PathBuf>,
+        /// Target genre: classical, pop or jazz [recipe: jazz].
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        common: cli_refine::Common,
+    },
+    /// Harmonize a monophonic melody in a genre's style (spec §11).
+    ///
+    /// Example: improvnet harmonize melody.mid --to jazz
+    Harmonize {
+        /// A MIDI file with one note at a time.
+        input: Option<PathBuf>,
+        /// Genre of the harmony: classical or jazz [recipe: classical].
+        #[arg(long)]
+        to: Option<String>,
+        /// Really take the skyline of the current harmony in every pass.
+        #[arg(long)]
+        reharmonize: bool,
+        /// Decode pass 1 without the chord constraint.
+        #[arg(long)]
+        no_constraints: bool,
+        #[command(flatten)]
+        common: cli_refine::Common,
+    },
+    /// Continue a prompt by some seconds of new music (spec §12).
+    ///
+    /// Example: improvnet continue prompt.mid --seconds 20
+    Continue {
+        input: Option<PathBuf>,
+        /// Length of the continuation, rounded up to 5 s windows [recipe: 20].
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Genre token to condition on [recipe: classical].
+        #[arg(long)]
+        genre: Option<String>,
+        #[command(flatten)]
+        common: cli_refine::Common,
+    },
+    /// Replace a span of a piece with new music that fits its past and future (spec §12).
+    ///
+    /// Example: improvnet infill piece.mid --from 20s --to 30s
+    Infill {
+        input: Option<PathBuf>,
+        /// Start of the gap (20s, 1:05, 1500ms), rounded down to a 5 s window.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the gap, rounded up to a 5 s window.
+        #[arg(long)]
+        to: Option<String>,
+        /// Genre token to condition on [recipe: classical].
+        #[arg(long)]
+        genre: Option<String>,
+        #[command(flatten)]
+        common: cli_refine::Common,
     },
     /// Build training datasets from folders of MIDI files, and show their statistics.
     Dataset {
@@ -90,7 +156,29 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             original,
             generated,
-        } => cli::eval(&original, &generated),
+            classifier,
+        } => cli::eval(&original, &generated, classifier.as_deref()),
+        Command::Improvise { input, to, common } => cli_refine::improvise(input, to, common),
+        Command::Harmonize {
+            input,
+            to,
+            reharmonize,
+            no_constraints,
+            common,
+        } => cli_refine::harmonize(input, to, reharmonize, no_constraints, common),
+        Command::Continue {
+            input,
+            seconds,
+            genre,
+            common,
+        } => cli_refine::continue_prompt(input, seconds, genre, common),
+        Command::Infill {
+            input,
+            from,
+            to,
+            genre,
+            common,
+        } => cli_refine::infill(input, from, to, genre, common),
         Command::Dataset { command } => cli_dataset::run(command),
         Command::Render(args) => cli_render::run(args),
     }

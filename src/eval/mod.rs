@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
+use crate::model::{GenreClassifier, ModelError};
 use crate::music::Piece;
+use crate::tokens::{classifier_input, Tail};
 
 /// Length of the window `note_density` counts onsets in.
 const DENSITY_WINDOW_S: f64 = 5.0;
@@ -136,6 +138,34 @@ pub fn transition_cosine(original: &Piece, generated: &Piece) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Context segments on each side of a classifier window (spec §9: ~25 s windows).
+const CLASSIFIER_CONTEXT: usize = 2;
+
+/// Piece-level genre probabilities (classical, pop, jazz) as the original scores them (spec §9):
+/// the softmax averaged over uncorrupted windows (2 segments either side) centred on every
+/// segment but the last (on the only one, for a one-segment piece). No random tail drop.
+pub fn genre_probabilities(
+    classifier: &GenreClassifier,
+    piece: &Piece,
+) -> Result<[f64; 3], ModelError> {
+    let n = piece.segments.len();
+    if n == 0 {
+        return Err(ModelError::Input(
+            "the piece has no notes to classify".into(),
+        ));
+    }
+    let centres = n.saturating_sub(1).max(1);
+    let mut sum = [0.0f64; 3];
+    for s in 0..centres {
+        let ids = classifier_input(piece, s, CLASSIFIER_CONTEXT, CLASSIFIER_CONTEXT, Tail::Keep);
+        let p = classifier.predict_proba(&ids)?;
+        for (acc, x) in sum.iter_mut().zip(p) {
+            *acc += f64::from(x);
+        }
+    }
+    Ok(sum.map(|x| x / centres as f64))
 }
 
 #[cfg(test)]

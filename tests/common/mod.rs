@@ -1,5 +1,7 @@
 //! Helpers shared by the CLI end-to-end tests: fixture paths and running the binary.
 use std::path::PathBuf;
+
+pub mod sf2;
 use std::process::Command;
 
 /// A fixture under `tests/data`.

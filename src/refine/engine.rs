@@ -1,0 +1,398 @@
+//! The iterative corruption–refinement sweep (spec §10): one segment at a time, left to right,
+//! each result replacing its segment before the sweep moves on, so later segments see refined
+//! left context and still-unrefined right context.
+//!
+//! Two of the original's inference bugs are fixed here:
+//! - §16.3: no random context drop; every window keeps its full after-context.
+//! - §16.7: segments are replaced by index within a pass (no re-splitting on `<T>`), and the
+//!   decoder may not emit what would break the segment structure: `<T>`, pad, an onset of
+//!   5000 ms (the next window), a zero duration or a silent (velocity 0) note.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::corrupt::{corrupt, Behaviour, CorruptedSegment, CorruptionChoice};
+use crate::model::{
+    ChordConstraint, ForbidTokens, GenerateOptions, ImprovNetModel, LogitsProcessor, SamplingParams,
+};
+use crate::music::{Note, Piece};
+use crate::tokens::{
+    encoder_input, parse_notes, Genre, DUR_BASE, ENCODER_MAX_LEN, MAX_TIME_MS, ONSET_BASE, PAD,
+    PIANO_BASE, TIME_STEP_MS, T_SEP,
+};
+
+use super::options::{PassSpec, RandomMode, RefineOptions};
+use super::RefineError;
+
+/// Tokens a refined segment may not contain (§16.7): they would move notes out of the segment,
+/// end decoding on a pad, or write notes a MIDI file cannot keep.
+pub fn forbidden_in_segment() -> Vec<u32> {
+    let mut ids = vec![
+        T_SEP,
+        PAD,
+        ONSET_BASE + u32::from(MAX_TIME_MS / TIME_STEP_MS),
+        DUR_BASE,
+    ];
+    // ("piano", pitch, 0): velocity index 0 comes first in the vocabulary.
+    ids.extend(PIANO_BASE..PIANO_BASE + 128);
+    ids
+}
+
+/// What the sweep reports while it runs (the CLI draws progress bars, the plugin its editor).
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A pass starts over `segments` candidate segments.
+    PassStart {
+        pass: usize,
+        passes: usize,
+        label: String,
+        segments: usize,
+    },
+    /// A candidate segment is done; `refined` says whether it was regenerated (rate draw).
+    Segment {
+        pass: usize,
+        done: usize,
+        segments: usize,
+        window: u32,
+        refined: bool,
+        elapsed: Duration,
+    },
+    /// A pass is finished; `piece` is the piece as it now stands.
+    PassEnd {
+        pass: usize,
+        passes: usize,
+        refined: usize,
+        piece: &'a Piece,
+    },
+}
+
+/// A progress callback that ignores everything.
+pub fn no_progress(_: Progress<'_>) {}
+
+/// What one pass did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassReport {
+    /// The corruption name, `random`, or the one a per-pass `random` picked.
+    pub label: String,
+    pub candidates: usize,
+    pub refined: usize,
+}
+
+/// What a whole refinement did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RefineReport {
+    pub passes: Vec<PassReport>,
+    /// Wall time of every regenerated segment (encoder + decoding), in order.
+    pub segment_times: Vec<Duration>,
+    /// Decoder tokens sampled for every regenerated segment (start token excluded), in order.
+    pub segment_tokens: Vec<usize>,
+    /// Windows regenerated at least once. Every other window keeps its original notes.
+    pub refined_windows: BTreeSet<u32>,
+    /// Windows structure preservation kept.
+    pub protected_windows: Vec<u32>,
+}
+
+/// A segment to refine in a pass, with its after-context (infilling hides the rest of the gap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub window: u32,
+    pub context_after: usize,
+}
+
+/// Context segments shown on each side of the refined one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub before: usize,
+    pub after: usize,
+}
+
+/// How one pass treats its targets.
+#[derive(Clone, Copy, Debug)]
+pub struct PassPlan {
+    pub spec: PassSpec,
+    pub context_before: usize,
+    /// Decode under the harmonization chord constraint (spec §11, pass 1).
+    pub chord_constraint: bool,
+    /// Show the segment unchanged under the pass's label instead of corrupting it
+    /// (harmonization without `reharmonize`).
+    pub verbatim: bool,
+}
+
+/// A model and the sampling settings of one refinement.
+pub struct Engine<'m> {
+    model: &'m ImprovNetModel,
+    sampling: SamplingParams,
+    max_tokens: usize,
+    behaviour: Behaviour,
+    target: Genre,
+    random_mode: RandomMode,
+}
+
+impl<'m> Engine<'m> {
+    pub fn new(model: &'m ImprovNetModel, opts: &RefineOptions) -> Self {
+        Self {
+            model,
+            sampling: SamplingParams {
+                temperature: opts.temperature,
+                top_k: opts.top_k,
+                top_p: 1.0,
+                greedy: false,
+            },
+            max_tokens: opts
+                .max_tokens_per_segment
+                .min(model.config.decoder.max_position_embeddings),
+            behaviour: opts.behaviour,
+            target: opts.target,
+            random_mode: opts.random_mode,
+        }
+    }
+
+    /// The encoder input for segment `index` with `block` in its place. Where the window would
+    /// exceed the encoder's length, the farthest context segments go first (the original cut
+    /// the end instead, which can lose the block itself, spec §16.8).
+    pub fn encoder_ids(
+        &self,
+        piece: &Piece,
+        index: usize,
+        mut before: usize,
+        mut after: usize,
+        block: &CorruptedSegment,
+    ) -> Vec<u32> {
+        let limit = ENCODER_MAX_LEN.min(self.model.config.encoder.max_position_embeddings);
+        loop {
+            let ids = encoder_input(piece, index, before, after, block);
+            if ids.len() <= limit || (before == 0 && after == 0) {
+                let mut ids = ids;
+                ids.truncate(limit);
+                return ids;
+            }
+            // Context actually present on each side, so the shrinking side is a real one.
+            let have_before = before.min(index);
+            let have_after = after.min(piece.segments.len().saturating_sub(index + 1));
+            before = have_before;
+            after = have_after;
+            if after >= before && after > 0 {
+                after -= 1;
+            } else {
+                before = before.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Samples new notes for segment `index` from `block` and its context, sorted by onset
+    /// (stable, keeping the model's in-chord order), as a MIDI round trip would give them.
+    pub fn regenerate<R: Rng + ?Sized>(
+        &self,
+        piece: &Piece,
+        index: usize,
+        context: Context,
+        block: &CorruptedSegment,
+        chord_constraint: bool,
+        rng: &mut R,
+    ) -> Result<Vec<Note>, RefineError> {
+        self.regenerate_counted(piece, index, context, block, chord_constraint, rng)
+            .map(|(notes, _)| notes)
+    }
+
+    /// [`regenerate`](Self::regenerate), also returning the number of tokens sampled.
+    fn regenerate_counted<R: Rng + ?Sized>(
+        &self,
+        piece: &Piece,
+        index: usize,
+        context: Context,
+        block: &CorruptedSegment,
+        chord_constraint: bool,
+        rng: &mut R,
+    ) -> Result<(Vec<Note>, usize), RefineError> {
+        let enc = self.encoder_ids(piece, index, context.before, context.after, block);
+        let opts = GenerateOptions {
+            sampling: self.sampling,
+            max_len: self.max_tokens,
+        };
+        let mut forbid = ForbidTokens(forbidden_in_segment());
+        let mut chord = ChordConstraint::default();
+        let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(2);
+        if chord_constraint {
+            processors.push(&mut chord);
+        }
+        processors.push(&mut forbid);
+        let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
+        let mut notes = parse_notes(&ids).notes;
+        notes.sort_by_key(|n| n.onset_ms);
+        Ok((notes, ids.len().saturating_sub(1)))
+    }
+
+    /// Runs one pass over `targets` (windows, left to right), each refined with probability
+    /// `plan.spec.rate`. Missing target windows are created empty first (gap tasks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_pass<R: Rng>(
+        &self,
+        piece: &mut Piece,
+        pass: usize,
+        passes: usize,
+        plan: &PassPlan,
+        targets: &[Target],
+        rng: &mut R,
+        report: &mut RefineReport,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), RefineError> {
+        let per_pass = match (plan.spec.corruption, self.random_mode) {
+            (CorruptionChoice::Random, RandomMode::PerPass) => {
+                Some(CorruptionChoice::Random.pick(rng))
+            }
+            _ => None,
+        };
+        let label = per_pass.map_or(plan.spec.corruption.to_string(), |c| {
+            format!("random ({c})")
+        });
+        progress(Progress::PassStart {
+            pass,
+            passes,
+            label: label.clone(),
+            segments: targets.len(),
+        });
+        let mut refined = 0;
+        for (done, target) in targets.iter().enumerate() {
+            let start = Instant::now();
+            let hit = rng.gen::<f64>() < plan.spec.rate;
+            if hit {
+                let index = ensure_window(piece, target.window);
+                let kind = per_pass.unwrap_or_else(|| plan.spec.corruption.pick(rng));
+                let segment = &piece.segments[index];
+                let block = if plan.verbatim {
+                    CorruptedSegment::verbatim(kind, self.target, segment)
+                } else {
+                    corrupt(segment, kind, self.target, self.behaviour, rng)
+                };
+                let context = Context {
+                    before: plan.context_before,
+                    after: target.context_after,
+                };
+                let (notes, tokens) = self.regenerate_counted(
+                    piece,
+                    index,
+                    context,
+                    &block,
+                    plan.chord_constraint,
+                    rng,
+                )?;
+                piece.segments[index].notes = notes;
+                report.segment_times.push(start.elapsed());
+                report.segment_tokens.push(tokens);
+                report.refined_windows.insert(target.window);
+                refined += 1;
+            }
+            progress(Progress::Segment {
+                pass,
+                done: done + 1,
+                segments: targets.len(),
+                window: target.window,
+                refined: hit,
+                elapsed: start.elapsed(),
+            });
+        }
+        report.passes.push(PassReport {
+            label,
+            candidates: targets.len(),
+            refined,
+        });
+        Ok(())
+    }
+}
+
+/// Index of the segment at `window`, inserting an empty one in time order if there is none.
+pub fn ensure_window(piece: &mut Piece, window: u32) -> usize {
+    match piece.segments.binary_search_by_key(&window, |s| s.window) {
+        Ok(i) => i,
+        Err(i) => {
+            piece.segments.insert(
+                i,
+                crate::music::Segment {
+                    window,
+                    notes: Vec::new(),
+                },
+            );
+            i
+        }
+    }
+}
+
+/// Drops segments left without notes: a piece holds non-empty windows only (spec §4.2), and
+/// context is counted in non-empty segments, as in the original.
+pub fn drop_empty(piece: &mut Piece) {
+    piece.segments.retain(|s| !s.notes.is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corrupt::Corruption;
+    use crate::model::{BertConfig, Config};
+    use crate::music::Segment;
+    use crate::tokens::{Token, SEP};
+
+    fn piece(segments: u32, notes_each: u16) -> Piece {
+        Piece {
+            segments: (0..segments)
+                .map(|window| Segment {
+                    window,
+                    notes: (0..notes_each)
+                        .map(|k| Note::new(60, 90, k * 100, 100))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn long_windows_lose_far_context_not_the_block() {
+        // Encoder of 64 positions; 10 notes (30 tokens) per segment.
+        let config = Config::from_parts(
+            BertConfig::sized(16, 1, 2, 32, 64),
+            BertConfig::sized(16, 1, 2, 32, 64),
+        );
+        let model = ImprovNetModel::random(&config, 0, &candle_core::Device::Cpu).unwrap();
+        let engine = Engine::new(&model, &RefineOptions::default());
+        let p = piece(5, 10);
+        let block = CorruptedSegment {
+            kind: Corruption::WholeMask,
+            genre: Genre::Jazz,
+            content: vec![crate::tokens::BlockElement::Mask],
+        };
+        let ids = engine.encoder_ids(&p, 2, 2, 2, &block);
+        assert!(ids.len() <= 64);
+        // The whole block survives: SEP whole_mask jazz mask SEP.
+        assert_eq!(ids.iter().filter(|&&t| t == SEP).count(), 2, "{ids:?}");
+        // Context on both sides: one segment each (5 + 30 + 1 + 30 + 1 = 67 > 64 with both,
+        // so the after side gives way first, then the before side).
+        assert!(ids.starts_with(&[Token::Onset(0).id()]), "{ids:?}");
+    }
+
+    #[test]
+    fn forbidden_tokens_cover_the_segment_breakers() {
+        let f = forbidden_in_segment();
+        for t in [T_SEP, PAD, Token::Onset(5000).id(), Token::Dur(0).id()] {
+            assert!(f.contains(&t), "{t}");
+        }
+        assert!(f.contains(&Token::piano(60, 0).unwrap().id()));
+        assert!(!f.contains(&Token::piano(60, 15).unwrap().id()));
+        assert!(!f.contains(&Token::Onset(4990).id()));
+        assert!(!f.contains(&crate::tokens::EOS));
+    }
+
+    #[test]
+    fn ensure_window_inserts_in_time_order() {
+        let mut p = piece(2, 1);
+        p.segments[1].window = 4;
+        assert_eq!(ensure_window(&mut p, 4), 1);
+        assert_eq!(ensure_window(&mut p, 2), 1);
+        assert_eq!(
+            p.segments.iter().map(|s| s.window).collect::<Vec<_>>(),
+            vec![0, 2, 4]
+        );
+        drop_empty(&mut p);
+        assert_eq!(p.segments.len(), 2);
+    }
+}

@@ -1,0 +1,21 @@
+//! The improvisation engine (spec §10–§12): iterative corruption refinement and its four tasks.
+//!
+//! - [`options`] — the pass schedule, sampling, context and preservation settings; the
+//!   original's recipes as defaults.
+//! - [`engine`] — one left-to-right pass: corrupt, re-sample, replace; progress callbacks.
+//! - [`tasks`] — improvise, harmonize, continue, infill; structure preservation.
+//! - [`config`] — YAML recipes with the original's keys.
+
+pub mod config;
+pub mod engine;
+mod error;
+pub mod options;
+pub mod tasks;
+
+pub use engine::{no_progress, Context, Engine, PassReport, Progress, RefineReport};
+pub use error::RefineError;
+pub use options::{HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
+pub use tasks::{
+    check_monophonic, continue_piece, harmonize, improvise, infill, infill_windows,
+    preserved_windows, segment_range_windows, sweep_windows, Refined, StructureSource,
+};
