@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod cli_dataset;
+mod cli_train;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
 #[derive(Parser)]
@@ -58,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         command: cli_dataset::DatasetCommand,
     },
+    /// Train the ImprovNet model on a dataset (pre-training or fine-tuning), resumable.
+    Train(cli_train::TrainArgs),
+    /// Train the genre classifier (spec §9) with early stopping; held-out accuracy.
+    TrainClassifier(cli_train::ClassifierArgs),
+    /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
+    BenchTrain(cli_train::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,5 +95,8 @@ fn run(cli: Cli) -> Result<()> {
             generated,
         } => cli::eval(&original, &generated),
         Command::Dataset { command } => cli_dataset::run(command),
+        Command::Train(a) => cli_train::train(a),
+        Command::TrainClassifier(a) => cli_train::train_classifier(a),
+        Command::BenchTrain(a) => cli_train::bench_train(a),
     }
 }

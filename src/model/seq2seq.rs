@@ -5,7 +5,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use std::path::Path;
 
-use super::bert::{causal_mask, padding_mask, BertModel, LmHead};
+use super::bert::{causal_mask, padding_mask, BertModel, LmHead, Train};
 use super::config::Config;
 use super::weights::{self, CheckedTensors, Recorded};
 use super::{ModelError, Result};
@@ -163,6 +163,29 @@ impl ImprovNetModel {
     pub fn forward(&self, enc_ids: &Tensor, enc_mask: &Tensor, dec_ids: &Tensor) -> Result<Tensor> {
         let enc = self.encode(enc_ids, enc_mask)?;
         self.decode(dec_ids, &enc, enc_mask)
+    }
+
+    /// [`forward`](Self::forward) for training: dropout and differentiable kernels from `train`.
+    pub fn forward_t(
+        &self,
+        enc_ids: &Tensor,
+        enc_mask: &Tensor,
+        dec_ids: &Tensor,
+        train: &Train,
+    ) -> Result<Tensor> {
+        let em = padding_mask(enc_mask)?;
+        let enc = self
+            .encoder
+            .forward_t(enc_ids, Some(&em), None, Some(train))?;
+        let (_, l) = dec_ids.dims2()?;
+        let causal = causal_mask(l, &self.device)?;
+        let h = self.decoder.bert.forward_t(
+            dec_ids,
+            Some(&causal),
+            Some((&enc, Some(&em))),
+            Some(train),
+        )?;
+        Ok(self.decoder.cls.forward_t(&h, Some(train))?)
     }
 }
 
