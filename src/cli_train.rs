@@ -49,6 +49,9 @@ pub struct TrainArgs {
     steps: u64,
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Samples per forward pass (gradients accumulated to --batch); 1 computes no padding.
+    #[arg(long, default_value_t = 1)]
+    micro_batch: usize,
     /// Peak learning rate [default: 1e-4 pretrain, 5e-5 finetune].
     #[arg(long)]
     lr: Option<f64>,
@@ -135,6 +138,9 @@ pub struct BenchArgs {
     config: String,
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Samples per forward pass (see `train --micro-batch`).
+    #[arg(long, default_value_t = 1)]
+    micro_batch: usize,
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -253,6 +259,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             stage,
             steps: a.steps,
             batch: a.batch,
+            micro_batch: a.micro_batch,
             lr: a.lr.unwrap_or(lr),
             warmup_ratio: a.warmup_ratio.unwrap_or(warmup),
             weight_decay: a.weight_decay,
@@ -408,6 +415,7 @@ pub fn bench_train(a: BenchArgs) -> Result<()> {
         &mc,
         &data,
         a.batch,
+        a.micro_batch,
         a.steps,
         a.max_context,
         a.seed,

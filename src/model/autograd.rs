@@ -214,6 +214,129 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Keep-scale of element `i` under dropout key `key` (0 = dropped): the same hash as
+/// [`crate::model::bert::Train::dropout`], recomputed in the backward pass instead of stored.
+#[inline]
+fn keep(key: u64, i: u64, threshold: u64, scale: f32) -> f32 {
+    if (super::bert::splitmix64(key.wrapping_add(i)) >> 32) < threshold {
+        0.0
+    } else {
+        scale
+    }
+}
+
+/// Softmax over the last dimension followed by dropout, fused: no mask tensor is stored, the
+/// backward pass recomputes the softmax and the mask from the input and the key.
+struct SoftmaxDropout {
+    key: u64,
+    threshold: u64,
+    scale: f32,
+}
+
+fn softmax_row(x: &[f32], y: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (v - max).exp();
+        sum += *o;
+    }
+    let inv = 1.0 / sum;
+    y.iter_mut().for_each(|v| *v *= inv);
+}
+
+impl CustomOp1 for SoftmaxDropout {
+    fn name(&self) -> &'static str {
+        "train-softmax-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "softmax dropout")?;
+        let d = l.dims().last().copied().unwrap_or(1);
+        let n = d * chunk_rows(d);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .enumerate()
+            .for_each(|(c, (yc, xc))| {
+                for (r, (yr, xr)) in yc.chunks_mut(d).zip(xc.chunks(d)).enumerate() {
+                    softmax_row(xr, yr);
+                    let base = (c * n + r * d) as u64;
+                    for (j, v) in yr.iter_mut().enumerate() {
+                        *v *= keep(self.key, base + j as u64, self.threshold, self.scale);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = SoftmaxDropoutBwd {
+            key: self.key,
+            threshold: self.threshold,
+            scale: self.scale,
+        };
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &op)?))
+    }
+}
+
+struct SoftmaxDropoutBwd {
+    key: u64,
+    threshold: u64,
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxDropoutBwd {
+    fn name(&self) -> &'static str {
+        "train-softmax-dropout-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "softmax dropout backward")?;
+        let g = slice(s2, l2, "softmax dropout backward")?;
+        let d = l1.dims().last().copied().unwrap_or(1);
+        let n = d * chunk_rows(d);
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(n)
+            .zip(x.par_chunks(n).zip(g.par_chunks(n)))
+            .enumerate()
+            .for_each(|(c, (dc, (xc, gc)))| {
+                let mut y = vec![0f32; d];
+                for (r, ((dr, xr), gr)) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)).enumerate() {
+                    softmax_row(xr, &mut y);
+                    let base = (c * n + r * d) as u64;
+                    // dy = g * mask; dx = y * (dy - sum(dy * y)).
+                    let mut dot = 0f32;
+                    for j in 0..d {
+                        let dy = gr[j] * keep(self.key, base + j as u64, self.threshold, self.scale);
+                        dr[j] = dy;
+                        dot += dy * y[j];
+                    }
+                    for j in 0..d {
+                        dr[j] = y[j] * (dr[j] - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `dropout(softmax(x), p)` with the mask of `key` (see [`crate::model::Train`]).
+pub fn softmax_dropout(x: &Tensor, p: f64, key: u64) -> Result<Tensor> {
+    let threshold = (p * 4_294_967_296.0) as u64;
+    let scale = (1.0 / (1.0 - p)) as f32;
+    x.contiguous()?.apply_op1(SoftmaxDropout {
+        key,
+        threshold,
+        scale,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +381,26 @@ mod tests {
             let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(close(a, c) < 1e-4, "{}", close(a, c));
         }
+    }
+
+    #[test]
+    fn fused_softmax_dropout_matches_softmax_then_mask() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2., (2, 3, 40), &dev).unwrap()).unwrap();
+        let up = Tensor::randn(0f32, 1., (2, 3, 40), &dev).unwrap();
+        let (p, key) = (0.3, 12345u64);
+        let fused = softmax_dropout(&x, p, key).unwrap();
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let mask: Vec<f32> = (0..240u64)
+            .map(|i| keep(key, i, threshold, (1.0 / (1.0 - p)) as f32))
+            .collect();
+        assert!(mask.iter().any(|&m| m == 0.0) && mask.iter().any(|&m| m > 1.0));
+        let mask = Tensor::from_vec(mask, (2, 3, 40), &dev).unwrap();
+        let plain = (candle_nn::ops::softmax(&x, D::Minus1).unwrap() * &mask).unwrap();
+        assert!(close(&fused, &plain) < 1e-6);
+        let g1 = (fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
     }
 
     #[test]

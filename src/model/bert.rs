@@ -35,6 +35,27 @@ impl Train {
         }
     }
 
+    /// The mask key of the next dropout call (one per call, in call order).
+    fn next_key(&self) -> u64 {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        splitmix64(self.seed ^ splitmix64(call.wrapping_add(0x5EED)))
+    }
+
+    /// `dropout(softmax(scores), p)` over the last dimension, fused on CPU.
+    pub fn softmax_dropout(&self, scores: &Tensor, p: f64) -> Result<Tensor> {
+        if !self.dropout || p <= 0.0 {
+            return autograd::softmax_last_dim(scores);
+        }
+        if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+            if p >= 1.0 {
+                candle_core::bail!("dropout probability {p} must be below 1")
+            }
+            autograd::softmax_dropout(scores, p, self.next_key())
+        } else {
+            self.dropout(&autograd::softmax_last_dim(scores)?, p)
+        }
+    }
+
     /// `x` with each element zeroed with probability `p` and the rest scaled by `1/(1-p)`.
     pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
         if !self.dropout || p <= 0.0 {
@@ -43,8 +64,7 @@ impl Train {
         if p >= 1.0 {
             candle_core::bail!("dropout probability {p} must be below 1")
         }
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let key = splitmix64(self.seed ^ splitmix64(call.wrapping_add(0x5EED)));
+        let key = self.next_key();
         let threshold = (p * 4_294_967_296.0) as u64;
         let scale = (1.0 / (1.0 - p)) as f32;
         let mut mask = vec![0f32; x.elem_count()];
@@ -63,7 +83,7 @@ impl Train {
 }
 
 /// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter.
-fn splitmix64(mut z: u64) -> u64 {
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -225,17 +245,26 @@ impl BertSelfAttention {
         train: Option<&Train>,
     ) -> Result<Tensor> {
         let (b, lq, d) = q_in.dims3()?;
-        let q = self.split_heads(&apply_linear(&self.query, q_in)?)?;
+        let q = apply_linear(&self.query, q_in)?;
         let k = self.split_heads(&apply_linear(&self.key, kv_in)?)?;
         let v = self.split_heads(&apply_linear(&self.value, kv_in)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = match train {
-            Some(t) => t.dropout(&autograd::softmax_last_dim(&scores)?, self.dropout)?,
-            None => candle_nn::ops::softmax_last_dim(&scores)?,
+        let probs = if let Some(t) = train {
+            // Training: scale the (small) queries instead of the (L x L) scores, and fuse the
+            // softmax with the attention dropout.
+            let q = self.split_heads(&(q * scale)?)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(m) = mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            t.softmax_dropout(&scores, self.dropout)?
+        } else {
+            let q = self.split_heads(&q)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(m) = mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            candle_nn::ops::softmax_last_dim(&scores)?
         };
         probs
             .matmul(&v)?

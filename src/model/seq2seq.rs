@@ -173,16 +173,22 @@ impl ImprovNetModel {
         dec_ids: &Tensor,
         train: &Train,
     ) -> Result<Tensor> {
-        let em = padding_mask(enc_mask)?;
+        // No padding (a micro-batch of one): no additive mask at all.
+        let all_ones = enc_mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? >= 1.0;
+        let em = if all_ones {
+            None
+        } else {
+            Some(padding_mask(enc_mask)?)
+        };
         let enc = self
             .encoder
-            .forward_t(enc_ids, Some(&em), None, Some(train))?;
+            .forward_t(enc_ids, em.as_ref(), None, Some(train))?;
         let (_, l) = dec_ids.dims2()?;
         let causal = causal_mask(l, &self.device)?;
         let h = self.decoder.bert.forward_t(
             dec_ids,
             Some(&causal),
-            Some((&enc, Some(&em))),
+            Some((&enc, em.as_ref())),
             Some(train),
         )?;
         Ok(self.decoder.cls.forward_t(&h, Some(train))?)

@@ -66,6 +66,7 @@ pub fn run(
     config: &Config,
     data: &Dataset,
     batch: usize,
+    micro_batch: usize,
     steps: usize,
     max_context: usize,
     seed: u64,
@@ -74,6 +75,7 @@ pub fn run(
     let cfg = TrainConfig {
         steps: steps as u64 + 1,
         batch,
+        micro_batch,
         seed,
         max_context,
         warmup_ratio: 0.0,

@@ -31,6 +31,16 @@ pub struct TrimmedBatch {
     pub tokens: usize,
 }
 
+/// Positions the loss counts in `batch`: non-pad labels, or every label position with
+/// `loss_on_padding`.
+pub fn loss_positions(batch: &Batch, loss_on_padding: bool) -> usize {
+    if loss_on_padding {
+        batch.size * DECODER_MAX_LEN
+    } else {
+        batch.labels.iter().filter(|&&l| l != PAD).count()
+    }
+}
+
 /// `[<S>] + labels[..len-1]`.
 pub fn shift_right(labels: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(labels.len());
@@ -127,6 +137,16 @@ pub struct LossOutput {
 
 /// Mean cross-entropy of `logits` `[B, L, V]` over the positions of `t.loss_mask`.
 pub fn cross_entropy(logits: &Tensor, t: &TrimmedBatch) -> Result<LossOutput> {
+    cross_entropy_over(logits, t, t.loss_mask.iter().sum::<f32>() as f64)
+}
+
+/// Masked cross-entropy summed and divided by `denominator`: the positions of the whole batch
+/// when `t` is one micro-batch of it, so the micro-batch gradients add up to the batch's.
+pub fn cross_entropy_over(
+    logits: &Tensor,
+    t: &TrimmedBatch,
+    denominator: f64,
+) -> Result<LossOutput> {
     let (b, l, v) = logits.dims3()?;
     let dev = logits.device();
     let flat = logits.reshape((b * l, v))?;
@@ -137,8 +157,7 @@ pub fn cross_entropy(logits: &Tensor, t: &TrimmedBatch) -> Result<LossOutput> {
         .gather(&labels.unsqueeze(1)?, 1)?
         .squeeze(1)?
         .neg()?;
-    let count: f32 = t.loss_mask.iter().sum();
-    let loss = ((&nll * &mask)?.sum_all()? / count.max(1.0) as f64)?;
+    let loss = ((&nll * &mask)?.sum_all()? / denominator.max(1.0))?;
     let nll_v = nll.detach().to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let pred = flat.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
     let mut out = LossOutput {

@@ -169,6 +169,11 @@ impl AdamW {
         Ok(())
     }
 
+    /// The parameters, in the optimizer's order.
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.params.iter().map(|p| &p.var)
+    }
+
     pub fn num_parameters(&self) -> usize {
         self.params.iter().map(|p| p.var.elem_count()).sum()
     }
