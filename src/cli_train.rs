@@ -171,7 +171,9 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
         }
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         // Ignore the error when a pool already exists (it has the same size in practice).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     Ok(())
 }
@@ -312,7 +314,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let result = trainer.run(&stop, |ev| match ev {
         Event::Step(s) => {
             let rate = s.tokens as f64 / (s.ms / 1e3);
-            tok_rate = if tok_rate == 0.0 { rate } else { 0.9 * tok_rate + 0.1 * rate };
+            tok_rate = if tok_rate == 0.0 {
+                rate
+            } else {
+                0.9 * tok_rate + 0.1 * rate
+            };
             loss_avg = Some(loss_avg.map_or(s.loss, |l| 0.95 * l + 0.05 * s.loss));
             let msg = format!(
                 "loss {:.4} (avg {:.4}) lr {:.2e} {:.0} tok/s {:.2} samples/s",
@@ -345,7 +351,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 r.all.accuracy()
             );
             for (c, m) in &r.per_corruption {
-                line.push_str(&format!(" | {} {:.3}/{:.3}", c.name(), m.loss(), m.accuracy()));
+                line.push_str(&format!(
+                    " | {} {:.3}/{:.3}",
+                    c.name(),
+                    m.loss(),
+                    m.accuracy()
+                ));
             }
             bar.println(&line);
             if plain {

@@ -24,7 +24,11 @@ fn fixture() -> (tempfile::TempDir, Dataset) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(data(name), dir.join(name)).unwrap();
     };
-    for f in ["chopin_nocturne_op15_1.mid", "two_hands.mid", "tempo_changes.mid"] {
+    for f in [
+        "chopin_nocturne_op15_1.mid",
+        "two_hands.mid",
+        "tempo_changes.mid",
+    ] {
         put("classical", f);
     }
     for f in ["pedal.mid", "restrike.mid"] {
@@ -73,13 +77,25 @@ fn config(steps: u64) -> TrainConfig {
 fn tiny_model_loss_falls() {
     let (tmp, ds) = fixture();
     let out = tmp.path().join("run");
-    let mut t = Trainer::new(&tiny(), None, &ds, "fixture", config(40), &out, &Device::Cpu).unwrap();
+    let mut t = Trainer::new(
+        &tiny(),
+        None,
+        &ds,
+        "fixture",
+        config(40),
+        &out,
+        &Device::Cpu,
+    )
+    .unwrap();
     let losses: Vec<f64> = (0..40).map(|_| t.train_step().unwrap().loss).collect();
     let first = losses[..5].iter().sum::<f64>() / 5.0;
     let last = losses[35..].iter().sum::<f64>() / 5.0;
     // ln(2306) = 7.74 at the start; the token statistics alone are worth far more than 1 nat.
     assert!(first > 7.0, "{losses:?}");
-    assert!(last < first - 1.0, "first {first:.3} last {last:.3}: {losses:?}");
+    assert!(
+        last < first - 1.0,
+        "first {first:.3} last {last:.3}: {losses:?}"
+    );
     let report = t.evaluate().unwrap();
     assert!(report.all.tokens > 0.0);
     assert!(report.all.loss() < first, "{}", report.all.loss());
@@ -105,7 +121,16 @@ fn interrupted_run_resumes_bit_identically() {
     let dev = Device::Cpu;
 
     let straight = tmp.path().join("straight");
-    let mut a = Trainer::new(&tiny(), None, &ds, "fixture", config(steps), &straight, &dev).unwrap();
+    let mut a = Trainer::new(
+        &tiny(),
+        None,
+        &ds,
+        "fixture",
+        config(steps),
+        &straight,
+        &dev,
+    )
+    .unwrap();
     let never = AtomicBool::new(false);
     assert_eq!(a.run(&never, |_| {}).unwrap(), Finish::Done);
 
@@ -131,7 +156,10 @@ fn interrupted_run_resumes_bit_identically() {
     let expect = losses_of(&straight.join("train_log.csv"));
     let got = losses_of(&cut.join("train_log.csv"));
     assert_eq!(expect.len(), steps as usize);
-    assert_eq!(got, expect, "resumed losses differ from the uninterrupted run");
+    assert_eq!(
+        got, expect,
+        "resumed losses differ from the uninterrupted run"
+    );
 
     // Final weights are identical too, and the checkpoint is a loadable HF model folder.
     let wa = std::fs::read(straight.join("final/model.safetensors")).unwrap();
@@ -180,7 +208,10 @@ fn classifier_trains_and_reports() {
     let report = run
         .run(&out, &AtomicBool::new(false), |l| lines.push(l.to_string()))
         .unwrap();
-    assert!(report.epochs_run >= 1 && report.best_epoch >= 1, "{lines:?}");
+    assert!(
+        report.epochs_run >= 1 && report.best_epoch >= 1,
+        "{lines:?}"
+    );
     let total: usize = report.confusion.iter().flatten().sum();
     assert_eq!(total, report.windows);
     assert!(report.windows > 0);

@@ -129,7 +129,8 @@ impl CustomOp3 for LayerNormOp {
 /// LayerNorm over the last dimension with gradients for `x`, `w` and `b`.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op3(w, b, LayerNormOp { eps: eps as f32 })
+        x.contiguous()?
+            .apply_op3(w, b, LayerNormOp { eps: eps as f32 })
     } else {
         let d = x.dim(D::Minus1)? as f64;
         let mean = (x.sum_keepdim(D::Minus1)? / d)?;
@@ -167,7 +168,9 @@ impl CustomOp1 for SoftmaxOp {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?))
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?,
+        ))
     }
 }
 
@@ -275,7 +278,10 @@ impl CustomOp1 for SoftmaxDropout {
             threshold: self.threshold,
             scale: self.scale,
         };
-        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &op)?))
+        Ok(Some(
+            arg.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &op)?,
+        ))
     }
 }
 
@@ -307,13 +313,19 @@ impl CustomOp2 for SoftmaxDropoutBwd {
             .enumerate()
             .for_each(|(c, (dc, (xc, gc)))| {
                 let mut y = vec![0f32; d];
-                for (r, ((dr, xr), gr)) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)).enumerate() {
+                for (r, ((dr, xr), gr)) in dc
+                    .chunks_mut(d)
+                    .zip(xc.chunks(d))
+                    .zip(gc.chunks(d))
+                    .enumerate()
+                {
                     softmax_row(xr, &mut y);
                     let base = (c * n + r * d) as u64;
                     // dy = g * mask; dx = y * (dy - sum(dy * y)).
                     let mut dot = 0f32;
                     for j in 0..d {
-                        let dy = gr[j] * keep(self.key, base + j as u64, self.threshold, self.scale);
+                        let dy =
+                            gr[j] * keep(self.key, base + j as u64, self.threshold, self.scale);
                         dr[j] = dy;
                         dot += dy * y[j];
                     }
@@ -375,8 +387,18 @@ mod tests {
             .broadcast_add(&b)
             .unwrap();
         assert!(close(&fused, &plain) < 1e-5);
-        let g1 = (fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (fused * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (plain * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, &w, &b] {
             let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(close(a, c) < 1e-4, "{}", close(a, c));
@@ -398,8 +420,18 @@ mod tests {
         let mask = Tensor::from_vec(mask, (2, 3, 40), &dev).unwrap();
         let plain = (candle_nn::ops::softmax(&x, D::Minus1).unwrap() * &mask).unwrap();
         assert!(close(&fused, &plain) < 1e-6);
-        let g1 = (fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (fused * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (plain * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         assert!(close(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
     }
 
@@ -411,8 +443,18 @@ mod tests {
         let fused = softmax_last_dim(&x).unwrap();
         let plain = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         assert!(close(&fused, &plain) < 1e-6);
-        let g1 = (fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (fused * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (plain * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         assert!(close(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
     }
 }

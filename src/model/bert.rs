@@ -299,7 +299,12 @@ impl BertOutput {
     }
 
     /// `LN(dropout(dense(h)) + residual)`.
-    pub fn forward_t(&self, h: &Tensor, residual: &Tensor, train: Option<&Train>) -> Result<Tensor> {
+    pub fn forward_t(
+        &self,
+        h: &Tensor,
+        residual: &Tensor,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
         let mut y = apply_linear(&self.dense, h)?;
         if let Some(t) = train {
             y = t.dropout(&y, self.dropout)?;

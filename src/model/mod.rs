@@ -27,12 +27,12 @@ pub mod seq2seq;
 pub mod team;
 pub mod weights;
 
+pub use bert::Train;
 pub use classifier::GenreClassifier;
 pub use config::{BertConfig, Config};
 pub use generate::{
     ChordConstraint, ForbidTokens, GenerateOptions, LogitsProcessor, SamplingParams,
 };
-pub use bert::Train;
 pub use seq2seq::ImprovNetModel;
 
 use std::path::PathBuf;

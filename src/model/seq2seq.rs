@@ -174,7 +174,11 @@ impl ImprovNetModel {
         train: &Train,
     ) -> Result<Tensor> {
         // No padding (a micro-batch of one): no additive mask at all.
-        let all_ones = enc_mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? >= 1.0;
+        let all_ones = enc_mask
+            .to_dtype(DType::F32)?
+            .min_all()?
+            .to_scalar::<f32>()?
+            >= 1.0;
         let em = if all_ones {
             None
         } else {

@@ -43,11 +43,9 @@ pub fn save<S: Serialize>(
     write_model(&tmp)?;
     let opt_path = tmp.join(OPTIMIZER_FILE);
     let moments: HashMap<String, Tensor> = optimizer.state();
-    candle_core::safetensors::save(&moments, &opt_path).map_err(|e| {
-        TrainError::Checkpoint {
-            path: opt_path.clone(),
-            message: format!("cannot write: {e}"),
-        }
+    candle_core::safetensors::save(&moments, &opt_path).map_err(|e| TrainError::Checkpoint {
+        path: opt_path.clone(),
+        message: format!("cannot write: {e}"),
     })?;
     let json = serde_json::to_string_pretty(state).map_err(|e| TrainError::Checkpoint {
         path: tmp.join(STATE_FILE),

@@ -86,12 +86,7 @@ impl ClassifierReport {
         let mut s = format!(
             "best epoch {} of {} (validation loss {:.4}); held-out windows {}: accuracy {:.3}\n\
              confusion (rows true, columns predicted):\n{:>10}",
-            self.best_epoch,
-            self.epochs_run,
-            self.best_valid_loss,
-            self.windows,
-            self.accuracy,
-            ""
+            self.best_epoch, self.epochs_run, self.best_valid_loss, self.windows, self.accuracy, ""
         );
         for g in GENRES {
             s.push_str(&format!("{g:>10}"));
@@ -171,7 +166,9 @@ impl ClassifierRun {
         )?;
         let train: Vec<LabeledPiece> = data.pieces(Split::Train).into_iter().cloned().collect();
         if train.is_empty() {
-            return Err(TrainError::Config("the dataset has no training pieces".into()));
+            return Err(TrainError::Config(
+                "the dataset has no training pieces".into(),
+            ));
         }
         let mut rng = stream(config.seed, SALT_VALID, 0);
         let wcfg = ClassifierConfig::default();
@@ -266,7 +263,10 @@ impl ClassifierRun {
                 best = (vloss, epoch);
                 self.model.save(&best_dir)?;
             } else if epoch - best.1 >= c.patience {
-                log(&format!("early stop: no better validation loss for {} epochs", c.patience));
+                log(&format!(
+                    "early stop: no better validation loss for {} epochs",
+                    c.patience
+                ));
                 break;
             }
         }

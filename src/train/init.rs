@@ -41,9 +41,9 @@ pub fn init_bert(vars: &VarMap, seed: u64, std: f64) -> Result<()> {
         } else if name.ends_with("bias") {
             vec![0.0; n]
         } else {
-            let h = name
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
             let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ h));
             let mut v = Vec::with_capacity(n);
             while v.len() < n {

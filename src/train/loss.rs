@@ -93,7 +93,8 @@ pub fn trim(batch: &Batch, loss_on_padding: bool) -> TrimmedBatch {
     };
     for i in 0..b {
         let e = i * ENCODER_MAX_LEN;
-        t.enc_ids.extend_from_slice(&batch.encoder_ids[e..e + enc_len]);
+        t.enc_ids
+            .extend_from_slice(&batch.encoder_ids[e..e + enc_len]);
         t.enc_mask
             .extend_from_slice(&batch.attention_mask[e..e + enc_len]);
         let full = batch.labels_row(i);
@@ -102,11 +103,13 @@ pub fn trim(batch: &Batch, loss_on_padding: bool) -> TrimmedBatch {
         t.dec_ids.extend_from_slice(&shifted[..dec_len]);
         let labels = &full[..dec_len];
         t.labels.extend_from_slice(labels);
-        t.loss_mask.extend(
-            labels
-                .iter()
-                .map(|&l| if loss_on_padding || l != PAD { 1.0 } else { 0.0 }),
-        );
+        t.loss_mask.extend(labels.iter().map(|&l| {
+            if loss_on_padding || l != PAD {
+                1.0
+            } else {
+                0.0
+            }
+        }));
         t.tokens += batch.attention_mask[e..e + enc_len]
             .iter()
             .filter(|&&m| m != 0)
@@ -153,10 +156,7 @@ pub fn cross_entropy_over(
     let labels = Tensor::from_slice(&t.labels, b * l, dev)?;
     let mask = Tensor::from_slice(&t.loss_mask, b * l, dev)?;
     let logp = candle_nn::ops::log_softmax(&flat, D::Minus1)?;
-    let nll = logp
-        .gather(&labels.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .neg()?;
+    let nll = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
     let loss = ((&nll * &mask)?.sum_all()? / denominator.max(1.0))?;
     let nll_v = nll.detach().to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let pred = flat.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;

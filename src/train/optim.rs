@@ -195,7 +195,10 @@ mod tests {
         )
         .unwrap();
         // loss = 3 w0 + w1 + 2 b -> grads (3, 1) and 2.
-        let loss = ((w.as_tensor() * &Tensor::new(&[3f32, 1.], &dev).unwrap()).unwrap().sum_all().unwrap()
+        let loss = ((w.as_tensor() * &Tensor::new(&[3f32, 1.], &dev).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
             + (b.as_tensor() * 2.0).unwrap().sum_all().unwrap())
         .unwrap();
         let grads = loss.backward().unwrap();

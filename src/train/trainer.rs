@@ -110,7 +110,10 @@ impl TrainConfig {
             return Err(TrainError::Config("--steps must be at least 1".into()));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(TrainError::Config(format!("--lr {} must be positive", self.lr)));
+            return Err(TrainError::Config(format!(
+                "--lr {} must be positive",
+                self.lr
+            )));
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return Err(TrainError::Config(format!(
@@ -119,7 +122,9 @@ impl TrainConfig {
             )));
         }
         if self.max_context == 0 {
-            return Err(TrainError::Config("--max-context must be at least 1".into()));
+            return Err(TrainError::Config(
+                "--max-context must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -371,7 +376,10 @@ impl Trainer {
         let mut grads = GradStore::default();
         let (mut loss, mut tokens, mut enc_len, mut dec_len) = (0f64, 0usize, 0usize, 0usize);
         for first in (0..batch.size).step_by(micro) {
-            let t = trim(&batch.rows(first, first + micro), self.config.loss_on_padding);
+            let t = trim(
+                &batch.rows(first, first + micro),
+                self.config.loss_on_padding,
+            );
             let (enc, mask, dec) = inputs(&t, &self.device)?;
             let logits = self.model.forward_t(&enc, &mask, &dec, &train)?;
             let out = cross_entropy_over(&logits, &t, denominator)?;
