@@ -425,12 +425,14 @@ pub fn bench_train(a: BenchArgs) -> Result<()> {
     let r = improvnet::train::bench::run(
         &mc,
         &data,
-        a.batch,
-        a.micro_batch,
-        a.steps,
-        a.max_context,
-        a.seed,
-        a.dump.as_deref(),
+        &improvnet::train::bench::BenchOptions {
+            batch: a.batch,
+            micro_batch: a.micro_batch,
+            steps: a.steps,
+            max_context: a.max_context,
+            seed: a.seed,
+            dump: a.dump.as_deref(),
+        },
     )?;
     println!("{}", r.text());
     Ok(())

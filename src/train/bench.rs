@@ -60,18 +60,29 @@ impl BenchReport {
     }
 }
 
-/// Runs `steps + 1` training steps of a fresh model (seed `seed`) with batches of `batch`;
-/// `dump` writes the timed batches (trimmed ids) as JSON for the PyTorch side of the bench.
-pub fn run(
-    config: &Config,
-    data: &Dataset,
-    batch: usize,
-    micro_batch: usize,
-    steps: usize,
-    max_context: usize,
-    seed: u64,
-    dump: Option<&Path>,
-) -> Result<BenchReport, TrainError> {
+/// What to time.
+#[derive(Clone, Debug)]
+pub struct BenchOptions<'a> {
+    pub batch: usize,
+    pub micro_batch: usize,
+    /// Timed steps (after one untimed warm-up step).
+    pub steps: usize,
+    pub max_context: usize,
+    pub seed: u64,
+    /// Writes the timed batches (trimmed ids) as JSON for the PyTorch side of the bench.
+    pub dump: Option<&'a Path>,
+}
+
+/// Runs `steps + 1` training steps of a fresh model.
+pub fn run(config: &Config, data: &Dataset, o: &BenchOptions) -> Result<BenchReport, TrainError> {
+    let BenchOptions {
+        batch,
+        micro_batch,
+        steps,
+        max_context,
+        seed,
+        dump,
+    } = o.clone();
     let cfg = TrainConfig {
         steps: steps as u64 + 1,
         batch,
