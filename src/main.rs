@@ -65,6 +65,11 @@ enum Command {
     TrainClassifier(cli_train::ClassifierArgs),
     /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
     BenchTrain(cli_train::BenchArgs),
+    /// Draw a run's loss curve (training and validation) into RUN/loss.svg.
+    PlotLoss {
+        /// A run folder of `improvnet train` (train_log.csv, valid_log.csv).
+        run: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,5 +103,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cli_train::train(a),
         Command::TrainClassifier(a) => cli_train::train_classifier(a),
         Command::BenchTrain(a) => cli_train::bench_train(a),
+        Command::PlotLoss { run } => {
+            let path = improvnet::train::plot::write_loss_svg(&run)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
     }
 }

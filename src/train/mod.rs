@@ -7,7 +7,7 @@
 //! - [`init`] — seeded HF-style initialisation and the run's seed streams.
 //! - [`checkpoint`] — atomic checkpoint folders (HF model + optimizer + state).
 //! - [`trainer`] — the seq2seq loop; [`classify`] — the genre classifier's loop.
-//! - [`bench`] — training throughput.
+//! - [`bench`] — training throughput; [`plot`] — the loss curve as SVG.
 
 pub mod bench;
 pub mod checkpoint;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod init;
 pub mod loss;
 pub mod optim;
+pub mod plot;
 pub mod sample;
 pub mod schedule;
 pub mod trainer;

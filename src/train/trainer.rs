@@ -561,6 +561,7 @@ impl Trainer {
             row.push_str(&format!(",{:.6},{:.6}", m.loss(), m.accuracy()));
         }
         log.row(&row)?;
+        super::plot::write_loss_svg(&self.out)?;
         if self.best.is_none_or(|(b, _)| r.all.loss() < b) {
             self.best = Some((r.all.loss(), r.step));
             self.model.save(&self.out.join("best"))?;
