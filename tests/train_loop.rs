@@ -167,6 +167,11 @@ fn interrupted_run_resumes_bit_identically() {
     assert!(wa == wc, "final weights differ");
     let m = ImprovNetModel::load(&cut.join("checkpoint"), &dev).unwrap();
     assert_eq!(m.num_parameters(), c.model.num_parameters());
+    // Every tensor of HF's EncoderDecoderModel, the unused encoder pooler included.
+    assert!(m
+        .named_tensors()
+        .iter()
+        .any(|(n, _)| n == "encoder.pooler.dense.weight"));
     assert!(cut.join("checkpoint/optimizer.safetensors").is_file());
     assert!(cut.join("valid_log.csv").is_file());
 }

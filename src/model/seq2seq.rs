@@ -46,7 +46,18 @@ impl ImprovNetModel {
         device: &Device,
     ) -> candle_core::Result<Self> {
         let (vb, log) = weights::recording(backend, DType::F32, device);
-        Self::build(config, vb, log, device)
+        Self::build(config, vb, log, device, None)
+    }
+
+    /// A model over a `VarMap` for training, with the encoder's (unused) pooler, so that its
+    /// checkpoints hold every tensor HF's `EncoderDecoderModel` expects.
+    pub fn trainable(
+        config: &Config,
+        vars: &candle_nn::VarMap,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let (vb, log) = weights::recording(Box::new(vars.clone()), DType::F32, device);
+        Self::build(config, vb, log, device, Some(true))
     }
 
     fn build(
@@ -54,8 +65,9 @@ impl ImprovNetModel {
         vb: VarBuilder,
         log: Recorded,
         device: &Device,
+        pooler: Option<bool>,
     ) -> candle_core::Result<Self> {
-        let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), None)?;
+        let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), pooler)?;
         let decoder = BertLmHeadModel::new(&config.decoder, vb.pp("decoder"))?;
         let tensors = std::mem::take(&mut *log.lock().unwrap());
         Ok(Self {

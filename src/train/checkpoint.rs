@@ -109,20 +109,32 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, TrainError> 
     })
 }
 
+/// Whether a missing tensor may keep its initial value: the encoder's pooler, which no loss
+/// reaches, and which checkpoints written before it was added to training models lack.
+pub fn optional(name: &str) -> bool {
+    name.starts_with("encoder.pooler.")
+}
+
 /// Sets every variable of `vars` from `dir/model.safetensors` (HF names; the LM-head bias under
-/// either of its names). Every variable must be found with its shape.
+/// either of its names). Every variable must be found with its shape, except [`optional`] ones.
 pub fn load_weights(vars: &VarMap, dir: &Path) -> Result<(), TrainError> {
     let path = dir.join(WEIGHTS_FILE);
     let tensors = read_safetensors(&path)?;
     let data = vars.data().lock().expect("var map lock");
     for (name, var) in data.iter() {
-        let t = tensors
+        let found = tensors
             .get(name)
-            .or_else(|| crate::model::weights::bias_alias(name).and_then(|a| tensors.get(&a)))
-            .ok_or_else(|| TrainError::Checkpoint {
-                path: path.clone(),
-                message: format!("tensor `{name}` is missing"),
-            })?;
+            .or_else(|| crate::model::weights::bias_alias(name).and_then(|a| tensors.get(&a)));
+        let t = match found {
+            Some(t) => t,
+            None if optional(name) => continue,
+            None => {
+                return Err(TrainError::Checkpoint {
+                    path: path.clone(),
+                    message: format!("tensor `{name}` is missing"),
+                })
+            }
+        };
         if t.shape() != var.shape() {
             return Err(TrainError::Checkpoint {
                 path: path.clone(),
@@ -145,7 +157,7 @@ pub fn load_weights(vars: &VarMap, dir: &Path) -> Result<(), TrainError> {
 pub fn load_optimizer(opt: &mut AdamW, dir: &Path, steps: u64) -> Result<(), TrainError> {
     let path = dir.join(OPTIMIZER_FILE);
     let map = read_safetensors(&path)?;
-    opt.load_state(&map, steps)
+    opt.load_state(&map, steps, optional)
         .map_err(|e| TrainError::Checkpoint {
             path,
             message: e.to_string(),

@@ -147,14 +147,22 @@ impl AdamW {
     }
 
     /// Restores the moments written by [`state`](Self::state); every parameter must be there
-    /// with its shape.
-    pub fn load_state(&mut self, map: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
+    /// with its shape, except those `optional` says may be absent (their moments stay zero).
+    pub fn load_state(
+        &mut self,
+        map: &HashMap<String, Tensor>,
+        steps: u64,
+        optional: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         for p in &mut self.params {
             for (kind, slot) in [("m", &mut p.m), ("v", &mut p.v)] {
                 let key = format!("adam.{kind}.{}", p.name);
-                let t = map.get(&key).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("optimizer state lacks `{key}`"))
-                })?;
+                let Some(t) = map.get(&key) else {
+                    if optional(&p.name) {
+                        continue;
+                    }
+                    candle_core::bail!("optimizer state lacks `{key}`")
+                };
                 if t.shape() != p.var.shape() {
                     candle_core::bail!(
                         "optimizer state `{key}` has shape {:?}, the model {:?}",

@@ -258,7 +258,7 @@ impl Trainer {
         };
         model_config.validate()?;
         let vars = VarMap::new();
-        let model = ImprovNetModel::from_backend(&model_config, Box::new(vars.clone()), device)?;
+        let model = ImprovNetModel::trainable(&model_config, &vars, device)?;
         match init {
             Some(dir) => checkpoint::load_weights(&vars, dir)?,
             None => init_bert(&vars, config.seed, model_config.encoder.initializer_range)?,
@@ -284,7 +284,7 @@ impl Trainer {
         let state: TrainerState = checkpoint::read_state(&ckpt)?;
         let model_config = Config::from_file(&ckpt.join("config.json"))?;
         let vars = VarMap::new();
-        let model = ImprovNetModel::from_backend(&model_config, Box::new(vars.clone()), device)?;
+        let model = ImprovNetModel::trainable(&model_config, &vars, device)?;
         checkpoint::load_weights(&vars, &ckpt)?;
         let mut optimizer = AdamW::new(
             named_vars(&vars),
