@@ -9,6 +9,7 @@ mod cli;
 mod cli_dataset;
 mod cli_refine;
 mod cli_render;
+mod cli_train;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
 #[derive(Parser)]
@@ -128,6 +129,17 @@ enum Command {
     /// Render a MIDI file: WAV through a SoundFont, and/or a piano-roll PNG (optionally against
     /// the original, with the changed T-segments shaded).
     Render(cli_render::RenderArgs),
+    /// Train the ImprovNet model on a dataset (pre-training or fine-tuning), resumable.
+    Train(cli_train::TrainArgs),
+    /// Train the genre classifier (spec §9) with early stopping; held-out accuracy.
+    TrainClassifier(cli_train::ClassifierArgs),
+    /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
+    BenchTrain(cli_train::BenchArgs),
+    /// Draw a run's loss curve (training and validation) into RUN/loss.svg.
+    PlotLoss {
+        /// A run folder of `improvnet train` (train_log.csv, valid_log.csv).
+        run: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -181,5 +193,13 @@ fn run(cli: Cli) -> Result<()> {
         } => cli_refine::infill(input, from, to, genre, common),
         Command::Dataset { command } => cli_dataset::run(command),
         Command::Render(args) => cli_render::run(args),
+        Command::Train(a) => cli_train::train(a),
+        Command::TrainClassifier(a) => cli_train::train_classifier(a),
+        Command::BenchTrain(a) => cli_train::bench_train(a),
+        Command::PlotLoss { run } => {
+            let path = improvnet::train::plot::write_loss_svg(&run)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
     }
 }

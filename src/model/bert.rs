@@ -4,10 +4,99 @@
 //! token-type row 0 always added (spec §5.1). Full-sequence forward with candle ops; the
 //! incremental decoder used for generation lives in `fast.rs` and reads the same tensors.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use rayon::prelude::*;
 
+use super::autograd;
 use super::config::BertConfig;
+
+/// Training mode: dropout (HF BERT's hidden and attention dropout) and differentiable kernels.
+///
+/// Masks come from a counter-based hash of `(seed, call number, element)`, not from candle's
+/// unseeded CPU rng, so one seed per step reproduces a step exactly (bit-identical resume).
+/// `None` where a `Train` is taken means inference: no dropout, the fast inference kernels.
+#[derive(Debug)]
+pub struct Train {
+    seed: u64,
+    calls: AtomicU64,
+    /// Off for evaluation passes that still want the training kernels (tests, validation).
+    pub dropout: bool,
+}
+
+impl Train {
+    pub fn new(seed: u64, dropout: bool) -> Self {
+        Self {
+            seed,
+            calls: AtomicU64::new(0),
+            dropout,
+        }
+    }
+
+    /// The mask key of the next dropout call (one per call, in call order).
+    fn next_key(&self) -> u64 {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        splitmix64(self.seed ^ splitmix64(call.wrapping_add(0x5EED)))
+    }
+
+    /// `dropout(softmax(scores), p)` over the last dimension, fused on CPU.
+    pub fn softmax_dropout(&self, scores: &Tensor, p: f64) -> Result<Tensor> {
+        if !self.dropout || p <= 0.0 {
+            return autograd::softmax_last_dim(scores);
+        }
+        if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+            if p >= 1.0 {
+                candle_core::bail!("dropout probability {p} must be below 1")
+            }
+            autograd::softmax_dropout(scores, p, self.next_key())
+        } else {
+            self.dropout(&autograd::softmax_last_dim(scores)?, p)
+        }
+    }
+
+    /// `x` with each element zeroed with probability `p` and the rest scaled by `1/(1-p)`.
+    pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if !self.dropout || p <= 0.0 {
+            return Ok(x.clone());
+        }
+        if p >= 1.0 {
+            candle_core::bail!("dropout probability {p} must be below 1")
+        }
+        let key = self.next_key();
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let mut mask = vec![0f32; x.elem_count()];
+        mask.par_chunks_mut(1 << 15)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let base = (c as u64) << 15;
+                for (i, m) in chunk.iter_mut().enumerate() {
+                    let r = splitmix64(key.wrapping_add(base + i as u64)) >> 32;
+                    *m = if r < threshold { 0.0 } else { scale };
+                }
+            });
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+/// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter.
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// LayerNorm: the fast inference kernel, or the differentiable one when training.
+fn norm(ln: &LayerNorm, x: &Tensor, train: Option<&Train>, eps: f64) -> Result<Tensor> {
+    match (train, ln.bias()) {
+        (Some(_), Some(b)) => autograd::layer_norm(x, ln.weight(), b, eps),
+        _ => ln.forward(x),
+    }
+}
 
 pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<Linear> {
     let w = vb.get_with_hints(
@@ -58,6 +147,8 @@ pub struct BertEmbeddings {
     pub position_embeddings: Embedding,
     pub token_type_embeddings: Embedding,
     pub layer_norm: LayerNorm,
+    pub eps: f64,
+    pub dropout: f64,
 }
 
 impl BertEmbeddings {
@@ -76,11 +167,18 @@ impl BertEmbeddings {
                 vb.pp("token_type_embeddings"),
             )?,
             layer_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+            eps: cfg.layer_norm_eps,
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
     /// `ids`: `[B, L]` (u32), positions `start..start+L`.
     pub fn forward(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
+        self.forward_t(ids, start, None)
+    }
+
+    /// [`forward`](Self::forward), with dropout after the LayerNorm when training.
+    pub fn forward_t(&self, ids: &Tensor, start: usize, train: Option<&Train>) -> Result<Tensor> {
         let (_b, l) = ids.dims2()?;
         let max = self.position_embeddings.embeddings().dim(0)?;
         if start + l > max {
@@ -93,7 +191,11 @@ impl BertEmbeddings {
         let pos = self.position_embeddings.embeddings().narrow(0, start, l)?;
         let tt = self.token_type_embeddings.embeddings().narrow(0, 0, 1)?;
         let x = words.broadcast_add(&pos.broadcast_add(&tt)?)?;
-        self.layer_norm.forward(&x)
+        let x = norm(&self.layer_norm, &x, train, self.eps)?;
+        match train {
+            Some(t) => t.dropout(&x, self.dropout),
+            None => Ok(x),
+        }
     }
 }
 
@@ -105,6 +207,7 @@ pub struct BertSelfAttention {
     pub value: Linear,
     pub num_heads: usize,
     pub head_dim: usize,
+    pub dropout: f64,
 }
 
 impl BertSelfAttention {
@@ -116,6 +219,7 @@ impl BertSelfAttention {
             value: linear(d, d, vb.pp("value"))?,
             num_heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
+            dropout: cfg.attention_probs_dropout_prob,
         })
     }
 
@@ -129,16 +233,39 @@ impl BertSelfAttention {
     /// `q_in`: `[B, Lq, D]`, `kv_in`: `[B, Lk, D]`, `mask`: additive, broadcastable to
     /// `[B, H, Lq, Lk]`.
     pub fn forward(&self, q_in: &Tensor, kv_in: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_t(q_in, kv_in, mask, None)
+    }
+
+    /// [`forward`](Self::forward), with dropout on the attention probabilities when training.
+    pub fn forward_t(
+        &self,
+        q_in: &Tensor,
+        kv_in: &Tensor,
+        mask: Option<&Tensor>,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
         let (b, lq, d) = q_in.dims3()?;
-        let q = self.split_heads(&apply_linear(&self.query, q_in)?)?;
+        let q = apply_linear(&self.query, q_in)?;
         let k = self.split_heads(&apply_linear(&self.key, kv_in)?)?;
         let v = self.split_heads(&apply_linear(&self.value, kv_in)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = if let Some(t) = train {
+            // Training: scale the (small) queries instead of the (L x L) scores, and fuse the
+            // softmax with the attention dropout.
+            let q = self.split_heads(&(q * scale)?)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(m) = mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            t.softmax_dropout(&scores, self.dropout)?
+        } else {
+            let q = self.split_heads(&q)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(m) = mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         probs
             .matmul(&v)?
             .transpose(1, 2)?
@@ -152,19 +279,37 @@ impl BertSelfAttention {
 pub struct BertOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
+    pub eps: f64,
+    pub dropout: f64,
 }
 
 impl BertOutput {
-    pub fn new(d_in: usize, d: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    /// `dropout`: the hidden dropout applied to the dense output before the residual sum.
+    pub fn new(d_in: usize, d: usize, eps: f64, dropout: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             dense: linear(d_in, d, vb.pp("dense"))?,
             layer_norm: layer_norm(d, eps, vb.pp("LayerNorm"))?,
+            eps,
+            dropout,
         })
     }
 
     pub fn forward(&self, h: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.layer_norm
-            .forward(&(apply_linear(&self.dense, h)? + residual)?)
+        self.forward_t(h, residual, None)
+    }
+
+    /// `LN(dropout(dense(h)) + residual)`.
+    pub fn forward_t(
+        &self,
+        h: &Tensor,
+        residual: &Tensor,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
+        let mut y = apply_linear(&self.dense, h)?;
+        if let Some(t) = train {
+            y = t.dropout(&y, self.dropout)?;
+        }
+        norm(&self.layer_norm, &(y + residual)?, train, self.eps)
     }
 }
 
@@ -183,14 +328,25 @@ impl BertAttention {
                 cfg.hidden_size,
                 cfg.hidden_size,
                 cfg.layer_norm_eps,
+                cfg.hidden_dropout_prob,
                 vb.pp("output"),
             )?,
         })
     }
 
     pub fn forward(&self, x: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.self_attention.forward(x, kv, mask)?;
-        self.output.forward(&h, x)
+        self.forward_t(x, kv, mask, None)
+    }
+
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        kv: &Tensor,
+        mask: Option<&Tensor>,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
+        let h = self.self_attention.forward_t(x, kv, mask, train)?;
+        self.output.forward_t(&h, x, train)
     }
 }
 
@@ -222,6 +378,7 @@ impl BertLayer {
                 cfg.intermediate_size,
                 cfg.hidden_size,
                 cfg.layer_norm_eps,
+                cfg.hidden_dropout_prob,
                 vb.pp("output"),
             )?,
         })
@@ -235,12 +392,22 @@ impl BertLayer {
         self_mask: Option<&Tensor>,
         cross: Option<(&Tensor, Option<&Tensor>)>,
     ) -> Result<Tensor> {
-        let mut x = self.attention.forward(x, x, self_mask)?;
+        self.forward_t(x, self_mask, cross, None)
+    }
+
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        self_mask: Option<&Tensor>,
+        cross: Option<(&Tensor, Option<&Tensor>)>,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
+        let mut x = self.attention.forward_t(x, x, self_mask, train)?;
         if let (Some(ca), Some((enc, enc_mask))) = (&self.crossattention, cross) {
-            x = ca.forward(&x, enc, enc_mask)?;
+            x = ca.forward_t(&x, enc, enc_mask, train)?;
         }
         let h = apply_linear(&self.intermediate, &x)?.gelu_erf()?;
-        self.output.forward(&h, &x)
+        self.output.forward_t(&h, &x, train)
     }
 }
 
@@ -288,9 +455,19 @@ impl BertModel {
         self_mask: Option<&Tensor>,
         cross: Option<(&Tensor, Option<&Tensor>)>,
     ) -> Result<Tensor> {
-        let mut x = self.embeddings.forward(ids, 0)?;
+        self.forward_t(ids, self_mask, cross, None)
+    }
+
+    pub fn forward_t(
+        &self,
+        ids: &Tensor,
+        self_mask: Option<&Tensor>,
+        cross: Option<(&Tensor, Option<&Tensor>)>,
+        train: Option<&Train>,
+    ) -> Result<Tensor> {
+        let mut x = self.embeddings.forward_t(ids, 0, train)?;
         for layer in &self.layers {
-            x = layer.forward(&x, self_mask, cross)?;
+            x = layer.forward_t(&x, self_mask, cross, train)?;
         }
         Ok(x)
     }
@@ -312,6 +489,7 @@ pub struct LmHead {
     pub transform_dense: Linear,
     pub transform_layer_norm: LayerNorm,
     pub decoder: Linear,
+    pub eps: f64,
 }
 
 impl LmHead {
@@ -332,12 +510,18 @@ impl LmHead {
             transform_dense: linear(d, d, t.pp("dense"))?,
             transform_layer_norm: layer_norm(d, cfg.layer_norm_eps, t.pp("LayerNorm"))?,
             decoder: Linear::new(w, Some(b)),
+            eps: cfg.layer_norm_eps,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_t(x, None)
+    }
+
+    /// No dropout in the head (as HF); `train` picks the differentiable LayerNorm.
+    pub fn forward_t(&self, x: &Tensor, train: Option<&Train>) -> Result<Tensor> {
         let h = apply_linear(&self.transform_dense, x)?.gelu_erf()?;
-        let h = self.transform_layer_norm.forward(&h)?;
+        let h = norm(&self.transform_layer_norm, &h, train, self.eps)?;
         apply_linear(&self.decoder, &h)
     }
 }

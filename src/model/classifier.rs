@@ -93,6 +93,16 @@ impl GenreClassifier {
         Ok(self.classifier.forward(&pooled)?)
     }
 
+    /// [`forward`](Self::forward) for training: dropout (also on the pooled output, as HF)
+    /// and differentiable kernels.
+    pub fn forward_t(&self, ids: &Tensor, mask: &Tensor, train: &super::Train) -> Result<Tensor> {
+        let m = super::bert::padding_mask(mask)?;
+        let h = self.bert.forward_t(ids, Some(&m), None, Some(train))?;
+        let pooled = self.bert.pool(&h)?;
+        let pooled = train.dropout(&pooled, self.config.hidden_dropout_prob)?;
+        Ok(self.classifier.forward(&pooled)?)
+    }
+
     /// Softmax probabilities (classical, pop, jazz) for one unpadded window.
     pub fn predict_proba(&self, ids: &[u32]) -> Result<[f32; 3]> {
         let max = self.config.max_position_embeddings;

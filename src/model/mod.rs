@@ -4,6 +4,7 @@
 //! The model knows token ids only; the vocabulary lives in `tokens`.
 //!
 //! - [`config`] — `Config` read from / written to HF `config.json`.
+//! - [`autograd`] — differentiable LayerNorm and softmax kernels for training.
 //! - [`bert`] — embeddings, encoder and decoder layers, LM head (full-sequence forward, candle ops).
 //! - [`seq2seq`] — [`ImprovNetModel`]: load, save, forward.
 //! - [`fast`] — the incremental decoder (KV cache, CPU kernels) used for generation.
@@ -13,6 +14,7 @@
 //! - [`classifier`] — `BertForSequenceClassification`.
 //! - [`bench`] — the per-segment refinement benchmark.
 
+pub mod autograd;
 pub mod bench;
 pub mod bert;
 pub mod classifier;
@@ -25,6 +27,7 @@ pub mod seq2seq;
 pub mod team;
 pub mod weights;
 
+pub use bert::Train;
 pub use classifier::GenreClassifier;
 pub use config::{BertConfig, Config};
 pub use generate::{

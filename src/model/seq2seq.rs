@@ -5,7 +5,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use std::path::Path;
 
-use super::bert::{causal_mask, padding_mask, BertModel, LmHead};
+use super::bert::{causal_mask, padding_mask, BertModel, LmHead, Train};
 use super::config::Config;
 use super::weights::{self, CheckedTensors, Recorded};
 use super::{ModelError, Result};
@@ -46,7 +46,18 @@ impl ImprovNetModel {
         device: &Device,
     ) -> candle_core::Result<Self> {
         let (vb, log) = weights::recording(backend, DType::F32, device);
-        Self::build(config, vb, log, device)
+        Self::build(config, vb, log, device, None)
+    }
+
+    /// A model over a `VarMap` for training, with the encoder's (unused) pooler, so that its
+    /// checkpoints hold every tensor HF's `EncoderDecoderModel` expects.
+    pub fn trainable(
+        config: &Config,
+        vars: &candle_nn::VarMap,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let (vb, log) = weights::recording(Box::new(vars.clone()), DType::F32, device);
+        Self::build(config, vb, log, device, Some(true))
     }
 
     fn build(
@@ -54,8 +65,9 @@ impl ImprovNetModel {
         vb: VarBuilder,
         log: Recorded,
         device: &Device,
+        pooler: Option<bool>,
     ) -> candle_core::Result<Self> {
-        let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), None)?;
+        let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), pooler)?;
         let decoder = BertLmHeadModel::new(&config.decoder, vb.pp("decoder"))?;
         let tensors = std::mem::take(&mut *log.lock().unwrap());
         Ok(Self {
@@ -163,6 +175,39 @@ impl ImprovNetModel {
     pub fn forward(&self, enc_ids: &Tensor, enc_mask: &Tensor, dec_ids: &Tensor) -> Result<Tensor> {
         let enc = self.encode(enc_ids, enc_mask)?;
         self.decode(dec_ids, &enc, enc_mask)
+    }
+
+    /// [`forward`](Self::forward) for training: dropout and differentiable kernels from `train`.
+    pub fn forward_t(
+        &self,
+        enc_ids: &Tensor,
+        enc_mask: &Tensor,
+        dec_ids: &Tensor,
+        train: &Train,
+    ) -> Result<Tensor> {
+        // No padding (a micro-batch of one): no additive mask at all.
+        let all_ones = enc_mask
+            .to_dtype(DType::F32)?
+            .min_all()?
+            .to_scalar::<f32>()?
+            >= 1.0;
+        let em = if all_ones {
+            None
+        } else {
+            Some(padding_mask(enc_mask)?)
+        };
+        let enc = self
+            .encoder
+            .forward_t(enc_ids, em.as_ref(), None, Some(train))?;
+        let (_, l) = dec_ids.dims2()?;
+        let causal = causal_mask(l, &self.device)?;
+        let h = self.decoder.bert.forward_t(
+            dec_ids,
+            Some(&causal),
+            Some((&enc, em.as_ref())),
+            Some(train),
+        )?;
+        Ok(self.decoder.cls.forward_t(&h, Some(train))?)
     }
 }
 

@@ -1,16 +1,36 @@
-//! Training data: datasets built from folders of MIDI files, and the samples drawn from them on
-//! the fly (spec §7, §8.1, §9). No candle here: batches are flat `u32` arrays the trainer wraps.
+//! Training: datasets built from folders of MIDI files, the samples drawn from them on the fly
+//! (spec §7, §8.1, §9), and the loops that train the seq2seq model and the genre classifier.
+//!
+//! - [`dataset`], [`sample`] — data (no candle; batches are flat `u32` arrays).
+//! - [`loss`] — trimmed batches, HF's shifted decoder input, the masked cross-entropy.
+//! - [`optim`] — AdamW with checkpointable moments; [`schedule`] — warmup + cosine.
+//! - [`init`] — seeded HF-style initialisation and the run's seed streams.
+//! - [`checkpoint`] — atomic checkpoint folders (HF model + optimizer + state).
+//! - [`trainer`] — the seq2seq loop; [`classify`] — the genre classifier's loop.
+//! - [`bench`] — training throughput; [`plot`] — the loss curve as SVG.
 
+pub mod bench;
+pub mod checkpoint;
+pub mod classify;
 pub mod dataset;
+pub mod error;
+pub mod init;
+pub mod loss;
+pub mod optim;
+pub mod plot;
 pub mod sample;
+pub mod schedule;
+pub mod trainer;
 
 pub use dataset::{
     build, default_valid_count, load, load_manifest, save, split_order, BuildOptions, Dataset,
     DatasetError, DropKind, Dropped, FileEntry, LabeledPiece, Manifest, Progress, Report, Source,
     Split, Totals, SPLIT_SEED,
 };
+pub use error::TrainError;
 pub use sample::{
     classifier_batch, classifier_sample, epoch_batches, training_batch, training_sample, transpose,
     transpose_range, Batch, ClassifierBatch, ClassifierConfig, ClassifierSample, Sample,
     SampleConfig, SampleMeta,
 };
+pub use trainer::{EvalReport, Event, Finish, Metric, Stage, StepStats, TrainConfig, Trainer};

@@ -230,6 +230,20 @@ impl Batch {
         batch
     }
 
+    /// Rows `start..end` as a batch of their own (micro-batches).
+    pub fn rows(&self, start: usize, end: usize) -> Batch {
+        let end = end.min(self.size);
+        let start = start.min(end);
+        let (e, d) = (ENCODER_MAX_LEN, DECODER_MAX_LEN);
+        Batch {
+            size: end - start,
+            encoder_ids: self.encoder_ids[start * e..end * e].to_vec(),
+            attention_mask: self.attention_mask[start * e..end * e].to_vec(),
+            labels: self.labels[start * d..end * d].to_vec(),
+            meta: self.meta[start..end].to_vec(),
+        }
+    }
+
     /// Row `i` of the encoder ids.
     pub fn encoder_row(&self, i: usize) -> &[u32] {
         &self.encoder_ids[i * ENCODER_MAX_LEN..(i + 1) * ENCODER_MAX_LEN]

@@ -1,0 +1,439 @@
+//! `improvnet train`, `improvnet train-classifier`, `improvnet bench-train`.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use improvnet::model::Config;
+use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
+use improvnet::train::{self, Event, Finish, Stage, TrainConfig, Trainer};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StageArg {
+    Pretrain,
+    Finetune,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// A dataset folder written by `improvnet dataset build` (ignored with --resume: taken from
+    /// the checkpoint unless given).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Model size: small, base, or a config.json path.
+    #[arg(long, default_value = "small")]
+    config: String,
+    /// Run folder: checkpoint/, best/, final/, train_log.csv, valid_log.csv.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "pretrain")]
+    stage: StageArg,
+    /// Model folder to fine-tune from (--stage finetune).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint or run folder (its settings are kept).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Optimizer steps in the whole run.
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Samples per forward pass (gradients accumulated to --batch); 1 computes no padding.
+    #[arg(long, default_value_t = 1)]
+    micro_batch: usize,
+    /// Peak learning rate [default: 1e-4 pretrain, 5e-5 finetune].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Warmup fraction of the steps [default: 0.3 pretrain, 0.1 finetune].
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 3.0)]
+    clip: f64,
+    #[arg(long, default_value_t = 444)]
+    seed: u64,
+    /// Compute the loss on all 512 label positions, padding included, as the original did.
+    #[arg(long)]
+    loss_on_padding: bool,
+    /// Train without dropout.
+    #[arg(long)]
+    no_dropout: bool,
+    /// Context segments drawn on each side, 1..=N (the original: 5).
+    #[arg(long, default_value_t = 5)]
+    max_context: usize,
+    /// Checkpoint every N steps (0: at the end and on Ctrl-C only).
+    #[arg(long, default_value_t = 0)]
+    ckpt_every: u64,
+    /// Also checkpoint every M minutes (0: off).
+    #[arg(long, default_value_t = 10.0)]
+    ckpt_minutes: f64,
+    /// Validate every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    eval_every: u64,
+    /// Validation pieces used (0: all), one sample per corruption each.
+    #[arg(long, default_value_t = 0)]
+    valid_pieces: usize,
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// One line per step instead of a progress bar (for logs).
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifierArgs {
+    #[arg(long)]
+    data: PathBuf,
+    /// small (4 layers, d 192, 1024 positions), base (the original's 12 layers, d 512), or a
+    /// config.json path.
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// Epochs at most (one window per training piece each).
+    #[arg(long, default_value_t = 200)]
+    epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long, default_value_t = 30)]
+    patience: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.3)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 444)]
+    seed: u64,
+    /// Validation windows per validation piece.
+    #[arg(long, default_value_t = 8)]
+    windows: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A dataset folder (samples are drawn from its training pieces).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Samples per forward pass (see `train --micro-batch`).
+    #[arg(long, default_value_t = 1)]
+    micro_batch: usize,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 5)]
+    max_context: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also write the batches as JSON here (for scripts/bench_train_pytorch.py).
+    #[arg(long)]
+    dump: Option<PathBuf>,
+}
+
+/// Sets the compute threads before candle or rayon start any.
+///
+/// candle's elementwise ops run on a pool whose idle workers spin; on a shared 2-core machine
+/// that spinning took ~40% of a training step (measured: 13.5 s -> 7.4 s per step of `small`,
+/// batch 4, with the pool off), so it is off unless `CANDLE_NUM_THREADS` says otherwise.
+/// Matrix products keep `--threads` rayon threads.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        // Ignore the error when a pool already exists (it has the same size in practice).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    Ok(())
+}
+
+fn device(d: DeviceArg) -> Result<Device> {
+    match d {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => {
+            if !cfg!(feature = "cuda") {
+                bail!(
+                    "--device cuda needs a build with the `cuda` feature: \
+                     cargo build --release --features cuda (CUDA toolkit required)"
+                );
+            }
+            Device::new_cuda(0).context("cannot open CUDA device 0")
+        }
+    }
+}
+
+pub fn model_config(name: &str) -> Result<Config> {
+    match name {
+        "small" => Ok(Config::small()),
+        "base" => Ok(Config::base()),
+        path => Config::from_file(Path::new(path))
+            .with_context(|| format!("--config {path}: not small, base or a config.json")),
+    }
+}
+
+fn load_data(dir: &Path) -> Result<train::Dataset> {
+    train::load(dir).with_context(|| format!("cannot load dataset {}", dir.display()))
+}
+
+/// A flag set by Ctrl-C (and SIGTERM): the loop checkpoints and returns.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    set_threads(a.threads)?;
+    let dev = device(a.device)?;
+    let mut trainer = if let Some(dir) = &a.resume {
+        let ckpt = train::checkpoint::locate(dir)?;
+        let state: train::trainer::TrainerState = train::checkpoint::read_state(&ckpt)?;
+        let data_dir = a.data.clone().unwrap_or_else(|| PathBuf::from(&state.data));
+        let data = load_data(&data_dir)?;
+        let mut t = Trainer::resume(dir, &data, &a.out, &dev)?;
+        // Checkpoint cadence may change on resume; the rest of the settings are the run's.
+        t.config.ckpt_every = a.ckpt_every;
+        t.config.ckpt_minutes = a.ckpt_minutes;
+        eprintln!(
+            "resuming {} at step {} of {} (data {})",
+            ckpt.display(),
+            t.step,
+            t.config.steps,
+            data_dir.display()
+        );
+        t
+    } else {
+        let data_dir = a
+            .data
+            .clone()
+            .context("--data DIR is required (a folder from `improvnet dataset build`)")?;
+        let data = load_data(&data_dir)?;
+        let (stage, lr, warmup) = match a.stage {
+            StageArg::Pretrain => (Stage::Pretrain, 1e-4, 0.3),
+            StageArg::Finetune => (Stage::Finetune, 5e-5, 0.1),
+        };
+        if matches!(stage, Stage::Finetune) && a.init.is_none() {
+            bail!("--stage finetune needs --init MODEL_DIR (a model folder to start from)");
+        }
+        if matches!(stage, Stage::Pretrain) && a.init.is_some() {
+            bail!("--init is for --stage finetune; pre-training starts from scratch");
+        }
+        let cfg = TrainConfig {
+            stage,
+            steps: a.steps,
+            batch: a.batch,
+            micro_batch: a.micro_batch,
+            lr: a.lr.unwrap_or(lr),
+            warmup_ratio: a.warmup_ratio.unwrap_or(warmup),
+            weight_decay: a.weight_decay,
+            clip: a.clip,
+            seed: a.seed,
+            loss_on_padding: a.loss_on_padding,
+            dropout: !a.no_dropout,
+            max_context: a.max_context,
+            ckpt_every: a.ckpt_every,
+            ckpt_minutes: a.ckpt_minutes,
+            eval_every: a.eval_every,
+            valid_pieces: a.valid_pieces,
+        };
+        let mc = model_config(&a.config)?;
+        let name = data_dir.to_string_lossy().to_string();
+        Trainer::new(&mc, a.init.as_deref(), &data, &name, cfg, &a.out, &dev)?
+    };
+    eprintln!(
+        "model {} parameters; {} training pieces, {} validation samples; batch {}, {} steps, \
+         lr {:.1e}, warmup {} steps; out {}",
+        trainer.model.num_parameters(),
+        trainer.train_pieces(),
+        trainer.valid_samples(),
+        trainer.config.batch,
+        trainer.config.steps,
+        trainer.config.lr,
+        trainer.schedule.warmup_steps,
+        a.out.display()
+    );
+    let stop = stop_flag()?;
+    let total = trainer.config.steps;
+    let bar = if a.plain {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        b
+    };
+    bar.set_position(trainer.step);
+    let mut tok_rate = 0f64;
+    let mut loss_avg: Option<f64> = None;
+    let plain = a.plain;
+    let start_step = trainer.step;
+    let started = std::time::Instant::now();
+    let result = trainer.run(&stop, |ev| match ev {
+        Event::Step(s) => {
+            let rate = s.tokens as f64 / (s.ms / 1e3);
+            tok_rate = if tok_rate == 0.0 {
+                rate
+            } else {
+                0.9 * tok_rate + 0.1 * rate
+            };
+            loss_avg = Some(loss_avg.map_or(s.loss, |l| 0.95 * l + 0.05 * s.loss));
+            let msg = format!(
+                "loss {:.4} (avg {:.4}) lr {:.2e} {:.0} tok/s {:.2} samples/s",
+                s.loss,
+                loss_avg.unwrap_or(s.loss),
+                s.lr,
+                tok_rate,
+                s.samples as f64 / (s.ms / 1e3)
+            );
+            if plain {
+                let done = (s.step - start_step) as f64;
+                let eta = started.elapsed().as_secs_f64() / done * (total - s.step) as f64;
+                println!(
+                    "step {}/{total} {msg} enc {} dec {} {:.0} ms eta {:.0} min",
+                    s.step,
+                    s.enc_len,
+                    s.dec_len,
+                    s.ms,
+                    eta / 60.0
+                );
+            }
+            bar.set_position(s.step);
+            bar.set_message(msg);
+        }
+        Event::Eval(r) => {
+            let mut line = format!(
+                "valid step {}: loss {:.4} acc {:.3}",
+                r.step,
+                r.all.loss(),
+                r.all.accuracy()
+            );
+            for (c, m) in &r.per_corruption {
+                line.push_str(&format!(
+                    " | {} {:.3}/{:.3}",
+                    c.name(),
+                    m.loss(),
+                    m.accuracy()
+                ));
+            }
+            bar.println(&line);
+            if plain {
+                println!("{line}");
+            }
+        }
+        Event::Checkpoint(p) => {
+            let line = format!("checkpoint {}", p.display());
+            bar.println(&line);
+            if plain {
+                println!("{line}");
+            }
+        }
+    });
+    bar.finish_and_clear();
+    match result? {
+        Finish::Done => eprintln!(
+            "done: {} steps; model in {}/final, best validation in {}/best",
+            trainer.step,
+            a.out.display(),
+            a.out.display()
+        ),
+        Finish::Interrupted => eprintln!(
+            "interrupted at step {}; resume with: improvnet train --resume {} --out {}",
+            trainer.step,
+            a.out.join("checkpoint").display(),
+            a.out.display()
+        ),
+    }
+    Ok(())
+}
+
+pub fn train_classifier(a: ClassifierArgs) -> Result<()> {
+    set_threads(a.threads)?;
+    let dev = device(a.device)?;
+    let data = load_data(&a.data)?;
+    let cfg = match a.config.as_str() {
+        "small" => improvnet::train::classify::small_config(),
+        "base" => improvnet::model::GenreClassifier::base_config(),
+        path => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--config {path}"))?;
+            serde_json::from_str(&text).with_context(|| format!("--config {path}: invalid"))?
+        }
+    };
+    let run_cfg = ClassifierTrainConfig {
+        epochs: a.epochs,
+        patience: a.patience,
+        batch: a.batch,
+        lr: a.lr,
+        warmup_ratio: a.warmup_ratio,
+        seed: a.seed,
+        valid_windows: a.windows,
+        ..ClassifierTrainConfig::default()
+    };
+    let stop = stop_flag()?;
+    let mut run = ClassifierRun::new(&cfg, &data, run_cfg, &dev)?;
+    let report = run.run(&a.out, &stop, |line| eprintln!("{line}"))?;
+    println!("{}", report.text());
+    Ok(())
+}
+
+pub fn bench_train(a: BenchArgs) -> Result<()> {
+    set_threads(a.threads)?;
+    let data = load_data(&a.data)?;
+    let mc = model_config(&a.config)?;
+    let r = improvnet::train::bench::run(
+        &mc,
+        &data,
+        &improvnet::train::bench::BenchOptions {
+            batch: a.batch,
+            micro_batch: a.micro_batch,
+            steps: a.steps,
+            max_context: a.max_context,
+            seed: a.seed,
+            dump: a.dump.as_deref(),
+        },
+    )?;
+    println!("{}", r.text());
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Seeded parameter initialisation and the seed streams of a run.
+//!
+//! candle's `Init::Randn` draws from an unseeded rng; a run must be reproducible from its seed,
+//! so after the model takes its variables every one is overwritten here, by name, with HF BERT's
+//! init: normal(0, 0.02) for matrices and embeddings (the padding row of the word embeddings
+//! zeroed), 1 for LayerNorm weights, 0 for biases.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// SplitMix64: a well-mixed hash, used to derive independent seeds.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seed of stream `salt` at `index` (a step, an epoch) of a run seeded with `seed`. Every
+/// random draw of training comes from one of these, so `(seed, step)` is the whole rng state.
+pub fn stream_seed(seed: u64, salt: u64, index: u64) -> u64 {
+    mix(mix(seed ^ mix(salt)) ^ index)
+}
+
+/// A ChaCha rng for stream `salt` at `index`.
+pub fn stream(seed: u64, salt: u64, index: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(stream_seed(seed, salt, index))
+}
+
+/// Overwrites every variable with HF BERT's initialisation, deterministically in `seed`
+/// (each tensor's values depend on the seed and its name only).
+pub fn init_bert(vars: &VarMap, seed: u64, std: f64) -> Result<()> {
+    let data = vars.data().lock().expect("var map lock");
+    for (name, var) in data.iter() {
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let values: Vec<f32> = if name.contains("LayerNorm") && name.ends_with("weight") {
+            vec![1.0; n]
+        } else if name.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ h));
+            let mut v = Vec::with_capacity(n);
+            while v.len() < n {
+                // Box-Muller: two normals per pair of uniforms.
+                let u1: f64 = rng.gen::<f64>().max(1e-300);
+                let u2: f64 = rng.gen();
+                let r = (-2.0 * u1.ln()).sqrt() * std;
+                let t = std::f64::consts::TAU * u2;
+                v.push((r * t.cos()) as f32);
+                if v.len() < n {
+                    v.push((r * t.sin()) as f32);
+                }
+            }
+            if name.ends_with("word_embeddings.weight") {
+                // HF zeroes the `padding_idx` row (pad id 0).
+                let d = shape.dims().last().copied().unwrap_or(0);
+                v[..d].iter_mut().for_each(|x| *x = 0.0);
+            }
+            v
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?)?;
+    }
+    Ok(())
+}

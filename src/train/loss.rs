@@ -1,0 +1,225 @@
+//! From a padded §7 batch to model inputs, and the loss (spec §5.2).
+//!
+//! HF `EncoderDecoderModel` builds the decoder input by shifting the labels right and putting
+//! `decoder_start_token_id` (`<S>`) first: the decoder sees `<S> <S> tok1 ...` and the first
+//! target is `<S>` itself. The original's loss covers all 512 label positions, padding included
+//! (labels are 0, not -100); by default we mask padding out instead.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+
+use super::sample::Batch;
+use crate::model::{BOS, PAD};
+use crate::tokens::{DECODER_MAX_LEN, ENCODER_MAX_LEN};
+
+/// A batch cut to its longest real row: what the model actually computes on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrimmedBatch {
+    pub size: usize,
+    /// Encoder length: the longest `attention_mask` row (padded keys are masked, so cutting the
+    /// common padding changes nothing).
+    pub enc_len: usize,
+    /// Decoder length: the longest target, or 512 with `loss_on_padding` (the original's loss
+    /// sees every position).
+    pub dec_len: usize,
+    pub enc_ids: Vec<u32>,
+    pub enc_mask: Vec<u32>,
+    pub dec_ids: Vec<u32>,
+    pub labels: Vec<u32>,
+    /// 1 where the position counts in the loss.
+    pub loss_mask: Vec<f32>,
+    /// Non-pad encoder ids plus non-pad labels: the tokens/s numerator.
+    pub tokens: usize,
+}
+
+/// Positions the loss counts in `batch`: non-pad labels, or every label position with
+/// `loss_on_padding`.
+pub fn loss_positions(batch: &Batch, loss_on_padding: bool) -> usize {
+    if loss_on_padding {
+        batch.size * DECODER_MAX_LEN
+    } else {
+        batch.labels.iter().filter(|&&l| l != PAD).count()
+    }
+}
+
+/// `[<S>] + labels[..len-1]`.
+pub fn shift_right(labels: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(labels.len());
+    if labels.is_empty() {
+        return out;
+    }
+    out.push(BOS);
+    out.extend_from_slice(&labels[..labels.len() - 1]);
+    out
+}
+
+/// Cuts the padding every row shares.
+pub fn trim(batch: &Batch, loss_on_padding: bool) -> TrimmedBatch {
+    let b = batch.size;
+    let enc_len = (0..b)
+        .map(|i| {
+            batch.attention_mask[i * ENCODER_MAX_LEN..(i + 1) * ENCODER_MAX_LEN]
+                .iter()
+                .rposition(|&m| m != 0)
+                .map_or(0, |p| p + 1)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let dec_len = if loss_on_padding {
+        DECODER_MAX_LEN
+    } else {
+        (0..b)
+            .map(|i| {
+                batch
+                    .labels_row(i)
+                    .iter()
+                    .rposition(|&t| t != PAD)
+                    .map_or(0, |p| p + 1)
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    };
+    let mut t = TrimmedBatch {
+        size: b,
+        enc_len,
+        dec_len,
+        enc_ids: Vec::with_capacity(b * enc_len),
+        enc_mask: Vec::with_capacity(b * enc_len),
+        dec_ids: Vec::with_capacity(b * dec_len),
+        labels: Vec::with_capacity(b * dec_len),
+        loss_mask: Vec::with_capacity(b * dec_len),
+        tokens: 0,
+    };
+    for i in 0..b {
+        let e = i * ENCODER_MAX_LEN;
+        t.enc_ids
+            .extend_from_slice(&batch.encoder_ids[e..e + enc_len]);
+        t.enc_mask
+            .extend_from_slice(&batch.attention_mask[e..e + enc_len]);
+        let full = batch.labels_row(i);
+        // Shift over the full row, then cut: position j sees label j-1, whatever the cut.
+        let shifted = shift_right(full);
+        t.dec_ids.extend_from_slice(&shifted[..dec_len]);
+        let labels = &full[..dec_len];
+        t.labels.extend_from_slice(labels);
+        t.loss_mask.extend(labels.iter().map(|&l| {
+            if loss_on_padding || l != PAD {
+                1.0
+            } else {
+                0.0
+            }
+        }));
+        t.tokens += batch.attention_mask[e..e + enc_len]
+            .iter()
+            .filter(|&&m| m != 0)
+            .count()
+            + full.iter().filter(|&&l| l != PAD).count();
+    }
+    t
+}
+
+/// The batch as tensors: `(enc_ids, enc_mask, dec_ids)` `[B, L]` u32.
+pub fn inputs(t: &TrimmedBatch, dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    Ok((
+        Tensor::from_slice(&t.enc_ids, (t.size, t.enc_len), dev)?,
+        Tensor::from_slice(&t.enc_mask, (t.size, t.enc_len), dev)?,
+        Tensor::from_slice(&t.dec_ids, (t.size, t.dec_len), dev)?,
+    ))
+}
+
+/// Loss and per-row statistics of one forward pass.
+pub struct LossOutput {
+    /// Scalar: masked mean cross-entropy (differentiable).
+    pub loss: Tensor,
+    /// Per row: summed negative log-likelihood, counted positions, correct argmax predictions.
+    pub row_nll: Vec<f64>,
+    pub row_count: Vec<f64>,
+    pub row_correct: Vec<f64>,
+}
+
+/// Mean cross-entropy of `logits` `[B, L, V]` over the positions of `t.loss_mask`.
+pub fn cross_entropy(logits: &Tensor, t: &TrimmedBatch) -> Result<LossOutput> {
+    cross_entropy_over(logits, t, t.loss_mask.iter().sum::<f32>() as f64)
+}
+
+/// Masked cross-entropy summed and divided by `denominator`: the positions of the whole batch
+/// when `t` is one micro-batch of it, so the micro-batch gradients add up to the batch's.
+pub fn cross_entropy_over(
+    logits: &Tensor,
+    t: &TrimmedBatch,
+    denominator: f64,
+) -> Result<LossOutput> {
+    let (b, l, v) = logits.dims3()?;
+    let dev = logits.device();
+    let flat = logits.reshape((b * l, v))?;
+    let labels = Tensor::from_slice(&t.labels, b * l, dev)?;
+    let mask = Tensor::from_slice(&t.loss_mask, b * l, dev)?;
+    let logp = candle_nn::ops::log_softmax(&flat, D::Minus1)?;
+    let nll = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let loss = ((&nll * &mask)?.sum_all()? / denominator.max(1.0))?;
+    let nll_v = nll.detach().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let pred = flat.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let mut out = LossOutput {
+        loss,
+        row_nll: vec![0.0; b],
+        row_count: vec![0.0; b],
+        row_correct: vec![0.0; b],
+    };
+    for i in 0..b {
+        for j in 0..l {
+            let k = i * l + j;
+            let m = t.loss_mask[k] as f64;
+            out.row_nll[i] += nll_v[k] as f64 * m;
+            out.row_count[i] += m;
+            if pred[k] == t.labels[k] {
+                out.row_correct[i] += m;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::sample::{Batch, Sample, SampleMeta};
+
+    fn sample(enc: &[u32], labels: &[u32]) -> Sample {
+        let mut e = enc.to_vec();
+        e.resize(ENCODER_MAX_LEN, 0);
+        let mut l = labels.to_vec();
+        l.resize(DECODER_MAX_LEN, 0);
+        Sample {
+            attention_mask: e.iter().map(|&x| (x != 0) as u32).collect(),
+            encoder_ids: e,
+            labels: l,
+            meta: SampleMeta {
+                genre: crate::tokens::Genre::Classical,
+                corruption: crate::tokens::Corruption::Skyline,
+                segment: 0,
+                context_before: 1,
+                context_after: 1,
+                transpose: 0,
+                tail: crate::tokens::Tail::Keep,
+            },
+        }
+    }
+
+    #[test]
+    fn trims_to_the_longest_row_and_shifts_like_hf() {
+        let batch = Batch::from_samples(vec![
+            sample(&[5, 6, 7], &[BOS, 10, 11, 2304]),
+            sample(&[5, 6, 7, 8, 9], &[BOS, 12, 2304]),
+        ]);
+        let t = trim(&batch, false);
+        assert_eq!((t.enc_len, t.dec_len), (5, 4));
+        assert_eq!(&t.dec_ids[..4], &[BOS, BOS, 10, 11]);
+        assert_eq!(&t.dec_ids[4..], &[BOS, BOS, 12, 2304]);
+        assert_eq!(&t.loss_mask[4..], &[1.0, 1.0, 1.0, 0.0]);
+        assert_eq!(t.tokens, 3 + 4 + 5 + 3);
+        let full = trim(&batch, true);
+        assert_eq!(full.dec_len, DECODER_MAX_LEN);
+        assert!(full.loss_mask.iter().all(|&m| m == 1.0));
+    }
+}

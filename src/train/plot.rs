@@ -1,0 +1,118 @@
+//! The loss curve of a run as an SVG (no plotting crate: a polyline per series and a few
+//! labelled ticks), from `train_log.csv` and `valid_log.csv`.
+
+use std::path::Path;
+
+use super::error::{io, TrainError};
+
+/// `(step, value)` of column `col` of a CSV with a header row; unparsable rows are skipped.
+fn series(path: &Path, col: usize) -> Result<Vec<(f64, f64)>, TrainError> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            Some((cols.first()?.parse().ok()?, cols.get(col)?.parse().ok()?))
+        })
+        .filter(|(_, v): &(f64, f64)| v.is_finite())
+        .collect())
+}
+
+/// Mean over a trailing window of `w` points (the raw per-step loss is very noisy).
+fn smooth(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut sum = 0.0;
+    for (i, &(x, y)) in points.iter().enumerate() {
+        sum += y;
+        if i >= w {
+            sum -= points[i - w].1;
+        }
+        out.push((x, sum / (i + 1).min(w) as f64));
+    }
+    out
+}
+
+/// The SVG text: training loss (mean of 25 steps) and validation loss against the step.
+pub fn loss_svg(run: &Path) -> Result<String, TrainError> {
+    let train = smooth(&series(&run.join("train_log.csv"), 2)?, 25);
+    let valid = series(&run.join("valid_log.csv"), 1)?;
+    let all: Vec<&(f64, f64)> = train.iter().chain(&valid).collect();
+    if all.is_empty() {
+        return Err(TrainError::Config(format!(
+            "{}: no train_log.csv or valid_log.csv rows to plot",
+            run.display()
+        )));
+    }
+    let (w, h, m) = (800.0, 420.0, 60.0);
+    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
+    let y_min = all
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .floor();
+    let y_max = all
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil();
+    let y_span = (y_max - y_min).max(1e-9);
+    let px = |x: f64| m + x / x_max * (w - 2.0 * m);
+    let py = |y: f64| h - m - (y - y_min) / y_span * (h - 2.0 * m);
+    let line = |pts: &[(f64, f64)], color: &str| {
+        let d: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+            d.join(" ")
+        )
+    };
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
+         fill=\"white\"/>\n<rect x=\"{m}\" y=\"{m}\" width=\"{}\" height=\"{}\" fill=\"none\" \
+         stroke=\"#888\"/>\n",
+        w - 2.0 * m,
+        h - 2.0 * m
+    );
+    for i in 0..=5 {
+        let y = y_min + y_span * i as f64 / 5.0;
+        let x = x_max * i as f64 / 5.0;
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{y:.2}</text>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{x:.0}</text>\n",
+            m - 6.0,
+            py(y) + 4.0,
+            px(x),
+            h - m + 18.0
+        ));
+    }
+    s.push_str(&line(&train, "#1f77b4"));
+    s.push_str(&line(&valid, "#d62728"));
+    s.push_str(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n\
+         <text x=\"{m}\" y=\"{}\" fill=\"#1f77b4\">training loss (mean of 25 steps)</text>\n\
+         <text x=\"{}\" y=\"{}\" fill=\"#d62728\">validation loss</text>\n</svg>\n",
+        w / 2.0,
+        h - 15.0,
+        m - 20.0,
+        m + 260.0,
+        m - 20.0
+    ));
+    Ok(s)
+}
+
+/// Writes `run/loss.svg` (temp file + rename).
+pub fn write_loss_svg(run: &Path) -> Result<std::path::PathBuf, TrainError> {
+    let svg = loss_svg(run)?;
+    let path = run.join("loss.svg");
+    let tmp = run.join("loss.svg.tmp");
+    std::fs::write(&tmp, svg).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(path)
+}
