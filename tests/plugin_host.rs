@@ -228,6 +228,10 @@ fn a_clap_host_drives_the_plugin() {
     let out = session(&input, total, &[("delay", 2.0)], false);
     assert_eq!(sorted(out), sorted(shifted(&input, 3 * SEG)));
 
+    // Bypass: the input passes through at once, untouched.
+    let out = session(&input, total, &[("bypass", 1.0)], false);
+    assert_eq!(sorted(out), sorted(input.clone()));
+
     // 3. A (tiny, random) model, corruption rate automated to 0: pass-through, delayed.
     let dir = tempfile::tempdir().expect("temp dir");
     refine_common::save_tiny_model(dir.path(), 7);

@@ -110,7 +110,6 @@ fn an_hour_of_random_playing_and_jumps_leaves_nothing_stuck() {
     }
     play.all_off(0, true, &mut check);
     assert_eq!(play.sounding(), 0);
-    drop(check);
     assert!(sounding.iter().all(|s| !s), "stuck notes");
     assert!(
         events > 100_000 && jumps > 10,

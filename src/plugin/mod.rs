@@ -67,6 +67,7 @@ struct Realtime {
     rendered_to: i64,
     following_host: bool,
     flush: bool,
+    bypassed: bool,
     mode: Mode,
     latency: u32,
     thru_sounding: [bool; 128],
@@ -321,6 +322,7 @@ impl Plugin for ImprovNet {
             rendered_to: 0,
             following_host: false,
             flush: false,
+            bypassed: false,
             mode: self.params.mode.value(),
             latency: 0,
             thru_sounding: [false; 128],
@@ -364,6 +366,22 @@ impl Plugin for ImprovNet {
         };
         let t0 = rt.block_start(host_pos, ctx);
         rt.rendered_to = t0;
+
+        if params.bypass.value() {
+            // Release what the effect played once, then hand the input on untouched.
+            if !rt.bypassed {
+                rt.flush(0, ctx);
+                rt.bypassed = true;
+            }
+            while let Some(event) = ctx.next_event() {
+                if ctx.try_send_event(event).is_err() {
+                    rt.send_failed += 1;
+                }
+            }
+            rt.clock = t0 + n;
+            return ProcessStatus::Normal;
+        }
+        rt.bypassed = false;
 
         // Mode and delay changes release what sounds; a delay change also moves the grace.
         let mode = params.mode.value();
@@ -414,10 +432,11 @@ impl Plugin for ImprovNet {
                     ..
                 } => {
                     rt.capture.note_off(t, k);
-                    if k < 128 && std::mem::take(&mut rt.thru_sounding[usize::from(k)]) {
-                        if ctx.try_send_event(event).is_err() {
-                            rt.send_failed += 1;
-                        }
+                    if k < 128
+                        && std::mem::take(&mut rt.thru_sounding[usize::from(k)])
+                        && ctx.try_send_event(event).is_err()
+                    {
+                        rt.send_failed += 1;
                     }
                 }
                 _ => {}

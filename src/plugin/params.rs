@@ -110,6 +110,9 @@ pub struct ImprovParams {
     /// Report the delay as latency, so delay compensation lines a recorded clip up.
     #[id = "align"]
     pub align: BoolParam,
+    /// The host's bypass: everything sounding is released, the input passes through as it is.
+    #[id = "bypass"]
+    pub bypass: BoolParam,
     /// The model folder ("" = the `IMPROVNET_MODEL` environment variable, then none).
     #[persist = "model_dir"]
     pub model_dir: Arc<RwLock<String>>,
@@ -147,6 +150,7 @@ impl Default for ImprovParams {
             seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: 9999 }),
             refine: BoolParam::new("Refine", true),
             align: BoolParam::new("Align to timeline", false),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
             model_dir: Arc::new(RwLock::new(String::new())),
         }
     }

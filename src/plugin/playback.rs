@@ -22,7 +22,9 @@ pub enum PlayEvent {
     },
 }
 
-/// What the worker answered for a segment.
+/// What the worker answered for a segment. Kept inline (about 3 KB), never boxed: it lives in
+/// preallocated channel and ring slots, and the audio thread must not touch the heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Answer {
     /// Play the original notes (not refined: rate draw, refine off, no model, or an error).
