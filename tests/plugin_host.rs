@@ -63,7 +63,19 @@ struct Ev {
 
 /// Input: a note (key, onset, length in samples) every 0.4 s for `seconds`.
 fn phrase(seconds: i64) -> Vec<Ev> {
-    let mut v = Vec::new();
+    // One note on the very first sample.
+    let mut v = vec![
+        Ev {
+            time: 0,
+            key: 50,
+            on: true,
+        },
+        Ev {
+            time: 5000,
+            key: 50,
+            on: false,
+        },
+    ];
     let mut t = 1000;
     let mut k = 0;
     while t < seconds * i64::from(SR) {

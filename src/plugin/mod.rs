@@ -193,9 +193,8 @@ impl Realtime {
         status: &Status,
         ctx: &mut impl ProcessContext<P>,
     ) {
-        if t <= self.rendered_to {
-            return;
-        }
+        // Capture always moves (a note at the block's first sample needs its segment open);
+        // rendering an empty range does nothing.
         let snapshot = params.snapshot();
         let (generation, sample_rate) = (self.generation, self.sample_rate);
         let jobs = &self.jobs;
@@ -214,6 +213,9 @@ impl Realtime {
             }
         });
         self.drain_replies();
+        if self.offline {
+            wait_while_loading(status);
+        }
         let expect =
             snapshot.refine && snapshot.rate > 0.0 && status.model_state() == ModelState::Ready;
         if self.offline && expect {
@@ -302,7 +304,14 @@ impl Plugin for ImprovNet {
         let delay = self.params.delay.value().max(1) as u32;
         let (job_tx, job_rx) = crossbeam_channel::bounded(QUEUE);
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(QUEUE);
-        let worker = match Worker::spawn(self.model_dir(), job_rx, reply_tx, self.status.clone()) {
+        // Set before the thread starts, so an offline render never sees a stale state.
+        let model_dir = self.model_dir();
+        self.status.set_model_state(if model_dir.is_some() {
+            ModelState::Loading
+        } else {
+            ModelState::None
+        });
+        let worker = match Worker::spawn(model_dir, job_rx, reply_tx, self.status.clone()) {
             Ok(w) => w,
             Err(e) => {
                 nice_error!("cannot start the ImprovNet worker thread: {e}");
@@ -413,7 +422,8 @@ impl Plugin for ImprovNet {
                     key: Key::Number(k),
                     velocity,
                     ..
-                } => {
+                } if velocity > 0.0 => {
+                    // (velocity 0 is a note-off in MIDI 1 terms: next arm)
                     let vel = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
                     rt.capture.note_on(t, k, vel);
                     if thru && k < 128 {
@@ -423,7 +433,11 @@ impl Plugin for ImprovNet {
                         }
                     }
                 }
-                NoteEvent::NoteOff {
+                NoteEvent::NoteOn {
+                    key: Key::Number(k),
+                    ..
+                }
+                | NoteEvent::NoteOff {
                     key: Key::Number(k),
                     ..
                 }
@@ -450,6 +464,14 @@ impl Plugin for ImprovNet {
             .dropped_notes
             .store(rt.capture.dropped() + rt.send_failed, Ordering::Relaxed);
         ProcessStatus::Normal
+    }
+}
+
+/// Offline only: a bounce must not depend on how fast the model loads.
+fn wait_while_loading(status: &Status) {
+    let deadline = Instant::now() + OFFLINE_WAIT;
+    while status.model_state() == ModelState::Loading && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

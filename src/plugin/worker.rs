@@ -83,7 +83,7 @@ impl Status {
         }
     }
 
-    fn set_model_state(&self, s: ModelState) {
+    pub(crate) fn set_model_state(&self, s: ModelState) {
         self.model.store(s as u8, Ordering::Relaxed);
     }
 
