@@ -99,6 +99,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         events += u64::from(in_buf.len() + out_buf.len());
     }
     instance.deactivate(processor.stop_processing());
+    let (worst, _) = times
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, t)| **t)
+        .unwrap_or((0, &0));
+    let over_1ms = times.iter().filter(|t| **t > 1_000_000).count();
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     println!(
@@ -111,6 +117,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.99),
         times[times.len() - 1],
         u64::from(BLOCK) * 1_000_000_000 / u64::from(SR)
+    );
+    println!(
+        "blocks over 1 ms: {over_1ms}; the slowest was block {worst} (wall time: includes being \
+         preempted on a loaded machine)"
     );
     Ok(())
 }
