@@ -9,6 +9,8 @@ pub mod corrupt;
 pub mod eval;
 pub mod model;
 pub mod music;
+#[cfg(feature = "plugin")]
+pub mod plugin;
 pub mod refine;
 pub mod render;
 pub mod structure;

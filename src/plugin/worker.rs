@@ -1,0 +1,366 @@
+//! The worker (inference thread): owns the model and the history of played segments, and
+//! answers each captured segment with refined notes or "play the original".
+//!
+//! It calls the same engine as the CLI ([`Engine::run_pass`]): one pass over the new segment,
+//! with the segments already played as before-context. Neither side ever blocks on the
+//! channels (both poll), so the audio thread never takes a lock inside them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::corrupt::{Corruption, CorruptionChoice};
+use crate::model::ImprovNetModel;
+use crate::music::{Note, Piece, PlayedNote, Segment};
+use crate::refine::engine::{PassPlan, Target};
+use crate::refine::{no_progress, Engine, PassSpec, RefineError, RefineOptions, RefineReport};
+
+use super::notes::{NoteBuf, SampleNote, OPEN};
+use super::params::{Mode, Snapshot, MAX_DELAY};
+use super::playback::Answer;
+
+/// A finished segment and the parameters it was captured with.
+#[derive(Clone, Copy, Debug)]
+pub struct Job {
+    /// Bumped on every reset (seek, stop): answers of an older generation are stale.
+    pub generation: u32,
+    pub index: i64,
+    pub notes: NoteBuf,
+    pub params: Snapshot,
+    pub sample_rate: f32,
+}
+
+/// The worker's answer for one segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply {
+    pub generation: u32,
+    pub index: i64,
+    pub answer: Answer,
+}
+
+/// Model states shown in the editor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ModelState {
+    None = 0,
+    Loading = 1,
+    Ready = 2,
+    Failed = 3,
+}
+
+/// What the threads tell the editor and the tests (atomics: the audio thread writes some).
+#[derive(Debug, Default)]
+pub struct Status {
+    model: AtomicU8,
+    /// Milliseconds the last refined segment took.
+    pub last_ms: AtomicU32,
+    pub refined: AtomicU64,
+    pub errors: AtomicU64,
+    /// Written by the audio thread.
+    pub late: AtomicU64,
+    pub queue_full: AtomicU64,
+    pub dropped_notes: AtomicU64,
+    /// Jobs sent but not answered yet.
+    pub pending: AtomicU64,
+    /// The model folder, or the last error (never touched by the audio thread).
+    pub message: Mutex<String>,
+}
+
+impl Status {
+    pub fn model_state(&self) -> ModelState {
+        match self.model.load(Ordering::Relaxed) {
+            1 => ModelState::Loading,
+            2 => ModelState::Ready,
+            3 => ModelState::Failed,
+            _ => ModelState::None,
+        }
+    }
+
+    pub(crate) fn set_model_state(&self, s: ModelState) {
+        self.model.store(s as u8, Ordering::Relaxed);
+    }
+
+    fn set_message(&self, m: String) {
+        if let Ok(mut g) = self.message.lock() {
+            *g = m;
+        }
+    }
+}
+
+/// The refinement itself, without the thread: testable and deterministic.
+pub struct Refiner {
+    model: Option<ImprovNetModel>,
+    history: Vec<Segment>,
+    generation: Option<u32>,
+    first: i64,
+}
+
+impl Refiner {
+    pub fn new(model: Option<ImprovNetModel>) -> Self {
+        Self {
+            model,
+            history: Vec::new(),
+            generation: None,
+            first: 0,
+        }
+    }
+
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// Answers `job`; an error leaves the history as if the original had played.
+    pub fn answer(&mut self, job: &Job) -> Result<Answer, RefineError> {
+        if self.generation != Some(job.generation) {
+            self.generation = Some(job.generation);
+            self.history.clear();
+            self.first = job.index;
+        }
+        let window = (job.index - self.first).clamp(0, i64::from(u32::MAX)) as u32;
+        let original = to_model_notes(&job.notes, job.sample_rate);
+        let p = job.params;
+        let model = match &self.model {
+            Some(m) if p.refine && p.rate > 0.0 && !original.is_empty() => m,
+            _ => {
+                self.remember(window, original);
+                return Ok(Answer::Original);
+            }
+        };
+        let (corruption, harmonize) = match p.mode {
+            Mode::Improvise => (CorruptionChoice::from(p.corruption), false),
+            Mode::Harmonize => (CorruptionChoice::Fixed(Corruption::Skyline), true),
+        };
+        let opts = RefineOptions {
+            target: p.genre.into(),
+            passes: vec![PassSpec::new(f64::from(p.rate).clamp(0.0, 1.0), corruption)],
+            temperature: p.temperature,
+            context_before: p.context_before as usize,
+            context_after: 0,
+            t_segment_start: 0,
+            end_original: false,
+            seed: p.seed,
+            ..RefineOptions::default()
+        };
+        opts.validate()?;
+        let context = p.context_before as usize;
+        let mut piece = Piece {
+            segments: self.history[self.history.len().saturating_sub(context)..].to_vec(),
+        };
+        piece.segments.push(Segment {
+            window,
+            notes: original.clone(),
+        });
+        let plan = PassPlan {
+            spec: opts.passes[0],
+            context_before: context,
+            chord_constraint: harmonize,
+            verbatim: harmonize,
+        };
+        // Seeded per segment, so a bounce does not depend on the worker's timing.
+        let seed = p.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (job.index as u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut report = RefineReport::default();
+        let engine = Engine::new(model, &opts);
+        let target = [Target {
+            window,
+            context_after: 0,
+        }];
+        let run = engine.run_pass(
+            &mut piece,
+            0,
+            1,
+            &plan,
+            &target,
+            &mut rng,
+            &mut report,
+            &mut no_progress,
+        );
+        if let Err(e) = run {
+            self.remember(window, original);
+            return Err(e);
+        }
+        if report.refined_windows.is_empty() {
+            self.remember(window, original);
+            return Ok(Answer::Original);
+        }
+        let refined = piece
+            .segments
+            .iter()
+            .find(|s| s.window == window)
+            .map(|s| s.notes.clone())
+            .unwrap_or_default();
+        let answer = Answer::Refined(to_sample_notes(&refined, job.sample_rate));
+        self.remember(window, refined);
+        Ok(answer)
+    }
+
+    /// Keeps what played as context for later segments (non-empty ones, as the engine counts).
+    fn remember(&mut self, window: u32, notes: Vec<Note>) {
+        if !notes.is_empty() {
+            self.history.push(Segment { window, notes });
+        }
+        let keep = MAX_DELAY as usize + 2;
+        if self.history.len() > keep {
+            self.history.drain(..self.history.len() - keep);
+        }
+    }
+}
+
+/// Captured notes as the model sees them: milliseconds on the 10 ms grid, velocity bins.
+pub fn to_model_notes(notes: &NoteBuf, sample_rate: f32) -> Vec<Note> {
+    let ms = |samples: u32| (f64::from(samples) * 1000.0 / f64::from(sample_rate.max(1.0))).round();
+    let played: Vec<PlayedNote> = notes
+        .as_slice()
+        .iter()
+        .map(|n| PlayedNote {
+            pitch: n.pitch.min(127),
+            velocity: n.velocity,
+            start_ms: ms(n.onset).clamp(0.0, 4999.0) as u64,
+            dur_ms: if n.dur == OPEN {
+                5000
+            } else {
+                ms(n.dur) as u64
+            },
+        })
+        .collect();
+    Piece::from_played(&played)
+        .segments
+        .into_iter()
+        .next()
+        .map(|s| s.notes)
+        .unwrap_or_default()
+}
+
+/// Model notes back in samples from the segment's start.
+pub fn to_sample_notes(notes: &[Note], sample_rate: f32) -> NoteBuf {
+    let samples = |ms: u16| (f64::from(ms) * f64::from(sample_rate) / 1000.0).round() as u32;
+    NoteBuf::from_notes(notes.iter().map(|n| SampleNote {
+        pitch: n.pitch.min(127),
+        velocity: n.velocity.clamp(1, 127),
+        onset: samples(n.onset_ms),
+        dur: samples(n.dur_ms).max(1),
+    }))
+}
+
+/// The running worker thread.
+pub struct Worker {
+    handle: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Starts the thread; it loads the model from `model_dir` first (off the audio thread).
+    pub fn spawn(
+        model_dir: Option<PathBuf>,
+        jobs: Receiver<Job>,
+        replies: Sender<Reply>,
+        status: Arc<Status>,
+    ) -> std::io::Result<Worker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("improvnet-worker".into())
+            .spawn(move || run(model_dir, jobs, replies, status, flag))?;
+        Ok(Worker {
+            handle: Some(handle),
+            stop,
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Loads a model folder, naming the folder in the error.
+pub fn load_model(dir: &Path) -> Result<ImprovNetModel, String> {
+    ImprovNetModel::load(dir, &Device::Cpu)
+        .map_err(|e| format!("cannot load the model in {}: {e}", dir.display()))
+}
+
+fn run(
+    model_dir: Option<PathBuf>,
+    jobs: Receiver<Job>,
+    replies: Sender<Reply>,
+    status: Arc<Status>,
+    stop: Arc<AtomicBool>,
+) {
+    let model = match model_dir {
+        None => {
+            status.set_model_state(ModelState::None);
+            status.set_message("no model: segments pass through".into());
+            None
+        }
+        Some(dir) => {
+            status.set_model_state(ModelState::Loading);
+            match load_model(&dir) {
+                Ok(m) => {
+                    status.set_model_state(ModelState::Ready);
+                    status.set_message(dir.display().to_string());
+                    Some(m)
+                }
+                Err(e) => {
+                    status.set_model_state(ModelState::Failed);
+                    status.set_message(format!("{e}; segments pass through"));
+                    None
+                }
+            }
+        }
+    };
+    let mut refiner = Refiner::new(model);
+    while !stop.load(Ordering::Relaxed) {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => return,
+        };
+        let start = Instant::now();
+        let answer = match refiner.answer(&job) {
+            Ok(a) => a,
+            Err(e) => {
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                status.set_message(format!("segment {}: {e}", job.index));
+                Answer::Original
+            }
+        };
+        if matches!(answer, Answer::Refined(_)) {
+            status.refined.fetch_add(1, Ordering::Relaxed);
+            let ms = start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+            status.last_ms.store(ms, Ordering::Relaxed);
+        }
+        let mut reply = Reply {
+            generation: job.generation,
+            index: job.index,
+            answer,
+        };
+        loop {
+            match replies.try_send(reply) {
+                Ok(()) => break,
+                Err(TrySendError::Full(r)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    reply = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        status.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}

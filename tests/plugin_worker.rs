@@ -1,0 +1,75 @@
+//! The plugin's worker: the same refine engine as the CLI, one segment at a time.
+#![cfg(feature = "plugin")]
+
+mod refine_common;
+
+use improvnet::plugin::notes::{NoteBuf, SampleNote};
+use improvnet::plugin::params::Snapshot;
+use improvnet::plugin::playback::Answer;
+use improvnet::plugin::worker::{to_model_notes, to_sample_notes, Job, Refiner};
+
+const SR: f32 = 48_000.0;
+
+fn job(index: i64, rate: f32, seed: u64) -> Job {
+    let notes = NoteBuf::from_notes((0..8).map(|i| SampleNote {
+        pitch: 60 + (i % 5) as u8,
+        velocity: 90,
+        onset: i * 24_000,
+        dur: 12_000,
+    }));
+    Job {
+        generation: 1,
+        index,
+        notes,
+        params: Snapshot {
+            rate,
+            seed,
+            ..Snapshot::default()
+        },
+        sample_rate: SR,
+    }
+}
+
+#[test]
+fn captured_notes_reach_the_model_grid_and_come_back_in_samples() {
+    let j = job(0, 1.0, 0);
+    let notes = to_model_notes(&j.notes, SR);
+    assert_eq!(notes.len(), 8);
+    assert_eq!(
+        (notes[1].onset_ms, notes[1].dur_ms, notes[1].velocity),
+        (500, 250, 90)
+    );
+    let back = to_sample_notes(&notes, SR);
+    assert_eq!(back.as_slice()[1].onset, 24_000);
+    assert_eq!(back.as_slice()[1].dur, 12_000);
+}
+
+#[test]
+fn without_a_model_or_at_rate_zero_the_original_plays() {
+    let mut none = Refiner::new(None);
+    assert_eq!(none.answer(&job(0, 1.0, 0)).unwrap(), Answer::Original);
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    assert_eq!(r.answer(&job(0, 0.0, 0)).unwrap(), Answer::Original);
+}
+
+#[test]
+fn a_model_refines_deterministically_per_seed_with_history_as_context() {
+    let run = |seed| {
+        let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+        (0..3)
+            .map(|i| r.answer(&job(i, 1.0, seed)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let a = run(5);
+    assert!(a.iter().all(|x| matches!(x, Answer::Refined(_))), "{a:?}");
+    assert_eq!(a, run(5));
+}
+
+#[test]
+fn bad_parameters_are_errors_not_panics() {
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    let mut j = job(0, 1.0, 0);
+    j.params.temperature = 0.0;
+    let err = r.answer(&j).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
+}
