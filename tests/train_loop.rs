@@ -260,7 +260,7 @@ fn tiny_model_learns_to_copy_through_cross_attention() {
             .collect();
         let dec: Vec<u32> = labels
             .chunks(n + 2)
-            .flat_map(|l| improvnet::train::loss::shift_right(l))
+            .flat_map(improvnet::train::loss::shift_right)
             .collect();
         (
             Tensor::from_vec(enc, (b, n), &dev).unwrap(),
