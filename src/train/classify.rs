@@ -113,16 +113,7 @@ pub struct ClassifierRun {
 
 /// Cuts a padded classifier batch to its longest row.
 fn tensors(b: &ClassifierBatch, dev: &Device) -> Result<(Tensor, Tensor, Tensor), TrainError> {
-    let len = (0..b.size)
-        .map(|i| {
-            b.attention_mask[i * CLASSIFIER_MAX_LEN..(i + 1) * CLASSIFIER_MAX_LEN]
-                .iter()
-                .rposition(|&m| m != 0)
-                .map_or(0, |p| p + 1)
-        })
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let len = super::loss::longest_row(&b.attention_mask, CLASSIFIER_MAX_LEN, b.size);
     let mut ids = Vec::with_capacity(b.size * len);
     let mut mask = Vec::with_capacity(b.size * len);
     for i in 0..b.size {

@@ -52,19 +52,24 @@ pub fn shift_right(labels: &[u32]) -> Vec<u32> {
     out
 }
 
-/// Cuts the padding every row shares.
-pub fn trim(batch: &Batch, loss_on_padding: bool) -> TrimmedBatch {
-    let b = batch.size;
-    let enc_len = (0..b)
+/// Length of the longest unpadded row (at least 1) of `rows` masks of `row_len` each.
+pub(crate) fn longest_row(mask: &[u32], row_len: usize, rows: usize) -> usize {
+    (0..rows)
         .map(|i| {
-            batch.attention_mask[i * ENCODER_MAX_LEN..(i + 1) * ENCODER_MAX_LEN]
+            mask[i * row_len..(i + 1) * row_len]
                 .iter()
                 .rposition(|&m| m != 0)
                 .map_or(0, |p| p + 1)
         })
         .max()
         .unwrap_or(0)
-        .max(1);
+        .max(1)
+}
+
+/// Cuts the padding every row shares.
+pub fn trim(batch: &Batch, loss_on_padding: bool) -> TrimmedBatch {
+    let b = batch.size;
+    let enc_len = longest_row(&batch.attention_mask, ENCODER_MAX_LEN, b);
     let dec_len = if loss_on_padding {
         DECODER_MAX_LEN
     } else {
