@@ -214,7 +214,7 @@ fn load_piece(path: &Path) -> Result<(Performance, Piece)> {
 }
 
 /// Loads the model, saying what to do when there is none.
-fn load_model(dir: &Path) -> Result<ImprovNetModel> {
+pub fn load_model(dir: &Path) -> Result<ImprovNetModel> {
     if !dir.join("config.json").is_file() {
         bail!(
             "{}: no model there (config.json missing). No trained model ships with this build yet: \

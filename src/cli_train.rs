@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use improvnet::model::Config;
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
+use improvnet::train::heldout::{self, HeldOutConfig};
 use improvnet::train::{self, Event, Finish, Stage, TrainConfig, Trainer};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -435,5 +436,69 @@ pub fn bench_train(a: BenchArgs) -> Result<()> {
         },
     )?;
     println!("{}", r.text());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// A model folder (config.json + model.safetensors).
+    #[arg(long, default_value = crate::cli_refine::DEFAULT_MODEL)]
+    model: PathBuf,
+    /// A dataset folder; its validation split is scored.
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation pieces used (0: all).
+    #[arg(long, default_value_t = 0)]
+    pieces: usize,
+    /// Context segments drawn on each side for the token-accuracy samples, 1..=N.
+    #[arg(long, default_value_t = 5)]
+    max_context: usize,
+    /// Segments masked and infilled per piece (0: skip the infilling score).
+    #[arg(long, default_value_t = 2)]
+    infill_per_piece: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Also write the report as Markdown here (written atomically).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn score_model(a: ScoreArgs) -> Result<()> {
+    set_threads(a.threads)?;
+    let model = crate::cli_refine::load_model(&a.model)?;
+    let data = load_data(&a.data)?;
+    let cfg = HeldOutConfig {
+        pieces: a.pieces,
+        seed: a.seed,
+        max_context: a.max_context,
+        infill_per_piece: a.infill_per_piece,
+        ..HeldOutConfig::default()
+    };
+    let report = heldout::score(&model, &data, &cfg, &Device::Cpu, &|line| {
+        eprintln!("{line}")
+    })?;
+    let text = format!(
+        "Held-out scores of {} on {} ({} validation pieces, seed {}):\n\n{}",
+        a.model.display(),
+        a.data.display(),
+        report.pieces,
+        a.seed,
+        report.markdown()
+    );
+    println!("{text}");
+    let losses = report.copy_losses();
+    if !losses.is_empty() {
+        let names: Vec<&str> = losses.iter().map(|c| c.name()).collect();
+        println!(
+            "The copy-input baseline is not beaten for: {}",
+            names.join(", ")
+        );
+    }
+    if let Some(out) = &a.out {
+        improvnet::music::write_atomic(out, text.as_bytes())
+            .with_context(|| format!("{}: cannot write the report", out.display()))?;
+    }
     Ok(())
 }

@@ -135,7 +135,11 @@ enum Command {
     TrainClassifier(cli_train::ClassifierArgs),
     /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
     BenchTrain(cli_train::BenchArgs),
-    /// Draw a run's loss curve (training and validation) into RUN/loss.svg.
+    /// Score a model on a dataset's validation split against the trivial baselines: token
+    /// accuracy per corruption vs copying the corrupted input, infilling pitch-class KL vs
+    /// repeating the previous segment.
+    ScoreModel(cli_train::ScoreArgs),
+    /// Draw a run's loss curve (training and validation) into RUN/loss.png and RUN/loss.svg.
     PlotLoss {
         /// A run folder of `improvnet train` (train_log.csv, valid_log.csv).
         run: PathBuf,
@@ -196,9 +200,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cli_train::train(a),
         Command::TrainClassifier(a) => cli_train::train_classifier(a),
         Command::BenchTrain(a) => cli_train::bench_train(a),
+        Command::ScoreModel(a) => cli_train::score_model(a),
         Command::PlotLoss { run } => {
-            let path = improvnet::train::plot::write_loss_svg(&run)?;
-            println!("wrote {}", path.display());
+            for path in [
+                improvnet::train::plot::write_loss_png(&run)?,
+                improvnet::train::plot::write_loss_svg(&run)?,
+            ] {
+                println!("wrote {}", path.display());
+            }
             Ok(())
         }
     }

@@ -133,6 +133,12 @@ fn interrupted_run_resumes_bit_identically() {
     .unwrap();
     let never = AtomicBool::new(false);
     assert_eq!(a.run(&never, |_| {}).unwrap(), Finish::Done);
+    // The loss curve, as a PNG and as an SVG.
+    let png = std::fs::read(straight.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(std::fs::read_to_string(straight.join("loss.svg"))
+        .unwrap()
+        .contains("<polyline"));
 
     // The same run, stopped (as by Ctrl-C) after step 3, then resumed from its checkpoint.
     let cut = tmp.path().join("cut");
@@ -296,4 +302,69 @@ fn tiny_model_learns_to_copy_through_cross_attention() {
 
 fn vocab_size() -> usize {
     improvnet::model::VOCAB
+}
+
+/// The held-out report: every corruption scored on every validation piece, the copy baseline
+/// aligned token by token, and an untrained model losing to it.
+#[test]
+fn held_out_scores_against_the_baselines() {
+    use improvnet::corrupt::CorruptionChoice;
+    use improvnet::tokens::{Corruption, ONSET_BASE, PAD, PIANO_BASE};
+    use improvnet::train::heldout::{copy_score, score, HeldOutConfig};
+    use improvnet::train::{training_sample, SampleConfig};
+    use rand::SeedableRng;
+
+    let (_tmp, ds) = fixture();
+    // pitch_velocity_mask keeps every onset and duration token in place: the copy baseline gets
+    // exactly the target's non-pitch tokens right (`<S>`, `<E>` and the time tokens).
+    let piece = &ds.pieces(train::Split::Valid)[0];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let cfg = SampleConfig {
+        corruption: CorruptionChoice::Fixed(Corruption::PitchVelocityMask),
+        ..SampleConfig::default()
+    };
+    let sample = training_sample(&piece.piece, piece.genre, &cfg, &mut rng);
+    let labels: Vec<u32> = sample
+        .labels
+        .iter()
+        .copied()
+        .filter(|&t| t != PAD)
+        .collect();
+    let pitch = labels
+        .iter()
+        .filter(|&&t| (PIANO_BASE..ONSET_BASE).contains(&t))
+        .count();
+    assert!(pitch > 0);
+    assert_eq!(
+        copy_score(&sample),
+        ((labels.len() - pitch) as f64, labels.len() as f64)
+    );
+
+    let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
+    let config = HeldOutConfig {
+        max_context: 1,
+        infill_per_piece: 1,
+        infill_context: 1,
+        ..HeldOutConfig::default()
+    };
+    let report = score(&model, &ds, &config, &Device::Cpu, &|_| {}).unwrap();
+    let valid = ds.pieces(train::Split::Valid);
+    assert_eq!(report.pieces, valid.len());
+    assert_eq!(report.per_corruption.len(), 9);
+    for c in &report.per_corruption {
+        assert_eq!(c.model.samples, valid.len(), "{:?}", c.corruption);
+        assert!(
+            c.model.loss() > 5.0,
+            "an untrained model: {}",
+            c.model.loss()
+        );
+    }
+    let with_gap = valid.iter().filter(|p| p.piece.segments.len() >= 3).count();
+    assert_eq!(report.infill.segments, with_gap);
+    assert!(report.infill.model_kl.is_finite() && report.infill.previous_kl.is_finite());
+    assert!(report
+        .copy_losses()
+        .contains(&Corruption::PitchVelocityMask));
+    let md = report.markdown();
+    assert!(md.contains("| pitch_velocity_mask | "), "{md}");
 }

@@ -44,7 +44,7 @@ impl Default for RollOptions {
 }
 
 /// Registers a system font with plotters once; `false` when none is installed.
-fn have_font() -> bool {
+pub(crate) fn have_font() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
         FONT_PATHS.iter().any(|p| {

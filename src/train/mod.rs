@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod dataset;
 pub mod error;
+pub mod heldout;
 pub mod init;
 pub mod loss;
 pub mod optim;

@@ -1,5 +1,6 @@
-//! The loss curve of a run as an SVG (no plotting crate: a polyline per series and a few
-//! labelled ticks), from `train_log.csv` and `valid_log.csv`.
+//! The loss curve of a run, from `train_log.csv` and `valid_log.csv`: a PNG drawn with
+//! plotters (labelled when a system font is installed) and a dependency-free SVG twin that
+//! always carries its labels.
 
 use std::path::Path;
 
@@ -36,17 +37,92 @@ fn smooth(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
     out
 }
 
-/// The SVG text: training loss (mean of 25 steps) and validation loss against the step.
-pub fn loss_svg(run: &Path) -> Result<String, TrainError> {
+/// Training loss (mean of 25 steps) and validation loss of a run; an error when both are empty.
+fn curves(run: &Path) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), TrainError> {
     let train = smooth(&series(&run.join("train_log.csv"), 2)?, 25);
     let valid = series(&run.join("valid_log.csv"), 1)?;
-    let all: Vec<&(f64, f64)> = train.iter().chain(&valid).collect();
-    if all.is_empty() {
+    if train.is_empty() && valid.is_empty() {
         return Err(TrainError::Config(format!(
             "{}: no train_log.csv or valid_log.csv rows to plot",
             run.display()
         )));
     }
+    Ok((train, valid))
+}
+
+/// Writes `run/loss.png` (800 x 420, temp file + rename).
+pub fn write_loss_png(run: &Path) -> Result<std::path::PathBuf, TrainError> {
+    use plotters::prelude::*;
+    let (train, valid) = curves(run)?;
+    let path = run.join("loss.png");
+    let tmp = run.join("loss.tmp.png");
+    let all = train.iter().chain(&valid);
+    let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
+    let y_min = all
+        .clone()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .floor();
+    let y_max = all.map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).ceil();
+    let labels = crate::render::roll::have_font();
+    let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (800, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20);
+        if labels {
+            builder
+                .caption("loss", ("sans-serif", 18))
+                .x_label_area_size(36)
+                .y_label_area_size(48);
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..x_max, y_min..y_max.max(y_min + 1e-9))?;
+        let mut mesh = chart.configure_mesh();
+        if labels {
+            mesh.x_desc("step");
+        } else {
+            mesh.disable_x_mesh().disable_y_mesh();
+        }
+        mesh.draw()?;
+        let blue = RGBColor(0x1f, 0x77, 0xb4);
+        let red = RGBColor(0xd6, 0x27, 0x28);
+        let series = [
+            (&train, blue, "training loss (mean of 25 steps)"),
+            (&valid, red, "validation loss"),
+        ];
+        for (points, color, name) in series {
+            let drawn = chart.draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?;
+            if labels {
+                drawn
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            }
+        }
+        if labels {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE)
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TrainError::Config(format!("{}: {e}", path.display())));
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// The SVG text: training loss (mean of 25 steps) and validation loss against the step.
+pub fn loss_svg(run: &Path) -> Result<String, TrainError> {
+    let (train, valid) = curves(run)?;
+    let all: Vec<&(f64, f64)> = train.iter().chain(&valid).collect();
     let (w, h, m) = (800.0, 420.0, 60.0);
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
     let y_min = all

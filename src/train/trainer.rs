@@ -187,7 +187,7 @@ impl Metric {
     pub fn accuracy(&self) -> f64 {
         self.correct / self.tokens.max(1.0)
     }
-    fn add(&mut self, nll: f64, tokens: f64, correct: f64) {
+    pub(crate) fn add(&mut self, nll: f64, tokens: f64, correct: f64) {
         self.nll += nll;
         self.tokens += tokens;
         self.correct += correct;
@@ -562,6 +562,7 @@ impl Trainer {
         }
         log.row(&row)?;
         super::plot::write_loss_svg(&self.out)?;
+        super::plot::write_loss_png(&self.out)?;
         if self.best.is_none_or(|(b, _)| r.all.loss() < b) {
             self.best = Some((r.all.loss(), r.step));
             self.model.save(&self.out.join("best"))?;

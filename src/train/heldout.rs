@@ -1,0 +1,337 @@
+//! Held-out scores of a trained model against the trivial baselines it has to beat:
+//!
+//! - **token accuracy per corruption** (teacher forced, as in validation) against "copy the
+//!   corrupted input": the prediction `<S> content <E>` read straight out of the encoder's
+//!   corrupted block, compared position by position with the target. A model that has not
+//!   learned to read its encoder loses to this for every corruption that keeps tokens.
+//! - **infilling pitch-class KL** (spec §14) against "repeat the previous segment": a segment
+//!   of a held-out piece is masked whole (`whole_mask`, context 4 + 4 as the infilling config)
+//!   and sampled; its pitch-class histogram is compared with the original segment's, and so is
+//!   the previous segment's.
+
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
+use crate::eval::pitch_class_kl;
+use crate::model::ImprovNetModel;
+use crate::music::{Piece, Segment};
+use crate::refine::{Context, Engine, RefineOptions};
+use crate::tokens::Corruption;
+use crate::tokens::{BOS, EOS, PAD, SEP};
+
+use super::dataset::{Dataset, Split};
+use super::loss::{cross_entropy, inputs, trim};
+use super::sample::{training_sample, Batch, Sample, SampleConfig};
+use super::trainer::Metric;
+use super::TrainError;
+
+/// What to score and how.
+#[derive(Clone, Debug)]
+pub struct HeldOutConfig {
+    /// Validation pieces used (0: all).
+    pub pieces: usize,
+    /// Seeds the samples, the masked segments and the sampling.
+    pub seed: u64,
+    /// Context segments drawn on each side for the token-accuracy samples, 1..=N.
+    pub max_context: usize,
+    /// Segments infilled per piece (0: no infilling score).
+    pub infill_per_piece: usize,
+    /// Context on each side of an infilled segment (4, as `config_infilling.yaml`).
+    pub infill_context: usize,
+    /// Sampling temperature of the infill (0.97, as the paper's infilling experiment).
+    pub temperature: f32,
+}
+
+impl Default for HeldOutConfig {
+    fn default() -> Self {
+        Self {
+            pieces: 0,
+            seed: 42,
+            max_context: 5,
+            infill_per_piece: 2,
+            infill_context: 4,
+            temperature: 0.97,
+        }
+    }
+}
+
+/// One corruption's teacher-forced scores.
+#[derive(Clone, Debug)]
+pub struct CorruptionScore {
+    pub corruption: Corruption,
+    pub model: Metric,
+    /// "Copy the corrupted input": `correct` / `tokens` is its token accuracy (no loss).
+    pub copy: Metric,
+}
+
+impl CorruptionScore {
+    /// Whether the copy baseline is defined: the corruption leaves note tokens in the block.
+    pub fn keeps_tokens(&self) -> bool {
+        self.corruption != Corruption::WholeMask
+    }
+}
+
+/// Infilling pitch-class KL, mean over the masked segments (lower is closer).
+#[derive(Clone, Debug, Default)]
+pub struct InfillScore {
+    pub segments: usize,
+    pub model_kl: f64,
+    pub previous_kl: f64,
+    /// Segments where the model's KL is below the repeated segment's.
+    pub model_closer: usize,
+    /// Mean notes per segment: original, model.
+    pub original_notes: f64,
+    pub model_notes: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct HeldOutReport {
+    pub pieces: usize,
+    pub per_corruption: Vec<CorruptionScore>,
+    pub infill: InfillScore,
+}
+
+impl HeldOutReport {
+    /// Corruptions where the model's token accuracy is not above the copy baseline's.
+    pub fn copy_losses(&self) -> Vec<Corruption> {
+        self.per_corruption
+            .iter()
+            .filter(|s| s.keeps_tokens() && s.model.accuracy() <= s.copy.accuracy())
+            .map(|s| s.corruption)
+            .collect()
+    }
+
+    /// The report as Markdown tables (the model card's).
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| corruption | samples | model loss | model token acc | copy-input acc | model wins |\n\
+             |---|---:|---:|---:|---:|:---:|\n",
+        );
+        for c in &self.per_corruption {
+            let (copy, wins) = if c.keeps_tokens() {
+                (
+                    format!("{:.3}", c.copy.accuracy()),
+                    if c.model.accuracy() > c.copy.accuracy() {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                )
+            } else {
+                ("n/a".to_string(), "n/a")
+            };
+            s += &format!(
+                "| {} | {} | {:.3} | {:.3} | {} | {} |\n",
+                c.corruption.name(),
+                c.model.samples,
+                c.model.loss(),
+                c.model.accuracy(),
+                copy,
+                wins
+            );
+        }
+        let i = &self.infill;
+        if i.segments > 0 {
+            s += &format!(
+                "\n| infilling ({} segments) | pitch-class KL | mean notes |\n|---|---:|---:|\n\
+                 | original | 0 | {:.1} |\n| model (whole_mask, T={}) | {:.3} | {:.1} |\n\
+                 | repeat previous segment | {:.3} | |\n\nModel closer than the repeat on {} of {} segments.\n",
+                i.segments,
+                i.original_notes,
+                "0.97",
+                i.model_kl,
+                i.model_notes,
+                i.previous_kl,
+                i.model_closer,
+                i.segments
+            );
+        }
+        s
+    }
+}
+
+/// "Copy the corrupted input" as a prediction of the decoder target: `<S>`, the content of the
+/// encoder's `SEP corruption genre … SEP` block, `<E>`. `None` without a block.
+pub fn copy_prediction(encoder_ids: &[u32]) -> Option<Vec<u32>> {
+    let open = encoder_ids.iter().position(|&t| t == SEP)?;
+    let body = encoder_ids.get(open + 3..)?;
+    let close = body.iter().position(|&t| t == SEP).unwrap_or(body.len());
+    let mut out = Vec::with_capacity(close + 2);
+    out.push(BOS);
+    out.extend_from_slice(&body[..close]);
+    out.push(EOS);
+    Some(out)
+}
+
+/// Target positions the copy baseline gets right, and the positions counted (non-padding).
+pub fn copy_score(sample: &Sample) -> (f64, f64) {
+    let pred = copy_prediction(&sample.encoder_ids).unwrap_or_default();
+    let mut correct = 0.0;
+    let mut count = 0.0;
+    for (i, &label) in sample.labels.iter().enumerate() {
+        if label == PAD {
+            continue;
+        }
+        count += 1.0;
+        if pred.get(i) == Some(&label) {
+            correct += 1.0;
+        }
+    }
+    (correct, count)
+}
+
+/// The scored pieces: the validation split's first `pieces` (0 = all).
+fn pieces(data: &Dataset, n: usize) -> Vec<&super::LabeledPiece> {
+    let mut p = data.pieces(Split::Valid);
+    if n > 0 {
+        p.truncate(n);
+    }
+    p
+}
+
+/// Scores `model` on `data`'s validation split.
+pub fn score(
+    model: &ImprovNetModel,
+    data: &Dataset,
+    config: &HeldOutConfig,
+    device: &Device,
+    progress: &dyn Fn(&str),
+) -> Result<HeldOutReport, TrainError> {
+    let chosen = pieces(data, config.pieces);
+    if chosen.is_empty() {
+        return Err(TrainError::Config(
+            "the dataset has no validation pieces to score".into(),
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut per: Vec<CorruptionScore> = Corruption::ALL
+        .iter()
+        .map(|&c| CorruptionScore {
+            corruption: c,
+            model: Metric::default(),
+            copy: Metric::default(),
+        })
+        .collect();
+    for (k, p) in chosen.iter().enumerate() {
+        progress(&format!("token accuracy: piece {}/{}", k + 1, chosen.len()));
+        for (ci, &c) in Corruption::ALL.iter().enumerate() {
+            let cfg = SampleConfig {
+                corruption: CorruptionChoice::Fixed(c),
+                context: (1, config.max_context.max(1)),
+                ..SampleConfig::default()
+            };
+            let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
+            let (correct, count) = copy_score(&sample);
+            per[ci].copy.add(0.0, count, correct);
+            let t = trim(&Batch::from_samples(vec![sample]), false);
+            let (enc, mask, dec) = inputs(&t, device)?;
+            let logits = model.forward(&enc, &mask, &dec)?;
+            let out = cross_entropy(&logits, &t)?;
+            per[ci]
+                .model
+                .add(out.row_nll[0], out.row_count[0], out.row_correct[0]);
+        }
+    }
+    let infill = infill_scores(model, &chosen, config, &mut rng, progress)?;
+    Ok(HeldOutReport {
+        pieces: chosen.len(),
+        per_corruption: per,
+        infill,
+    })
+}
+
+fn single(segment: &Segment) -> Piece {
+    Piece {
+        segments: vec![segment.clone()],
+    }
+}
+
+fn infill_scores(
+    model: &ImprovNetModel,
+    chosen: &[&super::LabeledPiece],
+    config: &HeldOutConfig,
+    rng: &mut ChaCha8Rng,
+    progress: &dyn Fn(&str),
+) -> Result<InfillScore, TrainError> {
+    let opts = RefineOptions {
+        temperature: config.temperature,
+        ..RefineOptions::default()
+    };
+    let engine = Engine::new(model, &opts);
+    let mut s = InfillScore::default();
+    for (k, p) in chosen.iter().enumerate() {
+        let segs = &p.piece.segments;
+        // A masked segment needs a previous one (the baseline) and a following one (context).
+        if segs.len() < 3 || config.infill_per_piece == 0 {
+            continue;
+        }
+        progress(&format!("infilling: piece {}/{}", k + 1, chosen.len()));
+        for _ in 0..config.infill_per_piece {
+            let index = rng.gen_range(1..segs.len() - 1);
+            let original = &segs[index];
+            let block = corrupt(
+                original,
+                Corruption::WholeMask,
+                p.genre,
+                Behaviour::Fixed,
+                rng,
+            );
+            let context = Context {
+                before: config.infill_context,
+                after: config.infill_context,
+            };
+            let notes = engine
+                .regenerate(&p.piece, index, context, &block, false, rng)
+                .map_err(|e| TrainError::Config(format!("infilling: {e}")))?;
+            let generated = Segment {
+                window: original.window,
+                notes,
+            };
+            let model_kl = pitch_class_kl(&single(original), &single(&generated));
+            let previous_kl = pitch_class_kl(&single(original), &single(&segs[index - 1]));
+            s.segments += 1;
+            s.model_kl += model_kl;
+            s.previous_kl += previous_kl;
+            s.model_closer += (model_kl < previous_kl) as usize;
+            s.original_notes += original.notes.len() as f64;
+            s.model_notes += generated.notes.len() as f64;
+        }
+    }
+    if s.segments > 0 {
+        let n = s.segments as f64;
+        s.model_kl /= n;
+        s.previous_kl /= n;
+        s.original_notes /= n;
+        s.model_notes /= n;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{CORRUPTION_BASE, GENRE_BASE, MASK};
+
+    #[test]
+    fn copy_prediction_reads_the_corrupted_block() {
+        // context note tokens, then SEP skyline classical 10 11 12 SEP, then more context.
+        let enc = [
+            5,
+            6,
+            SEP,
+            CORRUPTION_BASE + 7,
+            GENRE_BASE,
+            10,
+            11,
+            12,
+            SEP,
+            7,
+        ];
+        assert_eq!(copy_prediction(&enc).unwrap(), vec![BOS, 10, 11, 12, EOS]);
+        assert_eq!(copy_prediction(&[5, 6]), None);
+        let masked = [SEP, CORRUPTION_BASE + 2, GENRE_BASE, MASK, SEP];
+        assert_eq!(copy_prediction(&masked).unwrap(), vec![BOS, MASK, EOS]);
+    }
+}
