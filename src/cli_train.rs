@@ -45,9 +45,10 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint or run folder (its settings are kept).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Optimizer steps in the whole run.
-    #[arg(long, default_value_t = 1000)]
-    steps: u64,
+    /// Optimizer steps in the whole run [default: 1000]. With --resume: a new, larger total
+    /// (the warmup keeps its length, the cosine decay stretches to the new end).
+    #[arg(long)]
+    steps: Option<u64>,
     #[arg(long, default_value_t = 4)]
     batch: usize,
     /// Samples per forward pass (gradients accumulated to --batch); 1 computes no padding.
@@ -234,6 +235,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         // Checkpoint cadence may change on resume; the rest of the settings are the run's.
         t.config.ckpt_every = a.ckpt_every;
         t.config.ckpt_minutes = a.ckpt_minutes;
+        if let Some(steps) = a.steps.filter(|&n| n != t.config.steps) {
+            t.set_total_steps(steps)?;
+        }
         eprintln!(
             "resuming {} at step {} of {} (data {})",
             ckpt.display(),
@@ -260,7 +264,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         }
         let cfg = TrainConfig {
             stage,
-            steps: a.steps,
+            steps: a.steps.unwrap_or(1000),
             batch: a.batch,
             micro_batch: a.micro_batch,
             lr: a.lr.unwrap_or(lr),

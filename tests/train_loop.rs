@@ -180,6 +180,20 @@ fn interrupted_run_resumes_bit_identically() {
         .any(|(n, _)| n == "encoder.pooler.dense.weight"));
     assert!(cut.join("checkpoint/optimizer.safetensors").is_file());
     assert!(cut.join("valid_log.csv").is_file());
+
+    // A finished run extended on resume: same warmup, the decay stretched to the new end, and
+    // the extension survives another checkpoint and resume.
+    let warmup = c.schedule.warmup_steps;
+    assert_eq!(c.schedule.lr(steps), 0.0);
+    assert!(c.set_total_steps(steps).is_err());
+    c.set_total_steps(2 * steps).unwrap();
+    assert_eq!(c.schedule.warmup_steps, warmup);
+    assert!(c.schedule.lr(steps) > 0.0);
+    assert_eq!(c.train_step().unwrap().step, steps + 1);
+    c.save_checkpoint(&cut.join("checkpoint")).unwrap();
+    let d = Trainer::resume(&cut, &ds, &cut, &dev).unwrap();
+    assert_eq!((d.step, d.config.steps), (steps + 1, 2 * steps));
+    assert_eq!(d.schedule, c.schedule);
 }
 
 #[test]

@@ -454,6 +454,29 @@ impl Trainer {
         })
     }
 
+    /// Sets the run's length to `steps` (above the step reached): the warmup keeps its length
+    /// and the cosine decay stretches to the new end, so a finished or running schedule can be
+    /// extended on resume. Saved with the next checkpoint, so later resumes keep it.
+    pub fn set_total_steps(&mut self, steps: u64) -> Result<(), TrainError> {
+        if steps <= self.step {
+            return Err(TrainError::Config(format!(
+                "--steps {steps}: the run is already at step {}; give a larger total",
+                self.step
+            )));
+        }
+        let warmup = self.schedule.warmup_steps;
+        self.config.steps = steps;
+        // The ratio whose `ceil(ratio * steps)` is the same warmup length.
+        self.config.warmup_ratio = if warmup == 0 {
+            0.0
+        } else {
+            (warmup as f64 - 0.5) / steps as f64
+        };
+        self.schedule = Schedule::new(self.config.lr, self.config.warmup_ratio, steps);
+        debug_assert_eq!(self.schedule.warmup_steps, warmup);
+        Ok(())
+    }
+
     /// Number of validation samples.
     pub fn valid_samples(&self) -> usize {
         self.valid.iter().map(|b| b.size).sum()
