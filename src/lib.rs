@@ -5,6 +5,7 @@
 //! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle); `structure` (which
 //! segments structure preservation keeps).
 
+pub mod corpus;
 pub mod corrupt;
 pub mod eval;
 pub mod model;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_corpus;
 mod cli_dataset;
 mod cli_refine;
 mod cli_render;
@@ -121,6 +122,11 @@ enum Command {
         #[command(flatten)]
         common: cli_refine::Common,
     },
+    /// A jazz corpus from chord charts: MMA song files and improvised right-hand lines.
+    Corpus {
+        #[command(subcommand)]
+        command: cli_corpus::CorpusCommand,
+    },
     /// Build training datasets from folders of MIDI files, and show their statistics.
     Dataset {
         #[command(subcommand)]
@@ -195,6 +201,7 @@ fn run(cli: Cli) -> Result<()> {
             genre,
             common,
         } => cli_refine::infill(input, from, to, genre, common),
+        Command::Corpus { command } => cli_corpus::run(command),
         Command::Dataset { command } => cli_dataset::run(command),
         Command::Render(args) => cli_render::run(args),
         Command::Train(a) => cli_train::train(a),
