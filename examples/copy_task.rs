@@ -1,5 +1,5 @@
 //! Diagnostic: can the seq2seq model learn to copy its encoder input through cross-attention?
-//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers]`
+//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers] [init_std] [context]`
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use improvnet::model::{bert::Train, BertConfig, Config, ImprovNetModel};
@@ -21,6 +21,24 @@ fn main() -> anyhow::Result<()> {
     let model = ImprovNetModel::trainable(&cfg, &vars, &dev)?;
     let std: f64 = args.get(5).map(|s| s.parse().unwrap()).unwrap_or(0.02);
     improvnet::train::init::init_bert(&vars, 1, std)?;
+    // Optional: sinusoidal position tables (scaled), so relative offsets are linear maps.
+    let sin_scale: f64 = args.get(8).map(|s| s.parse().unwrap()).unwrap_or(0.0);
+    if sin_scale > 0.0 {
+        for (name, var) in vars.data().lock().unwrap().iter() {
+            if name.ends_with("position_embeddings.weight") {
+                let (n, dim) = var.as_tensor().dims2()?;
+                let mut v = vec![0f32; n * dim];
+                for p in 0..n {
+                    for i in 0..dim / 2 {
+                        let f = (p as f64) / 10000f64.powf(2.0 * i as f64 / dim as f64);
+                        v[p * dim + 2 * i] = (f.sin() * sin_scale) as f32;
+                        v[p * dim + 2 * i + 1] = (f.cos() * sin_scale) as f32;
+                    }
+                }
+                var.set(&Tensor::from_vec(v, (n, dim), &dev)?)?;
+            }
+        }
+    }
     let named: Vec<_> = vars
         .data()
         .lock()
@@ -31,19 +49,47 @@ fn main() -> anyhow::Result<()> {
     let mut opt = AdamW::new(named, AdamWConfig::default())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let (b, n) = (8usize, 24usize);
+    // Context around the block, as in real samples: a random-length prefix and the rest as
+    // suffix (same token range), the block between two separators.
+    let context: usize = args.get(6).map(|s| s.parse().unwrap()).unwrap_or(0);
+    let sep = improvnet::tokens::SEP;
+    // Share of rows with the block first (no prefix): a curriculum that gives the decoder an
+    // absolute alignment to find before it has to search for the block.
+    let at_start: f64 = args.get(7).map(|s| s.parse().unwrap()).unwrap_or(0.0);
+    let grow: usize = args.get(9).map(|s| s.parse().unwrap()).unwrap_or(0);
     for step in 0..steps {
         let mut enc: Vec<u32> = Vec::new();
         let mut dec: Vec<u32> = Vec::new();
         let mut lab: Vec<u32> = Vec::new();
         for _ in 0..b {
             let xs: Vec<u32> = (0..n).map(|_| rng.gen_range(10..60)).collect();
-            enc.extend(&xs);
+            if context > 0 {
+                // A growing curriculum when `grow` > 0: prefixes up to step / grow tokens.
+                let reach = if grow > 0 {
+                    (step / grow).min(context)
+                } else {
+                    context
+                };
+                let r = if rng.gen_bool(at_start) {
+                    0
+                } else {
+                    rng.gen_range(0..=reach)
+                };
+                enc.extend((0..r).map(|_| rng.gen_range(10u32..60)));
+                enc.push(sep);
+                enc.extend(&xs);
+                enc.push(sep);
+                enc.extend((0..context - r).map(|_| rng.gen_range(10u32..60)));
+            } else {
+                enc.extend(&xs);
+            }
             dec.push(5u32);
             dec.extend(&xs[..n - 1]);
             lab.extend(&xs);
         }
-        let enc = Tensor::from_vec(enc, (b, n), &dev)?;
-        let mask = Tensor::ones((b, n), candle_core::DType::U32, &dev)?;
+        let width = enc.len() / b;
+        let enc = Tensor::from_vec(enc, (b, width), &dev)?;
+        let mask = Tensor::ones((b, width), candle_core::DType::U32, &dev)?;
         let dec = Tensor::from_vec(dec, (b, n), &dev)?;
         let labels = Tensor::from_vec(lab.clone(), b * n, &dev)?;
         let train = Train::new(step as u64, false);

@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// Validation pieces used (0: all), one sample per corruption each.
     #[arg(long, default_value_t = 0)]
     valid_pieces: usize,
+    /// Share of training samples with no context before the corrupted block (0 = the
+    /// original's sampling): a curriculum that lets a small model find copying quickly.
+    #[arg(long, default_value_t = 0.0)]
+    block_first: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -279,6 +283,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             ckpt_minutes: a.ckpt_minutes,
             eval_every: a.eval_every,
             valid_pieces: a.valid_pieces,
+            block_first: a.block_first,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -72,6 +72,10 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Validation pieces used (0: all); each gives one sample per corruption.
     pub valid_pieces: usize,
+    /// Share of training samples with the block first (no context before): a curriculum for
+    /// small models (see [`SampleConfig::block_first`]). Validation keeps the full sampling.
+    #[serde(default)]
+    pub block_first: f64,
 }
 
 fn one() -> usize {
@@ -97,6 +101,7 @@ impl Default for TrainConfig {
             ckpt_minutes: 0.0,
             eval_every: 0,
             valid_pieces: 0,
+            block_first: 0.0,
         }
     }
 }
@@ -121,6 +126,12 @@ impl TrainConfig {
                 self.warmup_ratio
             )));
         }
+        if !(0.0..=1.0).contains(&self.block_first) {
+            return Err(TrainError::Config(format!(
+                "--block-first {} must be a share between 0 and 1",
+                self.block_first
+            )));
+        }
         if self.max_context == 0 {
             return Err(TrainError::Config(
                 "--max-context must be at least 1".into(),
@@ -129,10 +140,20 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The sampling of validation and scoring: the original's.
     pub fn sample_config(&self) -> SampleConfig {
         SampleConfig {
             context: (1, self.max_context),
             ..SampleConfig::default()
+        }
+    }
+
+    /// The sampling of training batches: [`sample_config`](Self::sample_config) plus the
+    /// block-first curriculum.
+    pub fn training_sample_config(&self) -> SampleConfig {
+        SampleConfig {
+            block_first: self.block_first,
+            ..self.sample_config()
         }
     }
 }
@@ -359,7 +380,7 @@ impl Trainer {
         let idx = &self.order.as_ref().expect("order set").1[(step % per_epoch) as usize];
         let pieces: Vec<&LabeledPiece> = idx.iter().map(|&i| &self.train[i]).collect();
         let mut rng = stream(self.config.seed, SALT_SAMPLE, step);
-        training_batch(&pieces, &self.config.sample_config(), &mut rng)
+        training_batch(&pieces, &self.config.training_sample_config(), &mut rng)
     }
 
     /// One optimizer step on the next batch (micro-batch by micro-batch, gradients summed).
