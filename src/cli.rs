@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
+use improvnet::eval::style::{chord_shares, ssm_pearson, swing_ratio};
 use improvnet::eval::{genre_probabilities, piece_stats, pitch_class_kl, transition_cosine};
 use improvnet::model::GenreClassifier;
 use improvnet::music::{
@@ -252,6 +253,33 @@ pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Res
         "{:<22} {:>12.3} {:>12.3}",
         "avg_ioi (s)", sa.avg_ioi_s, sb.avg_ioi_s
     );
+    // Classifier-free style statistics (issue #7): "n/a" where a piece has too little to measure.
+    let opt = |x: Option<f64>| x.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "swing_ratio (8ths)",
+        opt(swing_ratio(&a)),
+        opt(swing_ratio(&b))
+    );
+    let (ca, cb) = (chord_shares(&a), chord_shares(&b));
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "chord_onsets (3+ pcs)",
+        ca.map_or(0, |c| c.sonorities),
+        cb.map_or(0, |c| c.sonorities)
+    );
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "chords_7th_plus",
+        opt(ca.map(|c| c.seventh_or_more)),
+        opt(cb.map(|c| c.seventh_or_more))
+    );
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "chords_9th_13th",
+        opt(ca.map(|c| c.ninth_or_thirteenth)),
+        opt(cb.map(|c| c.ninth_or_thirteenth))
+    );
     println!(
         "pitch_class_kl (lower is closer)       {:.4}",
         pitch_class_kl(&a, &b)
@@ -259,6 +287,10 @@ pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Res
     println!(
         "pctm_cosine_sim (higher is closer)     {:.4}",
         transition_cosine(&a, &b)
+    );
+    println!(
+        "ssm_pearson_r (higher is closer)       {}",
+        ssm_pearson(&a, &b).map_or_else(|| "n/a".to_string(), |r| format!("{r:.4}"))
     );
     if let Some(dir) = classifier {
         if !dir.join("config.json").is_file() {

@@ -9,6 +9,8 @@ use crate::model::{GenreClassifier, ModelError};
 use crate::music::Piece;
 use crate::tokens::{classifier_input, Tail};
 
+pub mod style;
+
 /// Length of the window `note_density` counts onsets in.
 const DENSITY_WINDOW_S: f64 = 5.0;
 /// pretty_midi's `time_thresh`: a note "leads to" another when its end is this close to the other's start.
@@ -29,13 +31,14 @@ pub struct PieceStats {
 }
 
 /// A note on the piece's timeline, in seconds.
-struct Timed {
-    pitch: u8,
-    start: f64,
-    end: f64,
+pub(crate) struct Timed {
+    pub(crate) pitch: u8,
+    pub(crate) start: f64,
+    pub(crate) end: f64,
 }
 
-fn timeline(piece: &Piece) -> Vec<Timed> {
+/// The piece's notes in seconds, sorted by start.
+pub(crate) fn timeline(piece: &Piece) -> Vec<Timed> {
     let mut notes: Vec<Timed> = piece
         .to_played()
         .iter()
