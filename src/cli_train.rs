@@ -462,6 +462,10 @@ pub struct ScoreArgs {
     /// Context segments drawn on each side for the token-accuracy samples, 1..=N.
     #[arg(long, default_value_t = 5)]
     max_context: usize,
+    /// Share of token-accuracy samples drawn with the block first (a diagnosis of
+    /// `train --block-first`; 0, the default, is the original's sampling).
+    #[arg(long, default_value_t = 0.0)]
+    block_first: f64,
     /// Segments masked and infilled per piece (0: skip the infilling score).
     #[arg(long, default_value_t = 2)]
     infill_per_piece: usize,
@@ -483,6 +487,7 @@ pub fn score_model(a: ScoreArgs) -> Result<()> {
         seed: a.seed,
         max_context: a.max_context,
         infill_per_piece: a.infill_per_piece,
+        block_first: a.block_first,
         ..HeldOutConfig::default()
     };
     let report = heldout::score(&model, &data, &cfg, &Device::Cpu, &|line| {

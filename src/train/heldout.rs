@@ -42,6 +42,9 @@ pub struct HeldOutConfig {
     pub infill_context: usize,
     /// Sampling temperature of the infill (0.97, as the paper's infilling experiment).
     pub temperature: f32,
+    /// Share of token-accuracy samples with the block first (a diagnosis of the block-first
+    /// curriculum; 0 = the original's sampling, the score to report).
+    pub block_first: f64,
 }
 
 impl Default for HeldOutConfig {
@@ -53,6 +56,7 @@ impl Default for HeldOutConfig {
             infill_per_piece: 2,
             infill_context: 4,
             temperature: 0.97,
+            block_first: 0.0,
         }
     }
 }
@@ -220,6 +224,7 @@ pub fn score(
             let cfg = SampleConfig {
                 corruption: CorruptionChoice::Fixed(c),
                 context: (1, config.max_context.max(1)),
+                block_first: config.block_first,
                 ..SampleConfig::default()
             };
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
