@@ -1,5 +1,5 @@
 //! Diagnostic: can the seq2seq model learn to copy its encoder input through cross-attention?
-//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers] [init_std] [context]`
+//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers] [init_std] [context] [at_start] [sin_scale] [grow] [length] [batch]`
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use improvnet::model::{bert::Train, BertConfig, Config, ImprovNetModel};
@@ -48,7 +48,8 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let mut opt = AdamW::new(named, AdamWConfig::default())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let (b, n) = (8usize, 24usize);
+    let b: usize = args.get(11).map(|s| s.parse().unwrap()).unwrap_or(8);
+    let n: usize = args.get(10).map(|s| s.parse().unwrap()).unwrap_or(24);
     // Context around the block, as in real samples: a random-length prefix and the rest as
     // suffix (same token range), the block between two separators.
     let context: usize = args.get(6).map(|s| s.parse().unwrap()).unwrap_or(0);
