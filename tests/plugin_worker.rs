@@ -73,3 +73,40 @@ fn bad_parameters_are_errors_not_panics() {
     let err = r.answer(&j).unwrap_err().to_string();
     assert!(err.contains("temperature"), "{err}");
 }
+
+#[test]
+fn the_worker_publishes_the_median_latency_and_the_last_segment_for_the_editor() {
+    use improvnet::plugin::worker::{Latencies, Status, LATENCY_WINDOW};
+    let mut l = Latencies::default();
+    assert_eq!(l.push(10), 10);
+    assert_eq!(l.push(30), 30); // upper median of two
+    assert_eq!(l.push(20), 20);
+    for _ in 0..LATENCY_WINDOW {
+        l.push(500);
+    }
+    assert_eq!(l.push(1), 500, "only the last {LATENCY_WINDOW} count");
+
+    let status = Status::default();
+    assert!(status.last_segment().is_none());
+    let j = job(7, 1.0, 0);
+    let refined = NoteBuf::from_notes([SampleNote {
+        pitch: 72,
+        velocity: 80,
+        onset: 0,
+        dur: 100,
+    }]);
+    status.publish_segment(&j, &Answer::Refined(refined));
+    let last = status.last_segment().expect("published");
+    assert_eq!(
+        (last.index, last.input, last.output),
+        (7, j.notes, Some(refined))
+    );
+    // A silent segment answered with its (empty) original leaves the last one shown.
+    let mut silent = job(8, 1.0, 0);
+    silent.notes = NoteBuf::EMPTY;
+    status.publish_segment(&silent, &Answer::Original);
+    assert_eq!(status.last_segment().unwrap().index, 7);
+    status.publish_segment(&job(9, 1.0, 0), &Answer::Original);
+    let last = status.last_segment().unwrap();
+    assert_eq!((last.index, last.output), (9, None));
+}

@@ -6,11 +6,14 @@
 //! - [`playback`] — audio thread: refined (or original) segments back out, every on with its off.
 //! - [`worker`] — inference thread: the model, the history, the refine engine.
 //! - [`params`] — what the host automates and saves.
+//! - `editor` (feature `editor`) — the egui editor.
 //!
 //! Only `worker` touches candle; the audio thread uses the other modules and two bounded
 //! channels it never blocks on (except in offline rendering, where waiting is the point).
 
 pub mod capture;
+#[cfg(feature = "editor")]
+pub mod editor;
 pub mod notes;
 pub mod params;
 pub mod playback;
@@ -285,12 +288,23 @@ impl Plugin for ImprovNet {
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
 
+    #[cfg(feature = "editor")]
+    type Editor = editor::ImprovEditor;
+    #[cfg(not(feature = "editor"))]
     type Editor = ();
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    #[cfg(feature = "editor")]
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        Some(editor::ImprovEditor::new(
+            self.params.clone(),
+            self.status.clone(),
+        ))
     }
 
     fn activate(

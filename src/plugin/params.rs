@@ -116,6 +116,35 @@ pub struct ImprovParams {
     /// The model folder ("" = the `IMPROVNET_MODEL` environment variable, then none).
     #[persist = "model_dir"]
     pub model_dir: Arc<RwLock<String>>,
+    /// The editor's window size in logical pixels (saved even in builds without the editor).
+    #[persist = "editor-state"]
+    pub editor_size: Arc<RwLock<EditorSize>>,
+}
+
+/// The editor's window size in logical pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EditorSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl EditorSize {
+    /// The size a new editor opens with.
+    pub const DEFAULT: EditorSize = EditorSize {
+        width: 800,
+        height: 620,
+    };
+    /// The smallest size the editor can be resized to.
+    pub const MIN: EditorSize = EditorSize {
+        width: 640,
+        height: 440,
+    };
+}
+
+impl Default for EditorSize {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl Default for ImprovParams {
@@ -152,6 +181,7 @@ impl Default for ImprovParams {
             align: BoolParam::new("Align to timeline", false),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             model_dir: Arc::new(RwLock::new(String::new())),
+            editor_size: Arc::new(RwLock::new(EditorSize::DEFAULT)),
         }
     }
 }

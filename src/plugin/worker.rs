@@ -69,8 +69,26 @@ pub struct Status {
     pub dropped_notes: AtomicU64,
     /// Jobs sent but not answered yet.
     pub pending: AtomicU64,
+    /// Median milliseconds of the last [`LATENCY_WINDOW`] refined segments (worker only).
+    pub median_ms: AtomicU32,
     /// The model folder, or the last error (never touched by the audio thread).
     pub message: Mutex<String>,
+    /// The last answered segment with notes, for the editor's piano roll (written by the worker,
+    /// read by the GUI; never touched by the audio thread).
+    pub last_segment: Mutex<Option<LastSegment>>,
+}
+
+/// Refine times the median in [`Status::median_ms`] is taken over.
+pub const LATENCY_WINDOW: usize = 32;
+
+/// A segment as played and as answered, in samples from the segment's start.
+#[derive(Clone, Copy, Debug)]
+pub struct LastSegment {
+    pub index: i64,
+    pub sample_rate: f32,
+    pub input: NoteBuf,
+    /// The refined notes; `None` when the original plays.
+    pub output: Option<NoteBuf>,
 }
 
 impl Status {
@@ -91,6 +109,49 @@ impl Status {
         if let Ok(mut g) = self.message.lock() {
             *g = m;
         }
+    }
+
+    /// The last answered segment (GUI thread; a short lock the worker also takes).
+    pub fn last_segment(&self) -> Option<LastSegment> {
+        self.last_segment.lock().ok().and_then(|g| *g)
+    }
+
+    /// Worker side: publishes a segment and its answer unless both are empty.
+    pub fn publish_segment(&self, job: &Job, answer: &Answer) {
+        let output = match answer {
+            Answer::Refined(notes) => Some(*notes),
+            Answer::Original => None,
+        };
+        if job.notes.is_empty() && output.is_none_or(|o| o.is_empty()) {
+            return;
+        }
+        if let Ok(mut g) = self.last_segment.lock() {
+            *g = Some(LastSegment {
+                index: job.index,
+                sample_rate: job.sample_rate,
+                input: job.notes,
+                output,
+            });
+        }
+    }
+}
+
+/// The last refine times and their median.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    recent: std::collections::VecDeque<u32>,
+}
+
+impl Latencies {
+    /// Adds one refine time (ms) and returns the median of the last [`LATENCY_WINDOW`].
+    pub fn push(&mut self, ms: u32) -> u32 {
+        if self.recent.len() == LATENCY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(ms);
+        let mut sorted: Vec<u32> = self.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted[sorted.len() / 2]
     }
 }
 
@@ -320,6 +381,7 @@ fn run(
         }
     };
     let mut refiner = Refiner::new(model);
+    let mut latencies = Latencies::default();
     while !stop.load(Ordering::Relaxed) {
         let job = match jobs.try_recv() {
             Ok(job) => job,
@@ -342,7 +404,11 @@ fn run(
             status.refined.fetch_add(1, Ordering::Relaxed);
             let ms = start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
             status.last_ms.store(ms, Ordering::Relaxed);
+            status
+                .median_ms
+                .store(latencies.push(ms), Ordering::Relaxed);
         }
+        status.publish_segment(&job, &answer);
         let mut reply = Reply {
             generation: job.generation,
             index: job.index,
