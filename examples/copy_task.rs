@@ -66,11 +66,7 @@ fn main() -> anyhow::Result<()> {
             let xs: Vec<u32> = (0..n).map(|_| rng.gen_range(10..60)).collect();
             if context > 0 {
                 // A growing curriculum when `grow` > 0: prefixes up to step / grow tokens.
-                let reach = if grow > 0 {
-                    (step / grow).min(context)
-                } else {
-                    context
-                };
+                let reach = step.checked_div(grow).map_or(context, |r| r.min(context));
                 let r = if rng.gen_bool(at_start) {
                     0
                 } else {

@@ -37,8 +37,11 @@ fn smooth(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
     out
 }
 
+/// `(step, loss)` points.
+type Curve = Vec<(f64, f64)>;
+
 /// Training loss (mean of 25 steps) and validation loss of a run; an error when both are empty.
-fn curves(run: &Path) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), TrainError> {
+fn curves(run: &Path) -> Result<(Curve, Curve), TrainError> {
     let train = smooth(&series(&run.join("train_log.csv"), 2)?, 25);
     let valid = series(&run.join("valid_log.csv"), 1)?;
     if train.is_empty() && valid.is_empty() {
