@@ -95,16 +95,6 @@ fn entry(chart: &Chart, stem: &str, melody_notes: usize) -> ManifestEntry {
         bars: chart.bars.len(),
         substitutions: chart.substitutions.clone(),
         melody_notes,
-        chords: chart
-            .bars
-            .iter()
-            .map(|b| {
-                b.chords
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect(),
+        chords: chart.bars.iter().map(|b| b.name()).collect(),
     }
 }

@@ -117,6 +117,15 @@ impl Bar {
         }
     }
 
+    /// The bar as a lead sheet writes it: its chords' names, space-separated (`"Dm7 G7"`).
+    pub fn name(&self) -> String {
+        self.chords
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The chord sounding on `beat` (0-based) of the bar.
     pub fn chord_on_beat(&self, beat: u8) -> Chord {
         // The second chord comes in on beat 3 (index 2), in 4/4 and in 3/4 alike.
@@ -413,15 +422,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn names(bars: &[Bar]) -> Vec<String> {
-        bars.iter()
-            .map(|b| {
-                b.chords
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect()
+        bars.iter().map(Bar::name).collect()
     }
 
     const C: PitchClass = PitchClass::C;
