@@ -9,43 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use improvnet::plugin::editor::{draw, egui, EditorView, UiState};
+use improvnet::plugin::editor::{draw, egui, EditorView, Hostless, UiState};
 use improvnet::plugin::notes::{NoteBuf, SampleNote};
 use improvnet::plugin::params::{EditorSize, ImprovParams};
 use improvnet::plugin::worker::{LastSegment, ModelState};
 use nice_plug::context::gui::GuiContext;
-use nice_plug::params::internals::ParamPtr;
-use nice_plug::prelude::*;
 use nice_plug_egui::baseview::dpi::LogicalSize;
 use nice_plug_egui::{EguiWindow, EguiWindowSettings};
 
 const SR: f32 = 48_000.0;
-
-/// A GUI context without a host: parameter changes go straight into the parameters.
-struct NoHost;
-
-impl GuiContextInner for NoHost {
-    fn plugin_api(&self) -> PluginApi {
-        PluginApi::Clap
-    }
-    unsafe fn raw_begin_set_parameter(&self, _param: ParamPtr) {}
-    unsafe fn raw_set_parameter_normalized(&self, param: ParamPtr, normalized: f32) {
-        // Safety: the pointer comes from a live parameter of `ImprovParams` the app owns.
-        unsafe {
-            param._internal_set_normalized_value(normalized);
-        }
-    }
-    unsafe fn raw_end_set_parameter(&self, _param: ParamPtr) {}
-    fn get_state(&self) -> PluginState {
-        PluginState {
-            version: String::new(),
-            params: Default::default(),
-            fields: Default::default(),
-        }
-    }
-    fn set_state(&self, _state: PluginState) {}
-    fn request_restart(&self) {}
-}
 
 /// A jazz-ish phrase as played (seconds, length, pitch, velocity)...
 fn played() -> NoteBuf {
@@ -153,7 +125,7 @@ fn main() {
     }
     let app = App {
         params,
-        gui: GuiContext::new(Arc::new(NoHost)),
+        gui: GuiContext::new(Arc::new(Hostless)),
         view: view(),
         state: UiState::default(),
         close_at: seconds.map(|s| Instant::now() + Duration::from_secs_f64(s)),

@@ -553,37 +553,42 @@ impl Editor for ImprovEditor {
     }
 }
 
+/// A GUI context without a host: parameter changes go straight into the parameters and
+/// nothing else happens. For drawing the editor headless (tests, the screenshot example).
+pub struct Hostless;
+
+impl GuiContextInner for Hostless {
+    fn plugin_api(&self) -> PluginApi {
+        PluginApi::Clap
+    }
+    unsafe fn raw_begin_set_parameter(&self, _param: nice_plug::params::internals::ParamPtr) {}
+    unsafe fn raw_set_parameter_normalized(
+        &self,
+        param: nice_plug::params::internals::ParamPtr,
+        normalized: f32,
+    ) {
+        // Safety: the pointer comes from a live parameter of the parameters the caller owns.
+        unsafe {
+            param._internal_set_normalized_value(normalized);
+        }
+    }
+    unsafe fn raw_end_set_parameter(&self, _param: nice_plug::params::internals::ParamPtr) {}
+    fn get_state(&self) -> PluginState {
+        PluginState {
+            version: String::new(),
+            params: Default::default(),
+            fields: Default::default(),
+        }
+    }
+    fn set_state(&self, _state: PluginState) {}
+    fn request_restart(&self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plugin::notes::SampleNote;
     use crate::plugin::ImprovNet;
-    use nice_plug::params::internals::ParamPtr;
-
-    /// Parameter changes go straight into the parameters; nothing else happens.
-    struct NoHost;
-
-    impl GuiContextInner for NoHost {
-        fn plugin_api(&self) -> PluginApi {
-            PluginApi::Clap
-        }
-        unsafe fn raw_begin_set_parameter(&self, _param: ParamPtr) {}
-        unsafe fn raw_set_parameter_normalized(&self, param: ParamPtr, normalized: f32) {
-            unsafe {
-                param._internal_set_normalized_value(normalized);
-            }
-        }
-        unsafe fn raw_end_set_parameter(&self, _param: ParamPtr) {}
-        fn get_state(&self) -> PluginState {
-            PluginState {
-                version: String::new(),
-                params: Default::default(),
-                fields: Default::default(),
-            }
-        }
-        fn set_state(&self, _state: PluginState) {}
-        fn request_restart(&self) {}
-    }
 
     fn executor() -> AsyncExecutor<ImprovNet> {
         AsyncExecutor::new(Arc::new(|_| ()), Arc::new(|_| ()))
@@ -639,7 +644,7 @@ mod tests {
     fn the_ui_draws_headless_with_and_without_a_segment() {
         let params = ImprovParams::default();
         let status = Status::default();
-        let gui = GuiContext::new(Arc::new(NoHost));
+        let gui = GuiContext::new(Arc::new(Hostless));
         let setter = gui.param_setter();
         let mut state = UiState::default();
         let ctx = egui::Context::default();
