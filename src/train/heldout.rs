@@ -22,9 +22,8 @@ use crate::tokens::Corruption;
 use crate::tokens::{BOS, EOS, PAD, SEP};
 
 use super::dataset::{Dataset, Split};
-use super::loss::{cross_entropy, inputs, trim};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
-use super::trainer::Metric;
+use super::trainer::{row_scores, Metric};
 use super::TrainError;
 
 /// What to score and how.
@@ -88,6 +87,8 @@ pub struct InfillScore {
     /// Mean notes per segment: original, model.
     pub original_notes: f64,
     pub model_notes: f64,
+    /// The sampling temperature of the infills.
+    pub temperature: f32,
 }
 
 #[derive(Clone, Debug)]
@@ -144,7 +145,7 @@ impl HeldOutReport {
                  | repeat previous segment | {:.3} | |\n\nModel closer than the repeat on {} of {} segments.\n",
                 i.segments,
                 i.original_notes,
-                "0.97",
+                i.temperature,
                 i.model_kl,
                 i.model_notes,
                 i.previous_kl,
@@ -230,13 +231,10 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            let t = trim(&Batch::from_samples(vec![sample]), false);
-            let (enc, mask, dec) = inputs(&t, device)?;
-            let logits = model.forward(&enc, &mask, &dec)?;
-            let out = cross_entropy(&logits, &t)?;
-            per[ci]
-                .model
-                .add(out.row_nll[0], out.row_count[0], out.row_correct[0]);
+            let batch = Batch::from_samples(vec![sample]);
+            for (_, nll, n, c) in row_scores(model, &batch, false, device)? {
+                per[ci].model.add(nll, n, c);
+            }
         }
     }
     let infill = infill_scores(model, &chosen, config, &mut rng, progress)?;
@@ -265,7 +263,10 @@ fn infill_scores(
         ..RefineOptions::default()
     };
     let engine = Engine::new(model, &opts);
-    let mut s = InfillScore::default();
+    let mut s = InfillScore {
+        temperature: config.temperature,
+        ..InfillScore::default()
+    };
     for (k, p) in chosen.iter().enumerate() {
         let segs = &p.piece.segments;
         // A masked segment needs a previous one (the baseline) and a following one (context).

@@ -53,20 +53,23 @@ fn curves(run: &Path) -> Result<(Curve, Curve), TrainError> {
     Ok((train, valid))
 }
 
+/// The axes both plots share: the last step (at least 1), and the loss range widened to whole
+/// numbers.
+fn bounds(train: &Curve, valid: &Curve) -> (f64, f64, f64) {
+    let all = || train.iter().chain(valid);
+    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min).floor();
+    let y_max = all().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).ceil();
+    (x_max, y_min, y_max)
+}
+
 /// Writes `run/loss.png` (800 x 420, temp file + rename).
 pub fn write_loss_png(run: &Path) -> Result<std::path::PathBuf, TrainError> {
     use plotters::prelude::*;
     let (train, valid) = curves(run)?;
     let path = run.join("loss.png");
     let tmp = run.join("loss.tmp.png");
-    let all = train.iter().chain(&valid);
-    let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
-    let y_min = all
-        .clone()
-        .map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .floor();
-    let y_max = all.map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).ceil();
+    let (x_max, y_min, y_max) = bounds(&train, &valid);
     let labels = crate::render::roll::have_font();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(&tmp, (800, 420)).into_drawing_area();
@@ -125,19 +128,8 @@ pub fn write_loss_png(run: &Path) -> Result<std::path::PathBuf, TrainError> {
 /// The SVG text: training loss (mean of 25 steps) and validation loss against the step.
 pub fn loss_svg(run: &Path) -> Result<String, TrainError> {
     let (train, valid) = curves(run)?;
-    let all: Vec<&(f64, f64)> = train.iter().chain(&valid).collect();
     let (w, h, m) = (800.0, 420.0, 60.0);
-    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
-    let y_min = all
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .floor();
-    let y_max = all
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .ceil();
+    let (x_max, y_min, y_max) = bounds(&train, &valid);
     let y_span = (y_max - y_min).max(1e-9);
     let px = |x: f64| m + x / x_max * (w - 2.0 * m);
     let py = |y: f64| h - m - (y - y_min) / y_span * (h - 2.0 * m);

@@ -454,16 +454,16 @@ impl Trainer {
             .map(|&c| (c, Metric::default()))
             .collect();
         for batch in &self.valid {
-            let t = trim(batch, self.config.loss_on_padding);
-            let (enc, mask, dec) = inputs(&t, &self.device)?;
-            let logits = self.model.forward(&enc, &mask, &dec)?;
-            let out = cross_entropy(&logits, &t)?;
-            for (i, meta) in batch.meta.iter().enumerate() {
-                let (nll, n, c) = (out.row_nll[i], out.row_count[i], out.row_correct[i]);
+            for (corruption, nll, n, c) in row_scores(
+                &self.model,
+                batch,
+                self.config.loss_on_padding,
+                &self.device,
+            )? {
                 all.add(nll, n, c);
                 let k = Corruption::ALL
                     .iter()
-                    .position(|&x| x == meta.corruption)
+                    .position(|&x| x == corruption)
                     .unwrap_or(0);
                 per[k].1.add(nll, n, c);
             }
@@ -614,6 +614,33 @@ impl Trainer {
         on_event(Event::Eval(&r));
         Ok(())
     }
+}
+
+/// Per row of `batch`, from one forward pass without dropout: its corruption, summed negative
+/// log-likelihood, counted positions and correct argmax predictions.
+pub(crate) fn row_scores(
+    model: &ImprovNetModel,
+    batch: &Batch,
+    loss_on_padding: bool,
+    device: &Device,
+) -> Result<Vec<(Corruption, f64, f64, f64)>, TrainError> {
+    let t = trim(batch, loss_on_padding);
+    let (enc, mask, dec) = inputs(&t, device)?;
+    let logits = model.forward(&enc, &mask, &dec)?;
+    let out = cross_entropy(&logits, &t)?;
+    Ok(batch
+        .meta
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                m.corruption,
+                out.row_nll[i],
+                out.row_count[i],
+                out.row_correct[i],
+            )
+        })
+        .collect())
 }
 
 /// The fixed validation set: each validation piece (the first `valid_pieces`, 0 = all) once per
