@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use improvnet::model::{bert::Train, BertConfig, Config, ImprovNetModel};
-use improvnet::train::optim::{AdamW, AdamWConfig};
+use improvnet::train::optim::{named_vars, AdamW, AdamWConfig};
 use rand::{Rng, SeedableRng};
 
 fn main() -> anyhow::Result<()> {
@@ -39,14 +39,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let named: Vec<_> = vars
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut opt = AdamW::new(named, AdamWConfig::default())?;
+    let mut opt = AdamW::new(named_vars(&vars), AdamWConfig::default())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let b: usize = args.get(11).map(|s| s.parse().unwrap()).unwrap_or(8);
     let n: usize = args.get(10).map(|s| s.parse().unwrap()).unwrap_or(24);

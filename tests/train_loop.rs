@@ -252,21 +252,14 @@ fn tiny_model_learns_to_copy_through_cross_attention() {
     use candle_core::Tensor;
     use candle_nn::VarMap;
     use improvnet::model::{Train, BOS, EOS};
-    use improvnet::train::optim::{AdamW, AdamWConfig};
+    use improvnet::train::optim::{named_vars, AdamW, AdamWConfig};
     use rand::{Rng, SeedableRng};
 
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let model = ImprovNetModel::trainable(&tiny(), &vars, &dev).unwrap();
     improvnet::train::init::init_bert(&vars, 1, 0.02).unwrap();
-    let named = vars
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut opt = AdamW::new(named, AdamWConfig::default()).unwrap();
+    let mut opt = AdamW::new(named_vars(&vars), AdamWConfig::default()).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let (b, n) = (16usize, 6usize);
     let batch = |rng: &mut rand_chacha::ChaCha8Rng| {

@@ -13,7 +13,7 @@ use super::checkpoint;
 use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
 use super::init::{init_bert, stream, stream_seed};
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{named_vars, AdamW, AdamWConfig};
 use super::sample::{classifier_batch, epoch_batches, ClassifierBatch, ClassifierConfig};
 use super::schedule::Schedule;
 use crate::model::classifier::GENRES;
@@ -144,12 +144,8 @@ impl ClassifierRun {
         let vars = VarMap::new();
         let model = GenreClassifier::from_backend(cfg, Box::new(vars.clone()), device)?;
         init_bert(&vars, config.seed, cfg.initializer_range)?;
-        let named = {
-            let d = vars.data().lock().expect("var map lock");
-            d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
         let optimizer = AdamW::new(
-            named,
+            named_vars(&vars),
             AdamWConfig {
                 weight_decay: config.weight_decay,
                 ..AdamWConfig::default()

@@ -29,6 +29,12 @@ impl Default for AdamWConfig {
     }
 }
 
+/// The variables of `vars` with their names, as [`AdamW::new`] takes them.
+pub fn named_vars(vars: &candle_nn::VarMap) -> Vec<(String, Var)> {
+    let data = vars.data().lock().expect("var map lock");
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// Whether a parameter gets weight decay (not biases, not LayerNorm weights).
 pub fn decays(name: &str) -> bool {
     !(name.ends_with("bias") || name.contains("LayerNorm"))

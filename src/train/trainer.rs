@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Var};
+use candle_core::Device;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
 use super::init::{init_bert, stream, stream_seed};
 use super::loss::{cross_entropy, cross_entropy_over, inputs, loss_positions, trim};
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{named_vars, AdamW, AdamWConfig};
 use super::sample::{epoch_batches, training_batch, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -254,11 +254,6 @@ pub struct Trainer {
     best: Option<(f64, u64)>,
     elapsed_s: f64,
     device: Device,
-}
-
-fn named_vars(vars: &VarMap) -> Vec<(String, Var)> {
-    let data = vars.data().lock().expect("var map lock");
-    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 impl Trainer {
