@@ -6,11 +6,19 @@ mod refine_common;
 
 use std::path::PathBuf;
 
+use std::sync::Mutex;
+
+use clack_extensions::latency::PluginLatency;
+use clack_extensions::params::PluginParams;
 use clack_extensions::render::{PluginRender, RenderMode};
-use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, ParamValueEvent};
-use clack_host::events::Match;
+use clack_extensions::state::PluginState;
+use clack_host::events::event_types::{
+    NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
+};
+use clack_host::events::{EventFlags, EventHeader, Match};
 use clack_host::prelude::*;
 use clack_host::utils::ClapId;
+use clack_host::utils::{BeatTime, SecondsTime};
 
 const SR: u32 = 48_000;
 const BLOCK: u32 = 256;
@@ -97,9 +105,89 @@ fn phrase(seconds: i64) -> Vec<Ev> {
     v
 }
 
-/// Plays `input` through the plugin for `total` samples; `params` are (id, CLAP value) sent
-/// in the first block. Returns the output note events in absolute samples.
+/// The host's timeline for one block starting at `t` (samples): `None` = no transport info.
+type Timeline<'a> = &'a dyn Fn(i64) -> Option<TransportEvent>;
+
+/// A transport playing at `pos` samples, `bpm` in 4/4 (`playing` false: stopped there).
+fn transport(pos: i64, bpm: f64, playing: bool) -> TransportEvent {
+    let seconds = pos as f64 / f64::from(SR);
+    let beats = seconds * bpm / 60.0;
+    let mut flags = TransportFlags::HAS_TEMPO
+        | TransportFlags::HAS_BEATS_TIMELINE
+        | TransportFlags::HAS_SECONDS_TIMELINE
+        | TransportFlags::HAS_TIME_SIGNATURE;
+    if playing {
+        flags |= TransportFlags::IS_PLAYING;
+    }
+    let bar = (beats / 4.0).floor();
+    TransportEvent {
+        header: EventHeader::new_core(0, EventFlags::empty()),
+        flags,
+        song_pos_beats: BeatTime::from_float(beats),
+        song_pos_seconds: SecondsTime::from_float(seconds),
+        tempo: bpm,
+        tempo_inc: 0.0,
+        loop_start_beats: BeatTime::from_int(0),
+        loop_end_beats: BeatTime::from_int(0),
+        loop_start_seconds: SecondsTime::from_int(0),
+        loop_end_seconds: SecondsTime::from_int(0),
+        bar_start: BeatTime::from_float(bar * 4.0),
+        bar_number: bar as i32,
+        time_signature_numerator: 4,
+        time_signature_denominator: 4,
+    }
+}
+
+/// One session's settings.
+#[derive(Default)]
+struct Setup<'a> {
+    /// (id, CLAP value) sent in the first block.
+    params: &'a [(&'a str, f64)],
+    offline: bool,
+    timeline: Option<Timeline<'a>>,
+    /// A saved state loaded before activation.
+    state: Option<&'a [u8]>,
+}
+
+/// What came out of a session.
+struct Outcome {
+    /// Output note events in absolute samples (block start + offset).
+    events: Vec<Ev>,
+    /// The latency the plugin reported after the last block.
+    latency: u32,
+    /// The plugin's saved state after the session.
+    state: Vec<u8>,
+    /// Parameter values after the session, in the order asked for by [`Outcome::value`].
+    values: Vec<(ClapId, f64)>,
+}
+
+impl Outcome {
+    fn value(&self, id: &str) -> f64 {
+        let id = param_id(id);
+        self.values
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no parameter {id:?}"))
+    }
+}
+
+/// Plays `input` through the plugin for `total` samples; returns the output note events.
 fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> Vec<Ev> {
+    run(
+        input,
+        total,
+        &Setup {
+            params,
+            offline,
+            ..Setup::default()
+        },
+    )
+    .events
+}
+
+/// Loads the plugin library, runs one session as `setup` says, and reads back its state.
+fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
     let host_info = HostInfo::new("improvnet-test", "tests", "https://example.invalid", "0.1")
         .expect("host info");
     let entry = unsafe { PluginEntry::load(plugin_library()) }.expect("load the plugin library");
@@ -114,7 +202,16 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
     let id = descriptor.id().expect("id").to_owned();
     let mut instance = PluginInstance::<TestHost>::new(|_| Shared, |_| (), &entry, &id, &host_info)
         .expect("instance");
-    if offline {
+    let state_ext: PluginState = instance
+        .plugin_handle()
+        .get_extension()
+        .expect("the state extension");
+    if let Some(mut saved) = setup.state {
+        state_ext
+            .load(&instance.plugin_handle(), &mut saved)
+            .expect("load the saved state");
+    }
+    if setup.offline {
         let render: PluginRender = instance
             .plugin_handle()
             .get_extension()
@@ -139,7 +236,7 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
         in_buf.clear();
         out_buf.clear();
         if t0 == 0 {
-            for (name, value) in params {
+            for (name, value) in setup.params {
                 in_buf.push(&ParamValueEvent::new(
                     0,
                     param_id(name),
@@ -159,6 +256,7 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
             }
             next += 1;
         }
+        let timeline = setup.timeline.and_then(|f| f(t0));
         // A MIDI-only plugin has no audio ports: the frame count must be declared.
         let input_audio = unsafe { InputAudioBuffers::from_raw_buffers(&[], BLOCK) };
         let mut output_audio = unsafe { OutputAudioBuffers::from_raw_buffers(&mut [], BLOCK) };
@@ -169,7 +267,7 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
                 &InputEvents::from_buffer(&in_buf),
                 &mut OutputEvents::from_buffer(&mut out_buf),
                 None,
-                None,
+                timeline.as_ref(),
             )
             .expect("process");
         for e in out_buf.iter() {
@@ -196,7 +294,36 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
     }
     let processor = processor.stop_processing();
     instance.deactivate(processor);
-    out
+
+    let latency: PluginLatency = instance
+        .plugin_handle()
+        .get_extension()
+        .expect("the latency extension");
+    let latency = latency.get(&instance.plugin_handle());
+    let mut state = Vec::new();
+    state_ext
+        .save(&instance.plugin_handle(), &mut state)
+        .expect("save the state");
+    let params: PluginParams = instance
+        .plugin_handle()
+        .get_extension()
+        .expect("the params extension");
+    let values = ["rate", "delay", "sync", "align", "genre", "seed"]
+        .iter()
+        .map(|name| {
+            let id = param_id(name);
+            let v = params
+                .get_value(&instance.plugin_handle(), id)
+                .unwrap_or_else(|| panic!("no value for {name}"));
+            (id, v)
+        })
+        .collect();
+    Outcome {
+        events: out,
+        latency,
+        state,
+        values,
+    }
 }
 
 /// Every on has its off, in order, per key; nothing left sounding.
@@ -225,8 +352,21 @@ fn sorted(mut v: Vec<Ev>) -> Vec<Ev> {
     v
 }
 
+/// The tests set `IMPROVNET_MODEL` and friends for the plugin library in this process: one at a
+/// time.
+static ENV: Mutex<()> = Mutex::new(());
+
+fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    let guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    for var in ["IMPROVNET_MODEL", "IMPROVNET_WORKER_STALL_MS"] {
+        std::env::remove_var(var);
+    }
+    guard
+}
+
 #[test]
 fn a_clap_host_drives_the_plugin() {
+    let _env = env_lock();
     let input = phrase(12);
     let total = 7 * SEG;
 
@@ -267,5 +407,163 @@ fn a_clap_host_drives_the_plugin() {
     );
     let b = session(&input, total, &[("rate", 1.0)], true);
     assert_eq!(a, b, "offline bounces differ");
+
+    // 5. Delay 4: two later segments are after-context; the bounce waits for them and still
+    //    answers every segment on time (nothing falls back: the output differs from the input).
+    let c = session(
+        &input,
+        total + 2 * SEG,
+        &[("rate", 1.0), ("delay", 3.0)],
+        true,
+    );
+    assert_balanced(&c);
+    assert!(c.iter().all(|e| e.time >= 4 * SEG), "{:?}", c.first());
+    let expected = shifted(&input, 4 * SEG);
+    let window = |v: &[Ev], s: i64| -> Vec<Ev> {
+        let turn = (s + 4) * SEG..(s + 5) * SEG;
+        sorted(
+            v.iter()
+                .filter(|e| e.on && turn.contains(&e.time))
+                .copied()
+                .collect(),
+        )
+    };
+    for s in 0..3 {
+        assert_ne!(
+            window(&c, s),
+            window(&expected, s),
+            "segment {s} was not refined"
+        );
+    }
     std::env::remove_var("IMPROVNET_MODEL");
+}
+
+#[test]
+fn synced_to_bars_segments_are_whole_bars_at_the_host_tempo() {
+    let _env = env_lock();
+    // 100 bpm in 4/4: 2.4 s bars; the two closest to 5 s make 4.8 s segments.
+    let seg = 230_400;
+    let input = phrase(10);
+    let playing = |t: i64| Some(transport(t, 100.0, true));
+    let setup = Setup {
+        params: &[("sync", 1.0)],
+        timeline: Some(&playing),
+        ..Setup::default()
+    };
+    let out = run(&input, 5 * seg, &setup);
+    assert_balanced(&out.events);
+    assert_eq!(sorted(out.events), sorted(shifted(&input, 2 * seg)));
+
+    // Unsynced, the same timeline keeps 5 s segments.
+    let setup = Setup {
+        timeline: Some(&playing),
+        ..Setup::default()
+    };
+    let out = run(&input, 5 * seg, &setup);
+    assert_eq!(sorted(out.events), sorted(shifted(&input, 2 * SEG)));
+}
+
+#[test]
+fn stopping_or_jumping_the_transport_releases_every_note() {
+    let _env = env_lock();
+    let input = phrase(6);
+    // The first answer notes sound from 2 segments on; stop while one of them sounds
+    // (input note 1000..10000 samples into its segment, so 2 * SEG + 1000..10000 out).
+    let stop = 2 * SEG + 5120;
+    assert_eq!(stop % i64::from(BLOCK), 0);
+    let until_stop = |t: i64| Some(transport(t.min(stop), 120.0, t < stop));
+    let setup = Setup {
+        timeline: Some(&until_stop),
+        ..Setup::default()
+    };
+    let out = run(&input, 3 * SEG, &setup).events;
+    assert_balanced(&out);
+    let (before, after): (Vec<Ev>, Vec<Ev>) = out.iter().partition(|e| e.time < stop);
+    assert!(
+        before.iter().any(|e| e.on),
+        "nothing played before the stop"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|e| !e.on && e.time == stop),
+        "the stop block must only release notes: {after:?}"
+    );
+
+    // A jump back (a loop) at the same moment: released there, and the answers start over
+    // two segments after the new position.
+    let jump = |t: i64| {
+        let pos = if t < stop { t } else { t - stop };
+        Some(transport(pos, 120.0, true))
+    };
+    let setup = Setup {
+        timeline: Some(&jump),
+        ..Setup::default()
+    };
+    let out = run(&input, stop + 3 * SEG, &setup).events;
+    assert_balanced(&out);
+    let at_jump: Vec<&Ev> = out.iter().filter(|e| e.time == stop).collect();
+    assert!(
+        !at_jump.is_empty() && at_jump.iter().all(|e| !e.on),
+        "the jump must release what sounds: {at_jump:?}"
+    );
+    // After the jump the input is past its end: nothing new is captured, so nothing plays.
+    assert!(
+        out.iter().all(|e| e.time <= stop),
+        "old answers played after the jump: {:?}",
+        out.iter().find(|e| e.time > stop)
+    );
+}
+
+#[test]
+fn late_answers_fall_back_to_the_original() {
+    let _env = env_lock();
+    let dir = tempfile::tempdir().expect("temp dir");
+    refine_common::save_tiny_model(dir.path(), 7);
+    std::env::set_var("IMPROVNET_MODEL", dir.path());
+    // Each answer takes 3 s of wall time; this host plays the 35 s in far less.
+    std::env::set_var("IMPROVNET_WORKER_STALL_MS", "3000");
+    let input = phrase(12);
+    let out = session(&input, 7 * SEG, &[("rate", 1.0)], false);
+    assert_balanced(&out);
+    assert_eq!(sorted(out), sorted(shifted(&input, 2 * SEG)));
+}
+
+#[test]
+fn align_reports_the_delay_as_latency_and_the_state_restores() {
+    let _env = env_lock();
+    let input = phrase(3);
+    let setup = Setup {
+        params: &[
+            ("align", 1.0),
+            ("delay", 2.0),
+            ("rate", 0.37),
+            ("sync", 1.0),
+            ("seed", 42.0),
+        ],
+        ..Setup::default()
+    };
+    let first = run(&input, SEG, &setup);
+    // Delay 3 segments (the CLAP value counts steps above 1); no tempo, so 5 s segments.
+    assert_eq!(first.latency, 3 * SEG as u32);
+    // (nice-plug keeps values as f32.)
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    assert!(close(first.value("rate"), 0.37), "{}", first.value("rate"));
+    assert!(close(first.value("delay"), 2.0), "{}", first.value("delay"));
+
+    // A new instance given the saved state has the same values and reports the same latency.
+    let restored = run(
+        &input,
+        SEG,
+        &Setup {
+            state: Some(&first.state),
+            ..Setup::default()
+        },
+    );
+    for name in ["rate", "delay", "sync", "align", "genre", "seed"] {
+        assert_eq!(restored.value(name), first.value(name), "{name}");
+    }
+    assert_eq!(restored.latency, first.latency);
+
+    // Without align, no latency.
+    let plain = run(&input, SEG, &Setup::default());
+    assert_eq!(plain.latency, 0);
 }

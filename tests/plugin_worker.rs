@@ -110,3 +110,52 @@ fn the_worker_publishes_the_median_latency_and_the_last_segment_for_the_editor()
     let last = status.last_segment().unwrap();
     assert_eq!((last.index, last.output), (9, None));
 }
+
+#[test]
+fn a_longer_delay_waits_for_later_segments_and_shows_them_as_after_context() {
+    let with_delay = |index, delay| {
+        let mut j = job(index, 1.0, 5);
+        j.params.delay = delay;
+        // Different notes per segment, so the after-context carries information.
+        for n in j.notes.as_mut_slice() {
+            n.pitch += index as u8;
+        }
+        j
+    };
+    // Delay 4: two later segments fit, so segment 0 is answered when segment 2 arrives.
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    assert!(r.submit(with_delay(0, 4)).is_empty());
+    assert!(r.submit(with_delay(1, 4)).is_empty());
+    let done = r.submit(with_delay(2, 4));
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0.index, 0);
+    let with_after = *done[0].1.as_ref().expect("refined");
+    assert!(matches!(with_after, Answer::Refined(_)));
+    let done = r.submit(with_delay(3, 4));
+    assert_eq!(done.iter().map(|(j, _)| j.index).collect::<Vec<_>>(), [1]);
+
+    // Delay 2: answered at once; the same segment without after-context sounds different.
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    let done = r.submit(with_delay(0, 2));
+    assert_eq!(done.len(), 1);
+    let without = *done[0].1.as_ref().expect("refined");
+    assert_ne!(with_after, without, "the after-context changed nothing");
+    // Same as answering directly.
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    assert_eq!(r.answer(&with_delay(0, 2)).unwrap(), without);
+}
+
+#[test]
+fn a_new_generation_answers_the_waiting_jobs_with_their_originals() {
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    let mut j = job(0, 1.0, 0);
+    j.params.delay = 5;
+    assert!(r.submit(j).is_empty());
+    let mut k = job(9, 1.0, 0);
+    k.generation = 2;
+    k.params.delay = 5;
+    let done = r.submit(k);
+    assert_eq!(done.len(), 1, "each job gets exactly one answer");
+    assert_eq!((done[0].0.generation, done[0].0.index), (1, 0));
+    assert_eq!(*done[0].1.as_ref().unwrap(), Answer::Original);
+}

@@ -68,6 +68,14 @@ impl Capture {
         self.grace = i64::from(grace);
     }
 
+    /// A new segment length (sync to bars at a new tempo); forgets everything, as [`reset`].
+    ///
+    /// [`reset`]: Self::reset
+    pub fn set_seg_len(&mut self, seg_len: u32) {
+        self.seg_len = i64::from(seg_len.max(1));
+        self.reset();
+    }
+
     /// Forgets everything (seek, stop, deactivate): open notes are dropped, not finished.
     pub fn reset(&mut self) {
         for slot in self.ring.iter_mut() {

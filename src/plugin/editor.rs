@@ -173,6 +173,7 @@ fn parameters(ui: &mut egui::Ui, p: &ImprovParams, setter: &ParamSetter) {
             row(ui, &p.temperature, setter);
             row(ui, &p.context_before, setter);
             row(ui, &p.delay, setter);
+            row(ui, &p.sync, setter);
             row(ui, &p.thru, setter);
             row(ui, &p.seed, setter);
             row(ui, &p.align, setter);

@@ -199,7 +199,12 @@ impl Realtime {
         // Capture always moves (a note at the block's first sample needs its segment open);
         // rendering an empty range does nothing.
         let snapshot = params.snapshot();
-        let (generation, sample_rate) = (self.generation, self.sample_rate);
+        // Samples per model second: the host's rate, or scaled so a bar-synced segment spans
+        // the model's 5 s.
+        let (generation, sample_rate) = (
+            self.generation,
+            self.capture.seg_len() as f32 / SEGMENT_SECONDS,
+        );
         let jobs = &self.jobs;
         self.capture.advance(t, &mut |index, notes| {
             status.pending.fetch_add(1, Ordering::Relaxed);
@@ -379,14 +384,22 @@ impl Plugin for ImprovNet {
         let params = &*self.params;
         let status = &*self.status;
         let n = buffer.samples() as i64;
-        let host_pos = {
+        let (host_pos, bar_seconds) = {
             let transport = ctx.transport();
-            if transport.playing {
+            let pos = if transport.playing {
                 transport.pos_samples()
             } else {
                 None
-            }
+            };
+            (pos, bar_seconds(transport))
         };
+        let seg_len = segment_samples(rt.sample_rate, bar_seconds.filter(|_| params.sync.value()));
+        if seg_len != rt.capture.seg_len() {
+            // A new tempo or metre: what was captured no longer lines up; start again.
+            rt.flush(0, ctx);
+            rt.playback.set_seg_len(seg_len);
+            rt.capture.set_seg_len(seg_len);
+        }
         let t0 = rt.block_start(host_pos, ctx);
         rt.rendered_to = t0;
 
@@ -489,6 +502,35 @@ fn wait_while_loading(status: &Status) {
     }
 }
 
+/// One bar in seconds at the host's tempo and metre, when the host tells both.
+fn bar_seconds(transport: &Transport) -> Option<f64> {
+    let tempo = transport.tempo.filter(|t| t.is_finite() && *t > 0.0)?;
+    let num = transport.time_sig_numerator.filter(|n| *n > 0)?;
+    let den = transport.time_sig_denominator.filter(|d| *d > 0)?;
+    Some(f64::from(num) * 4.0 / f64::from(den) * 60.0 / tempo)
+}
+
+/// Segment length in samples: 5 s, or with `bar` (seconds) the whole number of bars closest to
+/// 5 s (at least one, at most 4 × 5 s so a very slow tempo cannot starve the worker forever).
+pub fn segment_samples(sample_rate: f32, bar: Option<f64>) -> u32 {
+    let sr = f64::from(sample_rate);
+    let seconds = match bar {
+        Some(bar) if bar > 0.0 => {
+            let target = f64::from(SEGMENT_SECONDS);
+            let fewer = (target / bar).floor().max(1.0);
+            // On a tie the shorter segment wins: less waiting for the answer.
+            let bars = if ((fewer + 1.0) * bar - target).abs() < (fewer * bar - target).abs() {
+                fewer + 1.0
+            } else {
+                fewer
+            };
+            (bars * bar).min(4.0 * target)
+        }
+        _ => f64::from(SEGMENT_SECONDS),
+    };
+    (seconds * sr).round().max(1.0) as u32
+}
+
 /// The grace period in samples; none at delay 1, where the original plays right after its window.
 fn grace(sample_rate: f32, delay: u32) -> u32 {
     if delay <= 1 {
@@ -515,3 +557,27 @@ impl Vst3Plugin for ImprovNet {
 
 nice_export_clap!(ImprovNet);
 nice_export_vst3!(ImprovNet);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synced_segments_are_the_whole_bars_closest_to_five_seconds() {
+        let sr = 48_000.0;
+        let bar = |bpm: f64, num: f64| num * 60.0 / bpm;
+        assert_eq!(segment_samples(sr, None), 240_000);
+        // 100 bpm 4/4: 2.4 s bars, two of them.
+        assert_eq!(segment_samples(sr, Some(bar(100.0, 4.0))), 230_400);
+        // 120 bpm 4/4: 2 s bars; 4 s and 6 s are as close, the shorter wins.
+        assert_eq!(segment_samples(sr, Some(bar(120.0, 4.0))), 192_000);
+        // 140 bpm 3/4: 1.2857 s bars, four of them (5.14 s).
+        assert_eq!(
+            segment_samples(sr, Some(bar(140.0, 3.0))),
+            (4.0 * 3.0 * 60.0 / 140.0 * 48_000.0_f64).round() as u32
+        );
+        // 40 bpm 4/4: one 6 s bar; 8 bpm: one 30 s bar, capped at 20 s.
+        assert_eq!(segment_samples(sr, Some(bar(40.0, 4.0))), 288_000);
+        assert_eq!(segment_samples(sr, Some(bar(8.0, 4.0))), 960_000);
+    }
+}

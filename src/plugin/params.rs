@@ -110,6 +110,10 @@ pub struct ImprovParams {
     /// Report the delay as latency, so delay compensation lines a recorded clip up.
     #[id = "align"]
     pub align: BoolParam,
+    /// Segments of whole bars (the number closest to 5 s at the host's tempo and metre), so
+    /// answers land on the beat; the model hears them time-scaled to its 5 s.
+    #[id = "sync"]
+    pub sync: BoolParam,
     /// The host's bypass: everything sounding is released, the input passes through as it is.
     #[id = "bypass"]
     pub bypass: BoolParam,
@@ -179,6 +183,7 @@ impl Default for ImprovParams {
             seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: 9999 }),
             refine: BoolParam::new("Refine", true),
             align: BoolParam::new("Align to timeline", false),
+            sync: BoolParam::new("Sync to bars", false),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             model_dir: Arc::new(RwLock::new(String::new())),
             editor_size: Arc::new(RwLock::new(EditorSize::DEFAULT)),
@@ -195,6 +200,9 @@ pub struct Snapshot {
     pub rate: f32,
     pub temperature: f32,
     pub context_before: u32,
+    /// Segments between a phrase and its answer; the worker shows the model `delay - 2` later
+    /// segments as after-context (what arrives in time to refine before the answer is due).
+    pub delay: u32,
     pub seed: u64,
     pub refine: bool,
 }
@@ -214,8 +222,17 @@ impl ImprovParams {
             rate: self.rate.value(),
             temperature: self.temperature.value(),
             context_before: self.context_before.value().max(0) as u32,
+            delay: self.delay.value().max(1) as u32,
             seed: self.seed.value().max(0) as u64,
             refine: self.refine.value(),
         }
+    }
+}
+
+impl Snapshot {
+    /// Later segments the model can see: segment `s` plays during `s + delay`, segment `s + k` is
+    /// captured when window `s + k + 1` starts, and the worker needs about one segment to refine.
+    pub fn context_after(&self) -> usize {
+        self.delay.saturating_sub(2) as usize
     }
 }

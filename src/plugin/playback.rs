@@ -141,6 +141,12 @@ impl Playback {
         }
     }
 
+    /// Changes the segment length; call [`all_off`](Self::all_off) with answers cleared first.
+    pub fn set_seg_len(&mut self, seg_len: u32) {
+        self.seg_len = i64::from(seg_len.max(1));
+        self.current = None;
+    }
+
     /// Changes the delay; call [`all_off`](Self::all_off) with it.
     pub fn set_delay(&mut self, delay: u32) {
         self.delay = i64::from(delay.clamp(1, RING as u32 - 2));

@@ -5,6 +5,7 @@
 //! with the segments already played as before-context. Neither side ever blocks on the
 //! channels (both poll), so the audio thread never takes a lock inside them.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,18 +157,27 @@ impl Latencies {
 }
 
 /// The refinement itself, without the thread: testable and deterministic.
+///
+/// Jobs arrive in capture order. A job waits until its after-context (the later segments its
+/// delay leaves time for, [`Snapshot::context_after`]) has been captured, then is refined with
+/// the segments already played before it and those originals after it.
 pub struct Refiner {
     model: Option<ImprovNetModel>,
     history: Vec<Segment>,
+    waiting: VecDeque<Job>,
     generation: Option<u32>,
     first: i64,
 }
+
+/// A job and what to play for it.
+pub type Answered = (Job, Result<Answer, RefineError>);
 
 impl Refiner {
     pub fn new(model: Option<ImprovNetModel>) -> Self {
         Self {
             model,
             history: Vec::new(),
+            waiting: VecDeque::new(),
             generation: None,
             first: 0,
         }
@@ -177,14 +187,54 @@ impl Refiner {
         self.model.is_some()
     }
 
-    /// Answers `job`; an error leaves the history as if the original had played.
+    /// Takes a captured segment; returns every job whose after-context is now complete, in
+    /// order. Jobs of an older generation (before a seek or stop) come back as `Original`: no
+    /// one plays them, but each job gets exactly one answer.
+    pub fn submit(&mut self, job: Job) -> Vec<Answered> {
+        let mut done = Vec::new();
+        if self.generation != Some(job.generation) {
+            done.extend(self.waiting.drain(..).map(|j| (j, Ok(Answer::Original))));
+            self.start_generation(&job);
+        }
+        self.waiting.push_back(job);
+        while let Some(next) = self.waiting.front() {
+            let after = next.params.context_after();
+            if self.waiting.len() <= after {
+                break;
+            }
+            let later: Vec<Job> = self.waiting.iter().skip(1).take(after).copied().collect();
+            let next = self.waiting.pop_front().expect("front exists");
+            let answer = self.refine(&next, &later);
+            done.push((next, answer));
+        }
+        done
+    }
+
+    /// Answers `job` at once, without after-context (the delay-2 case of [`submit`]).
+    ///
+    /// [`submit`]: Self::submit
     pub fn answer(&mut self, job: &Job) -> Result<Answer, RefineError> {
         if self.generation != Some(job.generation) {
-            self.generation = Some(job.generation);
-            self.history.clear();
-            self.first = job.index;
+            self.waiting.clear();
+            self.start_generation(job);
         }
-        let window = (job.index - self.first).clamp(0, i64::from(u32::MAX)) as u32;
+        self.refine(job, &[])
+    }
+
+    fn start_generation(&mut self, job: &Job) {
+        self.generation = Some(job.generation);
+        self.history.clear();
+        self.first = job.index;
+    }
+
+    fn window(&self, index: i64) -> u32 {
+        (index - self.first).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// Refines `job` with `later` (captured, not yet played) as after-context; an error leaves
+    /// the history as if the original had played.
+    fn refine(&mut self, job: &Job, later: &[Job]) -> Result<Answer, RefineError> {
+        let window = self.window(job.index);
         let original = to_model_notes(&job.notes, job.sample_rate);
         let p = job.params;
         let model = match &self.model {
@@ -198,12 +248,21 @@ impl Refiner {
             Mode::Improvise => (CorruptionChoice::from(p.corruption), false),
             Mode::Harmonize => (CorruptionChoice::Fixed(Corruption::Skyline), true),
         };
+        // Empty segments are no context, as in the engine.
+        let after: Vec<Segment> = later
+            .iter()
+            .map(|j| Segment {
+                window: self.window(j.index),
+                notes: to_model_notes(&j.notes, j.sample_rate),
+            })
+            .filter(|s| !s.notes.is_empty())
+            .collect();
         let opts = RefineOptions {
             target: p.genre.into(),
             passes: vec![PassSpec::new(f64::from(p.rate).clamp(0.0, 1.0), corruption)],
             temperature: p.temperature,
             context_before: p.context_before as usize,
-            context_after: 0,
+            context_after: after.len(),
             t_segment_start: 0,
             end_original: false,
             seed: p.seed,
@@ -214,10 +273,13 @@ impl Refiner {
         let mut piece = Piece {
             segments: self.history[self.history.len().saturating_sub(context)..].to_vec(),
         };
+        let index = piece.segments.len();
         piece.segments.push(Segment {
             window,
             notes: original.clone(),
         });
+        let context_after = after.len();
+        piece.segments.extend(after);
         let plan = PassPlan {
             spec: opts.passes[0],
             context_before: context,
@@ -231,7 +293,7 @@ impl Refiner {
         let engine = Engine::new(model, &opts);
         let target = [Target {
             window,
-            context_after: 0,
+            context_after,
         }];
         let run = engine.run_pass(
             &mut piece,
@@ -251,12 +313,7 @@ impl Refiner {
             self.remember(window, original);
             return Ok(Answer::Original);
         }
-        let refined = piece
-            .segments
-            .iter()
-            .find(|s| s.window == window)
-            .map(|s| s.notes.clone())
-            .unwrap_or_default();
+        let refined = piece.segments[index].notes.clone();
         let answer = Answer::Refined(to_sample_notes(&refined, job.sample_rate));
         self.remember(window, refined);
         Ok(answer)
@@ -382,6 +439,7 @@ fn run(
     };
     let mut refiner = Refiner::new(model);
     let mut latencies = Latencies::default();
+    let stall = stall_from_env();
     while !stop.load(Ordering::Relaxed) {
         let job = match jobs.try_recv() {
             Ok(job) => job,
@@ -392,41 +450,76 @@ fn run(
             Err(TryRecvError::Disconnected) => return,
         };
         let start = Instant::now();
-        let answer = match refiner.answer(&job) {
-            Ok(a) => a,
-            Err(e) => {
-                status.errors.fetch_add(1, Ordering::Relaxed);
-                status.set_message(format!("segment {}: {e}", job.index));
-                Answer::Original
-            }
-        };
-        if matches!(answer, Answer::Refined(_)) {
-            status.refined.fetch_add(1, Ordering::Relaxed);
-            let ms = start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-            status.last_ms.store(ms, Ordering::Relaxed);
-            status
-                .median_ms
-                .store(latencies.push(ms), Ordering::Relaxed);
+        if refiner.has_model() && !stall.is_zero() && !sleep_unless_stopped(stall, &stop) {
+            return;
         }
-        status.publish_segment(&job, &answer);
-        let mut reply = Reply {
-            generation: job.generation,
-            index: job.index,
-            answer,
-        };
-        loop {
-            match replies.try_send(reply) {
-                Ok(()) => break,
-                Err(TrySendError::Full(r)) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    reply = r;
-                    std::thread::sleep(Duration::from_millis(1));
+        for (job, answer) in refiner.submit(job) {
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    status.errors.fetch_add(1, Ordering::Relaxed);
+                    status.set_message(format!("segment {}: {e}", job.index));
+                    Answer::Original
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+            };
+            if matches!(answer, Answer::Refined(_)) {
+                status.refined.fetch_add(1, Ordering::Relaxed);
+                let ms = start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                status.last_ms.store(ms, Ordering::Relaxed);
+                status
+                    .median_ms
+                    .store(latencies.push(ms), Ordering::Relaxed);
             }
+            status.publish_segment(&job, &answer);
+            let reply = Reply {
+                generation: job.generation,
+                index: job.index,
+                answer,
+            };
+            if !send_reply(&replies, reply, &stop) {
+                return;
+            }
+            status.pending.fetch_sub(1, Ordering::Relaxed);
         }
-        status.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Diagnostics: `IMPROVNET_WORKER_STALL_MS` adds that long to every segment the worker takes
+/// (with a model), to hear and test what a machine too slow for the delay does.
+pub const STALL_ENV: &str = "IMPROVNET_WORKER_STALL_MS";
+
+fn stall_from_env() -> Duration {
+    std::env::var(STALL_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
+}
+
+/// Sleeps for `d` in short steps; false if told to stop meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5).min(end - Instant::now()));
+    }
+    true
+}
+
+/// Hands a reply to the audio thread, polling while its queue is full; false once stopping.
+fn send_reply(replies: &Sender<Reply>, mut reply: Reply, stop: &AtomicBool) -> bool {
+    loop {
+        match replies.try_send(reply) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(r)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                reply = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
     }
 }
