@@ -249,7 +249,12 @@ impl Config {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let cfg: Config = serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        Self::from_json(&text, path)
+    }
+
+    /// Parses and validates `config.json` text; `path` names it in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, ModelError> {
+        let cfg: Config = serde_json::from_str(text).map_err(|e| ModelError::Json {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -93,6 +93,21 @@ impl ImprovNetModel {
             .map_err(|e| weights::weights_error(&st, e))
     }
 
+    /// A model from `config.json` text and safetensors bytes already in memory (the model built
+    /// into the plugin); `label` names it in errors.
+    pub fn from_bytes(
+        config_json: &str,
+        safetensors: &[u8],
+        label: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = Config::from_json(config_json, &label.join("config.json"))?;
+        let st = label.join("model.safetensors");
+        let tensors = CheckedTensors::from_buffer(safetensors, &st)?;
+        Self::from_backend(&config, Box::new(tensors), device)
+            .map_err(|e| weights::weights_error(&st, e))
+    }
+
     /// A model with random weights: normal(0, 0.02) matrices, and (unlike HF's init) small noise
     /// on biases and LayerNorms so that tests and benches exercise them. Deterministic in `seed`.
     pub fn random(config: &Config, seed: u64, device: &Device) -> Result<Self> {

@@ -46,6 +46,21 @@ impl CheckedTensors {
         })
     }
 
+    /// Tensors from a safetensors file already in memory (a model built into the binary);
+    /// `label` names it in errors.
+    pub fn from_buffer(bytes: &[u8], label: &Path) -> Result<Self> {
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| {
+            ModelError::Weights {
+                path: label.to_path_buf(),
+                message: format!("cannot read safetensors: {e}"),
+            }
+        })?;
+        Ok(CheckedTensors {
+            tensors,
+            path: label.to_path_buf(),
+        })
+    }
+
     fn lookup(&self, name: &str) -> Option<&Tensor> {
         self.tensors
             .get(name)

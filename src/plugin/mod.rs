@@ -14,6 +14,7 @@
 pub mod capture;
 #[cfg(feature = "editor")]
 pub mod editor;
+pub mod embedded;
 pub mod notes;
 pub mod params;
 pub mod playback;
@@ -32,13 +33,14 @@ use nice_plug::prelude::*;
 use capture::Capture;
 use params::{ImprovParams, Mode};
 use playback::{PlayEvent, Playback};
-use worker::{Job, ModelState, Reply, Status, Worker};
+use worker::{Job, ModelSource, ModelState, Reply, Status, Worker};
 
 /// Segment length: the model's T-segment.
 pub const SEGMENT_SECONDS: f32 = 5.0;
 /// How long after a segment's window held notes may still end and count in full.
 pub const GRACE_SECONDS: f32 = 0.25;
-/// The environment variable naming a model folder when the project names none.
+/// The environment variable naming a model folder when the project names none (it wins over
+/// the built-in model).
 pub const MODEL_ENV: &str = "IMPROVNET_MODEL";
 /// Samples the host position may differ from the expected one without counting as a seek.
 const SEEK_TOLERANCE: i64 = 16;
@@ -93,8 +95,9 @@ impl ImprovNet {
         self.status.clone()
     }
 
-    /// The model folder: the project's setting, else `$IMPROVNET_MODEL`, else none.
-    fn model_dir(&self) -> Option<PathBuf> {
+    /// The model: the project's folder, else `$IMPROVNET_MODEL`, else the built-in one (feature
+    /// `embed-model`), else none (segments pass through).
+    fn model_source(&self) -> Option<ModelSource> {
         let saved = self
             .params
             .model_dir
@@ -102,11 +105,12 @@ impl ImprovNet {
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         if !saved.is_empty() {
-            return Some(PathBuf::from(saved));
+            return Some(ModelSource::Folder(PathBuf::from(saved)));
         }
-        std::env::var_os(MODEL_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+        if let Some(dir) = std::env::var_os(MODEL_ENV).filter(|v| !v.is_empty()) {
+            return Some(ModelSource::Folder(PathBuf::from(dir)));
+        }
+        embedded::model_bytes().map(|_| ModelSource::BuiltIn)
     }
 }
 
@@ -324,13 +328,13 @@ impl Plugin for ImprovNet {
         let (job_tx, job_rx) = crossbeam_channel::bounded(QUEUE);
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(QUEUE);
         // Set before the thread starts, so an offline render never sees a stale state.
-        let model_dir = self.model_dir();
-        self.status.set_model_state(if model_dir.is_some() {
+        let model = self.model_source();
+        self.status.set_model_state(if model.is_some() {
             ModelState::Loading
         } else {
             ModelState::None
         });
-        let worker = match Worker::spawn(model_dir, job_rx, reply_tx, self.status.clone()) {
+        let worker = match Worker::spawn(model, job_rx, reply_tx, self.status.clone()) {
             Ok(w) => w,
             Err(e) => {
                 nice_error!("cannot start the ImprovNet worker thread: {e}");

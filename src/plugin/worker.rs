@@ -374,9 +374,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread; it loads the model from `model_dir` first (off the audio thread).
+    /// Starts the thread; it loads the model from `model` first (off the audio thread).
     pub fn spawn(
-        model_dir: Option<PathBuf>,
+        model: Option<ModelSource>,
         jobs: Receiver<Job>,
         replies: Sender<Reply>,
         status: Arc<Status>,
@@ -385,7 +385,7 @@ impl Worker {
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("improvnet-worker".into())
-            .spawn(move || run(model_dir, jobs, replies, status, flag))?;
+            .spawn(move || run(model, jobs, replies, status, flag))?;
         Ok(Worker {
             handle: Some(handle),
             stop,
@@ -408,25 +408,57 @@ pub fn load_model(dir: &Path) -> Result<ImprovNetModel, String> {
         .map_err(|e| format!("cannot load the model in {}: {e}", dir.display()))
 }
 
+/// Where the worker takes its model from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A model folder (`config.json` + `model.safetensors`).
+    Folder(PathBuf),
+    /// The shipped model built into this binary (feature `embed-model`).
+    BuiltIn,
+}
+
+impl ModelSource {
+    pub fn load(&self) -> Result<ImprovNetModel, String> {
+        match self {
+            ModelSource::Folder(dir) => load_model(dir),
+            ModelSource::BuiltIn => {
+                let (config, weights) = super::embedded::model_bytes()
+                    .ok_or_else(|| "this build has no built-in model".to_string())?;
+                let label = Path::new(super::embedded::LABEL);
+                ImprovNetModel::from_bytes(config, weights, label, &Device::Cpu)
+                    .map_err(|e| format!("cannot load the {}: {e}", super::embedded::LABEL))
+            }
+        }
+    }
+
+    /// What the editor shows.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSource::Folder(dir) => dir.display().to_string(),
+            ModelSource::BuiltIn => super::embedded::LABEL.to_string(),
+        }
+    }
+}
+
 fn run(
-    model_dir: Option<PathBuf>,
+    source: Option<ModelSource>,
     jobs: Receiver<Job>,
     replies: Sender<Reply>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
 ) {
-    let model = match model_dir {
+    let model = match source {
         None => {
             status.set_model_state(ModelState::None);
             status.set_message("no model: segments pass through".into());
             None
         }
-        Some(dir) => {
+        Some(source) => {
             status.set_model_state(ModelState::Loading);
-            match load_model(&dir) {
+            match source.load() {
                 Ok(m) => {
                     status.set_model_state(ModelState::Ready);
-                    status.set_message(dir.display().to_string());
+                    status.set_message(source.describe());
                     Some(m)
                 }
                 Err(e) => {
