@@ -37,8 +37,14 @@ impl HostHandlers for TestHost {
     type AudioProcessor<'a> = ();
 }
 
-/// The plugin library cargo built next to this test (the lib is also a cdylib).
+/// The plugin: the bundled `.clap` file named by `IMPROVNET_TEST_CLAP` (CI bundles first), else
+/// the library cargo built next to this test (the lib is also a cdylib; the bundle is a copy).
 fn plugin_library() -> PathBuf {
+    if let Some(clap) = std::env::var_os("IMPROVNET_TEST_CLAP") {
+        let clap = PathBuf::from(clap);
+        assert!(clap.is_file(), "IMPROVNET_TEST_CLAP: no file {}", clap.display());
+        return clap;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("deps folder");
     let candidates = [

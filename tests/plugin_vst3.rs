@@ -5,7 +5,14 @@
 use std::ffi::{c_void, CString};
 use std::path::PathBuf;
 
+/// The bundle's binary named by `IMPROVNET_TEST_VST3` (CI bundles first), else the library cargo
+/// built next to this test.
 fn plugin_library() -> PathBuf {
+    if let Some(vst3) = std::env::var_os("IMPROVNET_TEST_VST3") {
+        let vst3 = PathBuf::from(vst3);
+        assert!(vst3.is_file(), "IMPROVNET_TEST_VST3: no file {}", vst3.display());
+        return vst3;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("deps folder");
     [
