@@ -1,5 +1,5 @@
 //! Diagnostic: can the seq2seq model learn to copy its encoder input through cross-attention?
-//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers] [init_std] [context] [at_start] [sin_scale] [grow] [length] [batch]`
+//! `cargo run --release --example copy_task -- [steps] [lr] [hidden] [layers] [init_std] [context] [at_start] [sin_scale] [grow] [length] [batch] [align] [offset]`
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use improvnet::model::{bert::Train, BertConfig, Config, ImprovNetModel};
@@ -36,6 +36,28 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 var.set(&Tensor::from_vec(v, (n, dim), &dev)?)?;
+            }
+        }
+    }
+    // Optional: an alignment-friendly start. Decoder position i starts equal to encoder position
+    // i + offset, and every cross-attention's query and key start as `align` × identity, so step i
+    // attends to encoder position i + offset from the first step on.
+    let align: f64 = args.get(12).map(|s| s.parse().unwrap()).unwrap_or(0.0);
+    let offset: usize = args.get(13).map(|s| s.parse().unwrap()).unwrap_or(0);
+    if align > 0.0 {
+        let data = vars.data().lock().unwrap();
+        let enc_pos = data["encoder.embeddings.position_embeddings.weight"]
+            .as_tensor()
+            .clone();
+        let dec_pos = &data["decoder.bert.embeddings.position_embeddings.weight"];
+        let rows = dec_pos.as_tensor().dim(0)?;
+        dec_pos.set(&enc_pos.narrow(0, offset, rows)?)?;
+        let eye = (Tensor::eye(d, candle_core::DType::F32, &dev)? * align)?;
+        for (name, var) in data.iter() {
+            if name.contains("crossattention.self.query.weight")
+                || name.contains("crossattention.self.key.weight")
+            {
+                var.set(&eye)?;
             }
         }
     }

@@ -42,7 +42,11 @@ impl HostHandlers for TestHost {
 fn plugin_library() -> PathBuf {
     if let Some(clap) = std::env::var_os("IMPROVNET_TEST_CLAP") {
         let clap = PathBuf::from(clap);
-        assert!(clap.is_file(), "IMPROVNET_TEST_CLAP: no file {}", clap.display());
+        assert!(
+            clap.is_file(),
+            "IMPROVNET_TEST_CLAP: no file {}",
+            clap.display()
+        );
         return clap;
     }
     let exe = std::env::current_exe().expect("test executable path");
@@ -572,4 +576,37 @@ fn align_reports_the_delay_as_latency_and_the_state_restores() {
     // Without align, no latency.
     let plain = run(&input, SEG, &Setup::default());
     assert_eq!(plain.latency, 0);
+}
+
+/// For a bundle built with `embed-model`: with no model folder anywhere, the built-in model
+/// answers (offline, so nothing is late). Run against such a bundle with
+/// `IMPROVNET_TEST_CLAP=target/bundled/ImprovNet.clap cargo test --test plugin_host -- --ignored`.
+#[test]
+#[ignore = "needs IMPROVNET_TEST_CLAP pointing at a bundle built with --features embed-model"]
+fn a_bundle_with_the_built_in_model_refines_without_a_model_folder() {
+    let _env = env_lock();
+    assert!(
+        std::env::var_os("IMPROVNET_TEST_CLAP").is_some(),
+        "set IMPROVNET_TEST_CLAP to a bundle built with --features embed-model"
+    );
+    let input = phrase(12);
+    let out = session(&input, 7 * SEG, &[("rate", 1.0)], true);
+    assert_balanced(&out);
+    let expected = shifted(&input, 2 * SEG);
+    let turn = |v: &[Ev], s: i64| -> Vec<Ev> {
+        let w = (s + 2) * SEG..(s + 3) * SEG;
+        sorted(
+            v.iter()
+                .filter(|e| e.on && w.contains(&e.time))
+                .copied()
+                .collect(),
+        )
+    };
+    for s in 0..2 {
+        assert_ne!(
+            turn(&out, s),
+            turn(&expected, s),
+            "segment {s} was not refined"
+        );
+    }
 }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 fn plugin_library() -> PathBuf {
     if let Some(vst3) = std::env::var_os("IMPROVNET_TEST_VST3") {
         let vst3 = PathBuf::from(vst3);
-        assert!(vst3.is_file(), "IMPROVNET_TEST_VST3: no file {}", vst3.display());
+        assert!(
+            vst3.is_file(),
+            "IMPROVNET_TEST_VST3: no file {}",
+            vst3.display()
+        );
         return vst3;
     }
     let exe = std::env::current_exe().expect("test executable path");
