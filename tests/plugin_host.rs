@@ -115,6 +115,47 @@ fn phrase(seconds: i64) -> Vec<Ev> {
     v
 }
 
+/// The first `seconds` of the fixture performance (`tests/data/chopin_nocturne_op15_1.mid`, real
+/// playing with pedal) as note events: durations capped at 4 s, and a repeated key's earlier
+/// note ended just before the next strike, so every on has its off.
+fn fixture(seconds: u64) -> Vec<Ev> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/chopin_nocturne_op15_1.mid"
+    );
+    let bytes = std::fs::read(path).expect("the fixture file");
+    let notes: Vec<_> = improvnet::music::parse_midi(&bytes, path)
+        .expect("the fixture parses")
+        .notes
+        .into_iter()
+        .filter(|n| n.start_ms < seconds * 1000)
+        .collect();
+    let samples = |ms: u64| ms as i64 * i64::from(SR) / 1000;
+    let mut v = Vec::new();
+    for (i, n) in notes.iter().enumerate() {
+        let start = samples(n.start_ms);
+        let mut end = start + samples(n.dur_ms.clamp(10, 4000));
+        if let Some(next) = notes[i + 1..].iter().find(|m| m.pitch == n.pitch) {
+            end = end.min(samples(next.start_ms) - 1);
+        }
+        if end > start {
+            let key = u16::from(n.pitch);
+            v.push(Ev {
+                time: start,
+                key,
+                on: true,
+            });
+            v.push(Ev {
+                time: end,
+                key,
+                on: false,
+            });
+        }
+    }
+    v.sort_by_key(|e| (e.time, e.on));
+    v
+}
+
 /// The host's timeline for one block starting at `t` (samples): `None` = no transport info.
 type Timeline<'a> = &'a dyn Fn(i64) -> Option<TransportEvent>;
 
@@ -386,6 +427,14 @@ fn a_clap_host_drives_the_plugin() {
     assert_balanced(&out);
     assert_eq!(sorted(out), sorted(shifted(&input, 2 * SEG)));
 
+    // The fixture performance (20 s, chords and pedalled lines across segment boundaries)
+    // comes back note for note.
+    let chopin = fixture(20);
+    assert!(chopin.len() > 100, "{} events", chopin.len());
+    let out = session(&chopin, total, &[], false);
+    assert_balanced(&out);
+    assert_eq!(sorted(out), sorted(shifted(&chopin, 2 * SEG)));
+
     // 2. Delay automated to 3 segments (CLAP value = steps above the minimum of 1).
     let out = session(&input, total, &[("delay", 2.0)], false);
     assert_eq!(sorted(out), sorted(shifted(&input, 3 * SEG)));
@@ -417,6 +466,12 @@ fn a_clap_host_drives_the_plugin() {
     );
     let b = session(&input, total, &[("rate", 1.0)], true);
     assert_eq!(a, b, "offline bounces differ");
+
+    // The fixture refined offline: balanced, nothing before its delay, not the input.
+    let refined = session(&chopin, total, &[("rate", 1.0)], true);
+    assert_balanced(&refined);
+    assert!(refined.iter().all(|e| e.time >= 2 * SEG));
+    assert_ne!(sorted(refined), sorted(shifted(&chopin, 2 * SEG)));
 
     // 5. Delay 4: two later segments are after-context; the bounce waits for them and still
     //    answers every segment on time (nothing falls back: the output differs from the input).
