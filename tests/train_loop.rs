@@ -218,6 +218,13 @@ fn classifier_trains_and_reports() {
     cfg.num_hidden_layers = 1;
     cfg.num_attention_heads = 2;
     cfg.intermediate_size = 64;
+    assert_eq!(
+        cfg.classifier_context(),
+        2,
+        "the original's windows by default"
+    );
+    // 5 s windows (no context), remembered in the saved config.
+    cfg.window_context = Some(0);
     let run_cfg = ClassifierTrainConfig {
         epochs: 3,
         patience: 2,
@@ -243,6 +250,9 @@ fn classifier_trains_and_reports() {
     assert!(out.join("report.json").is_file());
     let loaded = GenreClassifier::load(&out.join("best"), &Device::Cpu).unwrap();
     assert_eq!(loaded.num_parameters(), run.model.num_parameters());
+    assert_eq!(loaded.config().classifier_context(), 0);
+    let json = std::fs::read_to_string(out.join("best/config.json")).unwrap();
+    assert!(json.contains("\"improvnet_window_context\": 0"), "{json}");
 }
 
 /// The gradient path through the encoder and cross-attention works: a tiny model learns to copy

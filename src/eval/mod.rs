@@ -143,11 +143,9 @@ pub fn transition_cosine(original: &Piece, generated: &Piece) -> f64 {
     }
 }
 
-/// Context segments on each side of a classifier window (spec §9: ~25 s windows).
-const CLASSIFIER_CONTEXT: usize = 2;
-
 /// Piece-level genre probabilities (classical, pop, jazz) as the original scores them (spec §9):
-/// the softmax averaged over uncorrupted windows (2 segments either side) centred on every
+/// the softmax averaged over uncorrupted windows (2 segments either side, or what the classifier
+/// was trained with) centred on every
 /// segment but the last (on the only one, for a one-segment piece). No random tail drop.
 pub fn genre_probabilities(
     classifier: &GenreClassifier,
@@ -160,9 +158,10 @@ pub fn genre_probabilities(
         ));
     }
     let centres = n.saturating_sub(1).max(1);
+    let context = classifier.config().classifier_context();
     let mut sum = [0.0f64; 3];
     for s in 0..centres {
-        let ids = classifier_input(piece, s, CLASSIFIER_CONTEXT, CLASSIFIER_CONTEXT, Tail::Keep);
+        let ids = classifier_input(piece, s, context, context, Tail::Keep);
         let p = classifier.predict_proba(&ids)?;
         for (acc, x) in sum.iter_mut().zip(p) {
             *acc += f64::from(x);

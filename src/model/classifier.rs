@@ -81,6 +81,10 @@ impl GenreClassifier {
             .map_err(|e| weights::weights_error(&st, e))
     }
 
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
     pub fn num_parameters(&self) -> usize {
         self.tensors.iter().map(|(_, t)| t.elem_count()).sum()
     }

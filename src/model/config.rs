@@ -88,6 +88,14 @@ pub struct BertConfig {
     pub id2label: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architectures: Option<Vec<String>>,
+    /// Classifier only: segments on each side of the windows it was trained on (absent: 2,
+    /// the original's ~25 s windows). Scoring uses the same windows.
+    #[serde(
+        default,
+        rename = "improvnet_window_context",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window_context: Option<usize>,
 }
 
 impl BertConfig {
@@ -113,7 +121,13 @@ impl BertConfig {
             model_type: "bert".into(),
             id2label: None,
             architectures: None,
+            window_context: None,
         }
+    }
+
+    /// Classifier windows: segments on each side of the centre (spec §9: 2).
+    pub fn classifier_context(&self) -> usize {
+        self.window_context.unwrap_or(2)
     }
 
     /// The same stack as a decoder (causal self-attention + cross-attention, untied LM head).

@@ -37,6 +37,16 @@ pub fn small_config() -> BertConfig {
     }
 }
 
+/// Training windows as the classifier's config says (its `improvnet_window_context`).
+fn window_config(cfg: &BertConfig) -> ClassifierConfig {
+    let context = cfg.classifier_context();
+    ClassifierConfig {
+        context_before: context,
+        context_after: context,
+        ..ClassifierConfig::default()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassifierTrainConfig {
     pub epochs: usize,
@@ -158,7 +168,7 @@ impl ClassifierRun {
             ));
         }
         let mut rng = stream(config.seed, SALT_VALID, 0);
-        let wcfg = ClassifierConfig::default();
+        let wcfg = window_config(cfg);
         let valid_pieces = data.pieces(Split::Valid);
         let mut valid = Vec::new();
         for _ in 0..config.valid_windows {
@@ -207,7 +217,7 @@ impl ClassifierRun {
         let c = self.config.clone();
         let per_epoch = self.train.len().div_ceil(c.batch);
         let schedule = Schedule::new(c.lr, c.warmup_ratio, (per_epoch * c.epochs) as u64);
-        let wcfg = ClassifierConfig::default();
+        let wcfg = window_config(self.model.config());
         let best_dir = out.join("best");
         let mut best = (f64::INFINITY, 0usize);
         let mut epochs_run = 0;
