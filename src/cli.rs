@@ -1,5 +1,5 @@
 //! The CLI's commands for the core pipeline: inspect, tokenize, corrupt.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -232,6 +232,63 @@ pub fn corrupt(
     Ok(())
 }
 
+/// A genre classifier folder, with errors that say what a classifier folder holds.
+fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
+    if !dir.join("config.json").is_file() {
+        bail!(
+            "{}: no genre classifier there (config.json missing); name a folder with \
+             config.json + model.safetensors",
+            dir.display()
+        );
+    }
+    GenreClassifier::load(dir, &candle_core::Device::Cpu)
+        .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))
+}
+
+/// P(genre) of each file as a Markdown table (spec §9 scoring: windows averaged per piece),
+/// with the mean over the files.
+pub fn classify(classifier: &Path, files: &[PathBuf]) -> Result<()> {
+    if files.is_empty() {
+        bail!("name at least one MIDI file to classify");
+    }
+    let clf = load_classifier(classifier)?;
+    println!(
+        "classifier {} (windows of {} segments each side)\n",
+        classifier.display(),
+        clf.config().classifier_context()
+    );
+    println!("| file | notes | P(classical) | P(pop) | P(jazz) |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut sum = [0.0f64; 3];
+    for file in files {
+        let (performance, piece) = load(file)?;
+        let p = genre_probabilities(&clf, &piece).with_context(|| file.display().to_string())?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        println!(
+            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
+            performance.notes.len(),
+            p[0],
+            p[1],
+            p[2]
+        );
+        for (acc, x) in sum.iter_mut().zip(p) {
+            *acc += x;
+        }
+    }
+    let n = files.len() as f64;
+    println!(
+        "| **mean of {}** | | {:.3} | {:.3} | {:.3} |",
+        files.len(),
+        sum[0] / n,
+        sum[1] / n,
+        sum[2] / n
+    );
+    Ok(())
+}
+
 pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Result<()> {
     let (_, a) = load(original)?;
     let (_, b) = load(generated)?;
@@ -293,15 +350,7 @@ pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Res
         ssm_pearson(&a, &b).map_or_else(|| "n/a".to_string(), |r| format!("{r:.4}"))
     );
     if let Some(dir) = classifier {
-        if !dir.join("config.json").is_file() {
-            bail!(
-                "{}: no genre classifier there (config.json missing); name a folder with \
-                 config.json + model.safetensors",
-                dir.display()
-            );
-        }
-        let clf = GenreClassifier::load(dir, &candle_core::Device::Cpu)
-            .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))?;
+        let clf = load_classifier(dir)?;
         let pa = genre_probabilities(&clf, &a).with_context(|| original.display().to_string())?;
         let pb = genre_probabilities(&clf, &b).with_context(|| generated.display().to_string())?;
         for (i, genre) in Genre::ALL.iter().enumerate() {

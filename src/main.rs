@@ -61,6 +61,15 @@ enum Command {
         #[arg(long)]
         classifier: Option<PathBuf>,
     },
+    /// The genre classifier's P(classical), P(pop), P(jazz) for each file, as a Markdown table.
+    Classify {
+        /// A genre classifier folder (config.json + model.safetensors).
+        #[arg(long)]
+        classifier: PathBuf,
+        /// Piano MIDI files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Improvise on a piano piece: style transfer (--to jazz) or in its own genre (spec §10).
     ///
     /// Example: improvnet improvise nocturne.mid --to jazz --passes 4 --seed 7 --out output
@@ -180,6 +189,7 @@ fn run(cli: Cli) -> Result<()> {
             generated,
             classifier,
         } => cli::eval(&original, &generated, classifier.as_deref()),
+        Command::Classify { classifier, files } => cli::classify(&classifier, &files),
         Command::Improvise { input, to, common } => cli_refine::improvise(input, to, common),
         Command::Harmonize {
             input,

@@ -493,4 +493,36 @@ fn eval_adds_genre_probabilities_with_a_classifier() {
 
     let err = run_err(&["eval", &a, &b, "--classifier", &s.out("none")]);
     assert!(err.contains("none") && err.contains("classifier"), "{err}");
+
+    // `classify`: one row per file, the same probabilities as `eval`, and the mean.
+    let clf_arg = clf_dir.to_str().unwrap();
+    let table = run_ok(&["classify", "--classifier", clf_arg, &a, &b]);
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}"); // header, two files, mean
+    assert_eq!(rows[1][1], "a.mid");
+    assert_eq!(rows[2][1], "b.mid");
+    assert!(rows[3][1].contains("mean of 2"), "{table}");
+    let p_jazz_eval = probs[2];
+    assert_eq!(
+        rows[1][5],
+        format!("{:.3}", p_jazz_eval.0),
+        "{table}\n{stdout}"
+    );
+    assert_eq!(
+        rows[2][5],
+        format!("{:.3}", p_jazz_eval.1),
+        "{table}\n{stdout}"
+    );
+    let err = run_err(&[
+        "classify",
+        "--classifier",
+        clf_arg,
+        &a,
+        &s.out("missing.mid"),
+    ]);
+    assert!(err.contains("missing.mid"), "{err}");
 }
