@@ -232,6 +232,9 @@ pub fn corrupt(
     Ok(())
 }
 
+/// The genre classifier that ships with the project (the default of `classify`).
+pub const DEFAULT_CLASSIFIER: &str = "models/genre-classifier-tiny";
+
 /// A genre classifier folder, with errors that say what a classifier folder holds.
 fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
     if !dir.join("config.json").is_file() {

@@ -64,7 +64,7 @@ enum Command {
     /// The genre classifier's P(classical), P(pop), P(jazz) for each file, as a Markdown table.
     Classify {
         /// A genre classifier folder (config.json + model.safetensors).
-        #[arg(long)]
+        #[arg(long, default_value = cli::DEFAULT_CLASSIFIER)]
         classifier: PathBuf,
         /// Piano MIDI files.
         #[arg(required = true)]

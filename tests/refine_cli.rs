@@ -526,3 +526,29 @@ fn eval_adds_genre_probabilities_with_a_classifier() {
     ]);
     assert!(err.contains("missing.mid"), "{err}");
 }
+
+/// The shipped genre classifier (`models/genre-classifier-tiny`, the default of `classify`) on two
+/// real performances it never saw: a Chopin nocturne reads as classical, and Joplin's rag has
+/// several times its P(jazz).
+#[test]
+fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
+    let chopin = data("chopin_nocturne_op15_1.mid");
+    let joplin = data("joplin_maple_leaf_rag.mid");
+    let table = run_ok(&[
+        "classify",
+        chopin.to_str().unwrap(),
+        joplin.to_str().unwrap(),
+    ]);
+    let p = |file: &str| -> (f64, f64) {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {file} ")))
+            .unwrap_or_else(|| panic!("no row for {file}: {table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        (cells[3].parse().unwrap(), cells[5].parse().unwrap())
+    };
+    let (chopin_classical, chopin_jazz) = p("chopin_nocturne_op15_1.mid");
+    let (_, joplin_jazz) = p("joplin_maple_leaf_rag.mid");
+    assert!(chopin_classical > 0.8, "{table}");
+    assert!(joplin_jazz > 3.0 * chopin_jazz, "{table}");
+}
