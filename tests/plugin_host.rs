@@ -2,9 +2,9 @@
 //! live-sized input, parameters automated through CLAP events, realtime and offline rendering.
 #![cfg(feature = "plugin")]
 
+#[path = "common/plugin_library.rs"]
+mod plugin_library;
 mod refine_common;
-
-use std::path::PathBuf;
 
 use std::sync::Mutex;
 
@@ -35,32 +35,6 @@ impl HostHandlers for TestHost {
     type Shared<'a> = Shared;
     type MainThread<'a> = ();
     type AudioProcessor<'a> = ();
-}
-
-/// The plugin: the bundled `.clap` file named by `IMPROVNET_TEST_CLAP` (CI bundles first), else
-/// the library cargo built next to this test (the lib is also a cdylib; the bundle is a copy).
-fn plugin_library() -> PathBuf {
-    if let Some(clap) = std::env::var_os("IMPROVNET_TEST_CLAP") {
-        let clap = PathBuf::from(clap);
-        assert!(
-            clap.is_file(),
-            "IMPROVNET_TEST_CLAP: no file {}",
-            clap.display()
-        );
-        return clap;
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps folder");
-    let candidates = [
-        deps.join("libimprovnet.so"),
-        deps.join("../libimprovnet.so"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libimprovnet.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("no built plugin library among {candidates:?}"))
 }
 
 /// nice-plug's CLAP parameter id: a 31-bit string hash.
@@ -241,7 +215,8 @@ fn session(input: &[Ev], total: i64, params: &[(&str, f64)], offline: bool) -> V
 fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
     let host_info = HostInfo::new("improvnet-test", "tests", "https://example.invalid", "0.1")
         .expect("host info");
-    let entry = unsafe { PluginEntry::load(plugin_library()) }.expect("load the plugin library");
+    let entry = unsafe { PluginEntry::load(plugin_library::plugin_library("IMPROVNET_TEST_CLAP")) }
+        .expect("load the plugin library");
     let factory = entry.get_plugin_factory().expect("a plugin factory");
     let descriptor = factory
         .plugin_descriptors()
@@ -388,6 +363,28 @@ fn assert_balanced(events: &[Ev]) {
     assert!(sounding.iter().all(|s| !s), "stuck notes at the end");
 }
 
+/// Each of the first `turns` input segments was answered by the model: the notes starting in its
+/// turn (`delay` segments later) are not those of the delayed input.
+fn assert_turns_refined(out: &[Ev], input: &[Ev], delay: i64, turns: i64) {
+    let expected = shifted(input, delay * SEG);
+    let onsets = |v: &[Ev], s: i64| -> Vec<Ev> {
+        let turn = (s + delay) * SEG..(s + delay + 1) * SEG;
+        sorted(
+            v.iter()
+                .filter(|e| e.on && turn.contains(&e.time))
+                .copied()
+                .collect(),
+        )
+    };
+    for s in 0..turns {
+        assert_ne!(
+            onsets(out, s),
+            onsets(&expected, s),
+            "segment {s} was not refined"
+        );
+    }
+}
+
 fn shifted(input: &[Ev], by: i64) -> Vec<Ev> {
     input
         .iter()
@@ -483,23 +480,7 @@ fn a_clap_host_drives_the_plugin() {
     );
     assert_balanced(&c);
     assert!(c.iter().all(|e| e.time >= 4 * SEG), "{:?}", c.first());
-    let expected = shifted(&input, 4 * SEG);
-    let window = |v: &[Ev], s: i64| -> Vec<Ev> {
-        let turn = (s + 4) * SEG..(s + 5) * SEG;
-        sorted(
-            v.iter()
-                .filter(|e| e.on && turn.contains(&e.time))
-                .copied()
-                .collect(),
-        )
-    };
-    for s in 0..3 {
-        assert_ne!(
-            window(&c, s),
-            window(&expected, s),
-            "segment {s} was not refined"
-        );
-    }
+    assert_turns_refined(&c, &input, 4, 3);
     std::env::remove_var("IMPROVNET_MODEL");
 }
 
@@ -647,21 +628,5 @@ fn a_bundle_with_the_built_in_model_refines_without_a_model_folder() {
     let input = phrase(12);
     let out = session(&input, 7 * SEG, &[("rate", 1.0)], true);
     assert_balanced(&out);
-    let expected = shifted(&input, 2 * SEG);
-    let turn = |v: &[Ev], s: i64| -> Vec<Ev> {
-        let w = (s + 2) * SEG..(s + 3) * SEG;
-        sorted(
-            v.iter()
-                .filter(|e| e.on && w.contains(&e.time))
-                .copied()
-                .collect(),
-        )
-    };
-    for s in 0..2 {
-        assert_ne!(
-            turn(&out, s),
-            turn(&expected, s),
-            "segment {s} was not refined"
-        );
-    }
+    assert_turns_refined(&out, &input, 2, 2);
 }

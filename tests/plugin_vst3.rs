@@ -3,30 +3,9 @@
 #![cfg(all(feature = "plugin", target_os = "linux"))]
 
 use std::ffi::{c_void, CString};
-use std::path::PathBuf;
 
-/// The bundle's binary named by `IMPROVNET_TEST_VST3` (CI bundles first), else the library cargo
-/// built next to this test.
-fn plugin_library() -> PathBuf {
-    if let Some(vst3) = std::env::var_os("IMPROVNET_TEST_VST3") {
-        let vst3 = PathBuf::from(vst3);
-        assert!(
-            vst3.is_file(),
-            "IMPROVNET_TEST_VST3: no file {}",
-            vst3.display()
-        );
-        return vst3;
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps folder");
-    [
-        deps.join("libimprovnet.so"),
-        deps.join("../libimprovnet.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .expect("the built plugin library next to the tests")
-}
+#[path = "common/plugin_library.rs"]
+mod plugin_library;
 
 /// VST3's `PClassInfo`.
 #[repr(C)]
@@ -44,7 +23,12 @@ fn c_str(bytes: &[u8]) -> String {
 
 #[test]
 fn vst3_factory_lists_improvnet() {
-    let path = CString::new(plugin_library().to_string_lossy().as_bytes()).unwrap();
+    let path = CString::new(
+        plugin_library::plugin_library("IMPROVNET_TEST_VST3")
+            .to_string_lossy()
+            .as_bytes(),
+    )
+    .unwrap();
     unsafe {
         let lib = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
         assert!(!lib.is_null(), "dlopen failed");

@@ -34,16 +34,12 @@ impl CheckedTensors {
                 path: path.to_path_buf(),
             });
         }
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
-            ModelError::Weights {
-                path: path.to_path_buf(),
-                message: format!("cannot read safetensors: {e}"),
-            }
-        })?;
-        Ok(CheckedTensors {
-            tensors,
+        // What candle's `safetensors::load` does, with the error worded as for a bad buffer.
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Weights {
             path: path.to_path_buf(),
-        })
+            message: format!("cannot read safetensors: {e}"),
+        })?;
+        Self::from_buffer(&bytes, path)
     }
 
     /// Tensors from a safetensors file already in memory (a model built into the binary);
