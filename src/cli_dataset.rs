@@ -32,6 +32,32 @@ pub enum DatasetCommand {
         /// A dataset folder written by `dataset build`.
         dir: PathBuf,
     },
+    /// Write §7 training samples (the very ones `improvnet train` draws) to a file, for a
+    /// trainer outside this tool, e.g. `scripts/train_torch.py` on a GPU. Format: see
+    /// `src/train/export.rs`.
+    ///
+    /// Example: improvnet dataset samples data/mix-v1 --count 100000 --out /tmp/mix.samples
+    Samples {
+        /// A dataset folder written by `dataset build`.
+        dir: PathBuf,
+        /// Number of samples (one per training piece per epoch, as many epochs as it takes).
+        #[arg(long)]
+        count: u32,
+        #[arg(long, default_value_t = 444)]
+        seed: u64,
+        /// Draw from the validation split instead of the training split.
+        #[arg(long)]
+        valid: bool,
+        /// Context segments drawn on each side, 1..=N (the original: 5).
+        #[arg(long, default_value_t = 5)]
+        max_context: usize,
+        /// Share of samples with no context before the corrupted block (see `train --block-first`).
+        #[arg(long, default_value_t = 0.0)]
+        block_first: f64,
+        /// Output file (written to a temporary file first, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `--genre GENRE DIR [DIR...]`, repeatable, grouped by occurrence. Derive cannot group values by
@@ -84,6 +110,15 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             seed,
         } => build(&genre.0, &out, valid, seed),
         DatasetCommand::Stats { dir } => stats(&dir),
+        DatasetCommand::Samples {
+            dir,
+            count,
+            seed,
+            valid,
+            max_context,
+            block_first,
+            out,
+        } => samples(&dir, count, seed, valid, max_context, block_first, &out),
     }
 }
 
@@ -250,4 +285,69 @@ fn print_table(m: &Manifest) {
         let parts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!("dropped    {} ({})", m.dropped.len(), parts.join(", "));
     }
+}
+
+fn samples(
+    dir: &Path,
+    count: u32,
+    seed: u64,
+    valid: bool,
+    max_context: usize,
+    block_first: f64,
+    out: &Path,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&block_first) {
+        bail!("--block-first {block_first}: expected a share between 0 and 1");
+    }
+    if max_context == 0 {
+        bail!("--max-context 0: at least one context segment each side is drawn (1..=N)");
+    }
+    let dataset = train::load(dir)?;
+    let split = if valid { Split::Valid } else { Split::Train };
+    let pieces = dataset.pieces(split);
+    if pieces.is_empty() {
+        bail!("{}: no pieces in the {} split", dir.display(), split.name());
+    }
+    let config = train::SampleConfig {
+        context: (1, max_context),
+        block_first,
+        ..train::SampleConfig::default()
+    };
+    let tmp = out.with_file_name(format!(
+        ".{}.{}.tmp",
+        out.file_name()
+            .map_or("samples".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let bar = ProgressBar::new(count as u64);
+    let bytes = train::export::export_samples(&pieces, &config, seed, count, &mut writer, |n| {
+        bar.set_position(n)
+    })
+    .and_then(|n| {
+        use std::io::Write;
+        writer.flush()?;
+        Ok(n)
+    });
+    bar.finish_and_clear();
+    let bytes = match bytes {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+        }
+    };
+    drop(writer);
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
+    println!(
+        "wrote {}: {count} samples from {} {} pieces ({:.1} MB)",
+        out.display(),
+        pieces.len(),
+        split.name(),
+        bytes as f64 / 1e6
+    );
+    Ok(())
 }

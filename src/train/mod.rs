@@ -7,6 +7,7 @@
 //! - [`init`] — seeded HF-style initialisation and the run's seed streams.
 //! - [`checkpoint`] — atomic checkpoint folders (HF model + optimizer + state).
 //! - [`trainer`] — the seq2seq loop; [`classify`] — the genre classifier's loop.
+//! - [`export`] — §7 samples to a file, for a trainer outside this crate (PyTorch on a GPU).
 //! - [`bench`] — training throughput; [`plot`] — the loss curve as SVG.
 
 pub mod bench;
@@ -14,6 +15,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod heldout;
 pub mod init;
 pub mod loss;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Train the shipped model on one GPU: the Rust binary draws the §7 samples (all cores), PyTorch
+# trains on them (scripts/train_torch.py). What models/improvnet-small/MODEL_CARD.md reports.
+#
+#   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES]
+#   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small runs/gpu-v1 8
+set -euo pipefail
+bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}
+tmp=${TMPDIR:-/tmp}
+mkdir -p "$out"
+t0=$(date +%s)
+"$bin" dataset samples "$data" --count "$count" --seed 444 --out "$tmp/train.samples"
+"$bin" dataset samples "$data" --valid --count 1800 --seed 7 --out "$tmp/valid.samples"
+echo "samples drawn in $(( $(date +%s) - t0 )) s"
+python3 scripts/train_torch.py --init "$init" --train "$tmp/train.samples" \
+  --valid "$tmp/valid.samples" --minutes "$minutes" --out "$out" --batch 64 --lr 1e-3 \
+  --warmup-steps 300 --eval-every 30 --save-every 60
