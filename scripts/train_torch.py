@@ -128,6 +128,8 @@ def build_model(config_path, weights):
 
 
 def save(model, out, config, dtype):
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        sys.exit(f"refusing to save non-finite weights over {out}")
     os.makedirs(out, exist_ok=True)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()
              if not k.endswith(("position_ids", "token_type_ids"))}
@@ -199,6 +201,10 @@ def main():
     amp = device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    # With every length a multiple of 64 SDPA may pick its cuDNN backend, under which a run on an
+    # H100 (torch 2.11, bf16, padding masks) turned every loss into NaN from the first steps; the
+    # memory-efficient backend trained the same model without.
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
     config_path = os.path.join(args.init, "config.json") if args.init else args.config
     weights = os.path.join(args.init, "model.safetensors") if args.init else None
@@ -247,6 +253,7 @@ def main():
     last_eval = last_save = start
     running = []
     lr = 0.0
+    skipped = 0
     while True:
         elapsed = time.time() - start
         if elapsed >= budget or (args.max_steps and step >= args.max_steps):
@@ -267,7 +274,16 @@ def main():
                                                  ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        # A non-finite loss or gradient skips the update (one sync per step: cheap next to the
+        # cost of a run whose weights turn to NaN); many in a row end the run.
+        if not (torch.isfinite(loss) and torch.isfinite(norm)).item():
+            skipped += 1
+            if skipped >= 20:
+                sys.exit(f"step {step}: {skipped} non-finite losses or gradients; stopping "
+                         f"(the last saved weights in {args.out} are from before)")
+            continue
+        skipped = 0
         opt.step()
         step += 1
         samples += len(idx)

@@ -56,6 +56,43 @@ fn dataset_build_then_stats() {
         "{stdout}"
     );
 
+    // Training samples for an outside trainer: the count asked for, atomically written.
+    let samples = tmp.path().join("train.samples");
+    let (ok, stdout, stderr) = improvnet(&[
+        "dataset",
+        "samples",
+        &s(&out),
+        "--count",
+        "25",
+        "--out",
+        &s(&samples),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("25 samples from 2 train pieces"),
+        "{stdout}"
+    );
+    let bytes = std::fs::read(&samples).unwrap();
+    assert_eq!(
+        improvnet::train::export::read_samples(&bytes)
+            .unwrap()
+            .len(),
+        25
+    );
+    let (ok, _, stderr) = improvnet(&[
+        "dataset",
+        "samples",
+        &s(&out),
+        "--count",
+        "5",
+        "--block-first",
+        "1.5",
+        "--out",
+        &s(&samples),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--block-first 1.5"), "{stderr}");
+
     let (ok, _, stderr) = improvnet(&[
         "dataset",
         "build",

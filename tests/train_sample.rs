@@ -261,3 +261,54 @@ fn block_first_curriculum_starts_with_the_block() {
     // Off (the default): context before is always drawn from 1..=5.
     assert!((0..50u64).all(|seed| draw(0.0, seed).meta.context_before >= 1));
 }
+
+#[test]
+fn exported_samples_read_back_and_do_not_depend_on_threads() {
+    use improvnet::train::export::{export_samples, exported_sample, read_samples};
+    let all = pieces();
+    let refs: Vec<&LabeledPiece> = all.iter().collect();
+    let config = SampleConfig::default();
+    let write = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut bytes = Vec::new();
+        let mut seen = Vec::new();
+        pool.install(|| export_samples(&refs, &config, 9, 40, &mut bytes, |n| seen.push(n)))
+            .unwrap();
+        (bytes, seen)
+    };
+    let (one, seen) = write(1);
+    let (two, _) = write(2);
+    assert_eq!(one, two, "the bytes depend on the thread count");
+    assert_eq!(seen, vec![40]);
+    assert_eq!(&one[..8], b"IMPVSMP1");
+
+    let samples = read_samples(&one).unwrap();
+    assert_eq!(samples.len(), 40);
+    for (i, s) in samples.iter().enumerate() {
+        assert_eq!(*s, exported_sample(&refs, &config, 9, i as u64));
+        assert_eq!(s.labels.first(), Some(&BOS));
+        assert_eq!(s.labels.last(), Some(&EOS));
+        assert!(s.encoder_ids.iter().all(|&id| id != PAD));
+        let k = Corruption::ALL
+            .iter()
+            .position(|&c| c == s.corruption)
+            .unwrap();
+        assert!(s.encoder_ids.contains(&(CORRUPTION_BASE + k as u32)));
+        let g = Genre::ALL.iter().position(|&x| x == s.genre).unwrap();
+        assert!(s.encoder_ids.contains(&(GENRE_BASE + g as u32)));
+    }
+    // One sample per piece per epoch: each pair of samples covers both pieces (both genres).
+    for pair in samples.chunks(2) {
+        assert_ne!(pair[0].genre, pair[1].genre);
+    }
+    // Different seeds, different samples; a cut file is an error, not a shorter list.
+    let mut other = Vec::new();
+    export_samples(&refs, &config, 10, 40, &mut other, |_| {}).unwrap();
+    assert_ne!(read_samples(&other).unwrap(), samples);
+    let err = read_samples(&one[..one.len() - 3]).unwrap_err();
+    assert!(err.contains("truncated"), "{err}");
+    assert!(read_samples(b"MThd\0\0\0\x06").is_err());
+}
