@@ -127,6 +127,18 @@ def build_model(config_path, weights):
     return model, c
 
 
+def unigram_bias(data, vocab, samples=20000):
+    """Log-frequencies of the labels (add-one smoothed), the output bias a model from scratch
+    starts with: with HF's zero bias the encoder collapses to one vector within a few dozen
+    steps (see `unigram_log_frequencies` in src/train/init.rs); the Rust trainer does the same."""
+    counts = np.ones(vocab)
+    raw = data["raw"]
+    for i in range(min(samples, len(data["enc_len"]))):
+        s, e, l = int(data["start"][i]), int(data["enc_len"][i]), int(data["lab_len"][i])
+        np.add.at(counts, raw[s + 2 * e:s + 2 * (e + l)].view("<u2"), 1)
+    return torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+
+
 def save(model, out, config, dtype):
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         sys.exit(f"refusing to save non-finite weights over {out}")
@@ -140,6 +152,33 @@ def save(model, out, config, dtype):
     with open(tmp, "w") as f:
         json.dump(config, f, indent=2)
     os.replace(tmp, os.path.join(out, "config.json"))
+
+
+@torch.no_grad()
+def encoder_use(model, data, device, amp, size=16):
+    """Two checks that the decoder reads the encoder at all (a collapsed encoder gives the same
+    output for every position, and the decoder learns to ignore it):
+    - spread: mean distance of the encoder's last-layer states from their per-sample mean,
+      relative to their norm (about 0.84 at initialisation; near 0 when collapsed);
+    - gap: validation loss with each sample given another sample's encoder input, minus the
+      loss with its own (0 when the decoder ignores the encoder)."""
+    model.eval()
+    idx = np.arange(min(size, len(data["enc_len"])))
+    enc, mask, dec, lab = batch_tensors(data, idx, device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        h = model.encoder(input_ids=enc, attention_mask=mask).last_hidden_state.float()
+        own = model(input_ids=enc, attention_mask=mask, decoder_input_ids=dec).logits.float()
+        roll = lambda t: torch.roll(t, 1, dims=0)
+        other = model(input_ids=roll(enc), attention_mask=roll(mask),
+                      decoder_input_ids=dec).logits.float()
+    spread = []
+    for r in range(len(idx)):
+        x = h[r, :int(mask[r].sum())]
+        spread.append(((x - x.mean(0)).norm(dim=-1).mean() / x.norm(dim=-1).mean()).item())
+    ce = lambda lo: torch.nn.functional.cross_entropy(lo.transpose(1, 2), lab,
+                                                      ignore_index=-100).item()
+    model.train()
+    return float(np.mean(spread)), ce(other) - ce(own)
 
 
 @torch.no_grad()
@@ -188,6 +227,12 @@ def main():
     ap.add_argument("--eval-every", type=float, default=60.0, help="seconds between validations")
     ap.add_argument("--save-every", type=float, default=120.0, help="seconds between saves")
     ap.add_argument("--dtype", choices=["f16", "f32"], default="f16")
+    ap.add_argument("--dec-token-dropout", type=float, default=0.0,
+                    help="share of decoder input tokens (after <S>) replaced by padding while "
+                         "training: a weaker decoder language model has to read the encoder")
+    ap.add_argument("--zero-output-bias", action="store_true",
+                    help="from scratch, keep HF's zero output bias instead of the labels' "
+                         "log-frequencies")
     ap.add_argument("--seed", type=int, default=444)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
@@ -209,9 +254,15 @@ def main():
     config_path = os.path.join(args.init, "config.json") if args.init else args.config
     weights = os.path.join(args.init, "model.safetensors") if args.init else None
     model, config = build_model(config_path, weights)
-    model.to(device).train()
     t0 = time.time()
     train = read_samples(args.train)
+    if weights is None and not args.zero_output_bias:
+        bias = unigram_bias(train, config["decoder"]["vocab_size"])
+        with torch.no_grad():
+            model.decoder.cls.predictions.bias.copy_(bias)
+            if model.decoder.cls.predictions.decoder.bias is not None:
+                model.decoder.cls.predictions.decoder.bias.copy_(bias)
+    model.to(device).train()
     valid = read_samples(args.valid) if args.valid else None
     print(f"read {len(train['enc_len'])} training samples"
           + (f", {len(valid['enc_len'])} validation samples" if valid else "")
@@ -231,21 +282,23 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "log.csv"), "w")
     log.write("step,seconds,samples,lr,train_loss,valid_loss,valid_acc,"
-              + ",".join(f"{c}_acc" for c in CORRUPTIONS) + "\n")
+              + ",".join(f"{c}_acc" for c in CORRUPTIONS) + ",encoder_spread,encoder_gap\n")
 
     def validate(step, elapsed, samples, lr, train_loss):
         if valid is None:
             log.write(f"{step},{elapsed:.1f},{samples},{lr:.3e},{train_loss:.4f},,,"
-                      + "," * 8 + "\n")
+                      + "," * 10 + "\n")
             log.flush()
             return
         nll, right, count = evaluate(model, valid, device, amp)
+        spread, gap = encoder_use(model, valid, device, amp)
         per = right / np.maximum(count, 1)
         vl, va = nll.sum() / count.sum(), right.sum() / count.sum()
         log.write(f"{step},{elapsed:.1f},{samples},{lr:.3e},{train_loss:.4f},{vl:.4f},{va:.4f},"
-                  + ",".join(f"{x:.4f}" for x in per) + "\n")
+                  + ",".join(f"{x:.4f}" for x in per) + f",{spread:.4f},{gap:.4f}\n")
         log.flush()
-        print(f"step {step} {elapsed:.0f}s valid loss {vl:.3f} acc {va:.3f} | "
+        print(f"step {step} {elapsed:.0f}s valid loss {vl:.3f} acc {va:.3f} encoder spread "
+              f"{spread:.3f} gap {gap:.3f} | "
               + " ".join(f"{c[:8]} {x:.2f}" for c, x in zip(CORRUPTIONS, per)), flush=True)
 
     start = time.time()
@@ -268,6 +321,10 @@ def main():
             g["lr"] = lr
         idx = next(stream)
         enc, mask, dec, lab = batch_tensors(train, idx, device)
+        if args.dec_token_dropout > 0:
+            drop = torch.rand(dec.shape, device=device) < args.dec_token_dropout
+            drop[:, 0] = False
+            dec = dec.masked_fill(drop, PAD)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(input_ids=enc, attention_mask=mask, decoder_input_ids=dec).logits
         loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), lab,

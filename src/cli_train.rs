@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// original's sampling): a curriculum that lets a small model find copying quickly.
     #[arg(long, default_value_t = 0.0)]
     block_first: f64,
+    /// From scratch, start the output bias at zero as HF does, instead of at the training
+    /// labels' log-frequencies (which keeps the encoder from collapsing; see the model card).
+    #[arg(long)]
+    zero_output_bias: bool,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -288,6 +292,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             eval_every: a.eval_every,
             valid_pieces: a.valid_pieces,
             block_first: a.block_first,
+            unigram_bias: !a.zero_output_bias,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

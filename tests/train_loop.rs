@@ -82,7 +82,10 @@ fn tiny_model_loss_falls() {
         None,
         &ds,
         "fixture",
-        config(40),
+        TrainConfig {
+            unigram_bias: false,
+            ..config(40)
+        },
         &out,
         &Device::Cpu,
     )
@@ -100,6 +103,54 @@ fn tiny_model_loss_falls() {
     assert!(report.all.tokens > 0.0);
     assert!(report.all.loss() < first, "{}", report.all.loss());
     assert_eq!(report.per_corruption.len(), 9);
+}
+
+#[test]
+fn from_scratch_the_output_bias_starts_at_the_label_log_frequencies() {
+    let (tmp, ds) = fixture();
+    for unigram_bias in [false, true] {
+        let cfg = TrainConfig {
+            unigram_bias,
+            ..config(1)
+        };
+        let t = Trainer::new(
+            &tiny(),
+            None,
+            &ds,
+            "fixture",
+            cfg.clone(),
+            &tmp.path().join(format!("run-{unigram_bias}")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let bias: Vec<f32> = t
+            .vars
+            .data()
+            .lock()
+            .unwrap()
+            .get(train::init::OUTPUT_BIAS)
+            .unwrap()
+            .as_tensor()
+            .to_vec1()
+            .unwrap();
+        if !unigram_bias {
+            assert!(bias.iter().all(|&b| b == 0.0), "HF's zero bias");
+            continue;
+        }
+        assert_eq!(bias, train::trainer::label_log_frequencies(&ds, &cfg, 2306));
+        // Log-probabilities, add-one smoothed: padding (never a label) is the floor, and
+        // `<S>`/`<E>` (once per sample) sit above it.
+        let total: f64 = bias.iter().map(|&b| (b as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{total}");
+        let pad = bias[0];
+        assert!(bias.iter().all(|&b| b >= pad));
+        assert!(bias[improvnet::tokens::BOS as usize] > pad);
+        assert!(bias[improvnet::tokens::EOS as usize] > pad);
+        // The first loss is then near the labels' unigram entropy, far below ln(2306) = 7.74.
+        let mut t = t;
+        let first = t.train_step().unwrap().loss;
+        assert!(first < 7.0, "{first}");
+    }
 }
 
 fn losses_of(log: &Path) -> Vec<(u64, String)> {

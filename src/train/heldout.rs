@@ -8,6 +8,9 @@
 //!   of a held-out piece is masked whole (`whole_mask`, context 4 + 4 as the infilling config)
 //!   and sampled; its pitch-class histogram is compared with the original segment's, and so is
 //!   the previous segment's.
+//! - **does it read its input at all**: the same teacher-forced loss with every sample given the
+//!   encoder input of the sample scored before it. A decoder that ignores its encoder (a collapsed
+//!   encoder, see the model card) scores the same either way.
 
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
@@ -91,10 +94,26 @@ pub struct InfillScore {
     pub temperature: f32,
 }
 
+/// Teacher-forced loss with each sample's own encoder input and with another sample's.
+#[derive(Clone, Debug, Default)]
+pub struct EncoderUse {
+    pub own: Metric,
+    pub swapped: Metric,
+}
+
+impl EncoderUse {
+    /// How much worse the model does on another sample's input (nats per token); 0 when the
+    /// decoder ignores the encoder.
+    pub fn gap(&self) -> f64 {
+        self.swapped.loss() - self.own.loss()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HeldOutReport {
     pub pieces: usize,
     pub per_corruption: Vec<CorruptionScore>,
+    pub encoder_use: EncoderUse,
     pub infill: InfillScore,
 }
 
@@ -135,6 +154,18 @@ impl HeldOutReport {
                 c.model.accuracy(),
                 copy,
                 wins
+            );
+        }
+        let e = &self.encoder_use;
+        if e.swapped.samples > 0 {
+            s += &format!(
+                "\nReads its input: loss {:.3} with each sample's own encoder input, {:.3} with \
+                 the previous sample's ({} samples): gap {:.3} nats/token (0: the decoder \
+                 ignores the encoder).\n",
+                e.own.loss(),
+                e.swapped.loss(),
+                e.swapped.samples,
+                e.gap()
             );
         }
         let i = &self.infill;
@@ -219,6 +250,8 @@ pub fn score(
             copy: Metric::default(),
         })
         .collect();
+    let mut encoder_use = EncoderUse::default();
+    let mut previous: Option<Sample> = None;
     for (k, p) in chosen.iter().enumerate() {
         progress(&format!("token accuracy: piece {}/{}", k + 1, chosen.len()));
         for (ci, &c) in Corruption::ALL.iter().enumerate() {
@@ -231,9 +264,24 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            let batch = Batch::from_samples(vec![sample]);
-            for (_, nll, n, c) in row_scores(model, &batch, false, device)? {
+            let batch = Batch::from_samples(vec![sample.clone()]);
+            let own = row_scores(model, &batch, false, device)?;
+            for &(_, nll, n, c) in &own {
                 per[ci].model.add(nll, n, c);
+            }
+            if let Some(prev) = previous.replace(sample.clone()) {
+                let swapped = Sample {
+                    encoder_ids: prev.encoder_ids,
+                    attention_mask: prev.attention_mask,
+                    ..sample
+                };
+                let batch = Batch::from_samples(vec![swapped]);
+                for (_, nll, n, c) in row_scores(model, &batch, false, device)? {
+                    encoder_use.swapped.add(nll, n, c);
+                }
+                for &(_, nll, n, c) in &own {
+                    encoder_use.own.add(nll, n, c);
+                }
             }
         }
     }
@@ -241,6 +289,7 @@ pub fn score(
     Ok(HeldOutReport {
         pieces: chosen.len(),
         per_corruption: per,
+        encoder_use,
         infill,
     })
 }

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
-use super::init::{init_bert, stream, stream_seed};
+use super::init::{init_bert, set_output_bias, stream, stream_seed, unigram_log_frequencies};
 use super::loss::{cross_entropy, cross_entropy_over, inputs, loss_positions, trim};
 use super::optim::{named_vars, AdamW, AdamWConfig};
-use super::sample::{epoch_batches, training_batch, Batch, SampleConfig};
+use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
 use crate::model::{Config, ImprovNetModel, Train};
@@ -32,6 +32,31 @@ const SALT_ORDER: u64 = 1;
 const SALT_SAMPLE: u64 = 2;
 const SALT_DROPOUT: u64 = 3;
 const SALT_VALID: u64 = 4;
+const SALT_UNIGRAM: u64 = 5;
+
+/// Samples counted for the unigram output bias.
+const UNIGRAM_SAMPLES: usize = 2000;
+
+/// Log-frequencies of the label positions the loss covers, over [`UNIGRAM_SAMPLES`] training
+/// samples drawn as training draws them (pads included with `loss_on_padding`).
+pub fn label_log_frequencies(data: &Dataset, config: &TrainConfig, vocab_size: usize) -> Vec<f32> {
+    let train = data.pieces(Split::Train);
+    let mut rng = stream(config.seed, SALT_UNIGRAM, 0);
+    let sample_config = config.training_sample_config();
+    let mut labels = Vec::new();
+    if !train.is_empty() {
+        for i in 0..UNIGRAM_SAMPLES {
+            let p = train[i % train.len()];
+            let s = training_sample(&p.piece, p.genre, &sample_config, &mut rng);
+            labels.extend(
+                s.labels
+                    .into_iter()
+                    .filter(|&l| config.loss_on_padding || l != crate::model::PAD),
+            );
+        }
+    }
+    unigram_log_frequencies(labels, vocab_size)
+}
 
 /// Pre-training from scratch, or fine-tuning from a model folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +101,11 @@ pub struct TrainConfig {
     /// small models (see [`SampleConfig::block_first`]). Validation keeps the full sampling.
     #[serde(default)]
     pub block_first: f64,
+    /// From scratch, start the output bias at the training labels' log-frequencies
+    /// ([`super::init::unigram_log_frequencies`]: keeps the encoder from collapsing); off gives
+    /// HF's zero bias. Runs saved before this setting existed resume with it off.
+    #[serde(default)]
+    pub unigram_bias: bool,
 }
 
 fn one() -> usize {
@@ -102,6 +132,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             valid_pieces: 0,
             block_first: 0.0,
+            unigram_bias: true,
         }
     }
 }
@@ -277,7 +308,14 @@ impl Trainer {
         let model = ImprovNetModel::trainable(&model_config, &vars, device)?;
         match init {
             Some(dir) => checkpoint::load_weights(&vars, dir)?,
-            None => init_bert(&vars, config.seed, model_config.encoder.initializer_range)?,
+            None => {
+                init_bert(&vars, config.seed, model_config.encoder.initializer_range)?;
+                if config.unigram_bias {
+                    let bias =
+                        label_log_frequencies(data, &config, model_config.decoder.vocab_size);
+                    set_output_bias(&vars, &bias)?;
+                }
+            }
         }
         let optimizer = AdamW::new(
             named_vars(&vars),
