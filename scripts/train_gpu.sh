@@ -4,7 +4,7 @@
 #
 #   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES]
 #   INIT: a model folder to fine-tune, or a config.json to train from scratch (with the
-#   log-frequency output bias that keeps the encoder from collapsing).
+#   log-frequency output bias that delays the encoder's collapse).
 #   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small/config.json runs/gpu-v2 9
 set -euo pipefail
 bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}

@@ -93,7 +93,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     block_first: f64,
     /// From scratch, start the output bias at zero as HF does, instead of at the training
-    /// labels' log-frequencies (which keeps the encoder from collapsing; see the model card).
+    /// labels' log-frequencies (which delays the encoder's collapse; see the model card).
     #[arg(long)]
     zero_output_bias: bool,
     /// Compute threads (default: all cores).

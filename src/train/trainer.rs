@@ -102,7 +102,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub block_first: f64,
     /// From scratch, start the output bias at the training labels' log-frequencies
-    /// ([`super::init::unigram_log_frequencies`]: keeps the encoder from collapsing); off gives
+    /// ([`super::init::unigram_log_frequencies`]: delays the encoder's collapse); off gives
     /// HF's zero bias. Runs saved before this setting existed resume with it off.
     #[serde(default)]
     pub unigram_bias: bool,
