@@ -103,22 +103,30 @@ impl Piece {
     /// Cut performed notes into quantized T-segments (spec §2.2). `notes` must be in the reader's
     /// order (stable-sorted by start); the order inside a chord is kept.
     pub fn from_played(notes: &[PlayedNote]) -> Self {
+        let window_of = |n: &PlayedNote| (n.start_ms / SEGMENT_MS as u64) as u32;
         let mut segments: Vec<Segment> = Vec::new();
-        for n in notes {
-            let window = (n.start_ms / SEGMENT_MS as u64) as u32;
-            let note = Note {
-                pitch: n.pitch,
-                velocity: fast_velocity(n.velocity),
-                onset_ms: fast_onset((n.start_ms % SEGMENT_MS as u64) as u32),
-                dur_ms: fast_duration(n.dur_ms),
-            };
-            match segments.last_mut() {
-                Some(seg) if seg.window == window => seg.notes.push(note),
-                _ => segments.push(Segment {
-                    window,
-                    notes: vec![note],
-                }),
-            }
+        let mut rest = notes;
+        while let Some(first) = rest.first() {
+            // One window's notes at a time, so each segment is allocated once at its final size.
+            let window = window_of(first);
+            let len = rest
+                .iter()
+                .position(|n| window_of(n) != window)
+                .unwrap_or(rest.len());
+            let (inside, after) = rest.split_at(len);
+            segments.push(Segment {
+                window,
+                notes: inside
+                    .iter()
+                    .map(|n| Note {
+                        pitch: n.pitch,
+                        velocity: fast_velocity(n.velocity),
+                        onset_ms: fast_onset((n.start_ms % SEGMENT_MS as u64) as u32),
+                        dur_ms: fast_duration(n.dur_ms),
+                    })
+                    .collect(),
+            });
+            rest = after;
         }
         Self { segments }
     }
