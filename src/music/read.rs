@@ -161,15 +161,31 @@ pub fn read_midi(path: &Path) -> Result<Performance, MusicError> {
     parse_midi(&bytes, &path.display().to_string())
 }
 
-/// A note as paired from the file, in ticks.
+/// A note-on of the file, in ticks, paired with its note-off while its track is read.
 #[derive(Clone, Copy, Debug)]
 struct TickNote {
+    start: u64,
+    end: u64,
+    /// Position among the track's closed notes: the note-off order that orders a chord.
+    closed_as: u32,
+    /// The next open note of the same (channel, key), or [`NONE`].
+    next: u32,
     pitch: u8,
     channel: u8,
     velocity: u8,
-    start: u64,
-    end: u64,
+    state: NoteState,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoteState {
+    Open,
+    Closed,
+    /// Closed at its own start tick with nothing older to close (see the module notes).
+    Dropped,
+}
+
+/// No note: the end of an open-note list.
+const NONE: u32 = u32::MAX;
 
 /// Index of a (channel, key) note stack.
 fn open_key(channel: u8, key: u8) -> usize {
@@ -177,6 +193,12 @@ fn open_key(channel: u8, key: u8) -> usize {
 }
 
 /// Parse MIDI bytes; `name` is used in messages.
+///
+/// How it stays fast: notes are stored once, at their note-on, in one vector; the open notes of
+/// each (channel, key) are a list threaded through it (no allocation per key), and a note-off
+/// fills in the end. A track's notes are then already in start order, except inside chords,
+/// which the tokenizer orders by note-off: only those small groups are sorted, and tracks are
+/// merged, instead of sorting every note.
 pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     let file = name.to_string();
     let declared_tracks = check_chunks(bytes).map_err(|reason| MusicError::Truncated {
@@ -194,12 +216,14 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     let mut programs: Vec<(u8, u8)> = Vec::new();
     // A note takes at least 6 bytes (two events, running status); most files use about 10.
     let mut notes: Vec<TickNote> = Vec::with_capacity(bytes.len() / 10);
-    let (mut unclosed, mut zero_length) = (0usize, 0usize);
+    let (mut unclosed, mut zero_length, mut drums) = (0usize, 0usize, 0usize);
     let mut track_count = 0usize;
-    // Open note-ons per (channel, key), oldest first; `touched` lists the stacks a track used,
-    // so clearing between tracks costs only what the track did.
-    let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
-    let mut touched: Vec<usize> = Vec::new();
+    // Tracks holding notes after the first: only then do tracks need merging.
+    let mut runs = 0usize;
+    // Open note-ons per (channel, key), oldest first, as lists through `notes`; `touched` lists
+    // the keys a track used, so resetting between tracks costs only what the track did.
+    let mut head = [NONE; 16 * 128];
+    let mut touched: Vec<u16> = Vec::new();
 
     // Like mido, read only the declared tracks: bytes after them are ignored.
     let limit = declared_tracks.map_or(usize::MAX, usize::from);
@@ -211,6 +235,10 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
                 reason: format!("track {}: {e}", track_index + 1),
             })?
             .unread();
+        let track_start = notes.len();
+        let mut closed = 0u32;
+        // Where each open list ends, valid while its head is not NONE.
+        let mut tail = [NONE; 16 * 128];
         let mut events = Events::new(raw);
         let mut tick = 0u64;
         while let Some(event) = events.next_event() {
@@ -233,49 +261,77 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
                 } => pedals.push((tick, channel, value >= 64)),
                 Event::NoteOn { channel, key, vel } if vel > 0 => {
                     let k = open_key(channel, key);
-                    let stack = &mut open[k];
-                    if stack.is_empty() {
-                        touched.push(k);
-                    }
-                    stack.push((tick, vel));
-                }
-                Event::NoteOn {
-                    channel,
-                    key: pitch,
-                    ..
-                }
-                | Event::NoteOff {
-                    channel,
-                    key: pitch,
-                } => {
-                    let stack = &mut open[open_key(channel, pitch)];
-                    let before = stack.len();
-                    // Close every note not started at this tick, oldest first; keep the rest.
-                    stack.retain(|&(start, velocity)| {
-                        let close = start != tick;
-                        if close {
-                            notes.push(TickNote {
-                                pitch,
-                                channel,
-                                velocity,
-                                start,
-                                end: tick,
-                            });
-                        }
-                        !close
+                    // Over 2^32 note-ons would take a file of tens of gigabytes.
+                    let i = notes.len() as u32;
+                    notes.push(TickNote {
+                        start: tick,
+                        end: tick,
+                        closed_as: 0,
+                        next: NONE,
+                        pitch: key,
+                        channel,
+                        velocity: vel,
+                        state: NoteState::Open,
                     });
-                    if stack.len() == before || stack.is_empty() {
-                        // Aria forgets the key here, including notes that started now.
-                        zero_length += stack.len();
-                        stack.clear();
+                    if head[k] == NONE {
+                        head[k] = i;
+                        touched.push(k as u16);
+                    } else {
+                        notes[tail[k] as usize].next = i;
                     }
+                    tail[k] = i;
+                }
+                Event::NoteOn { channel, key, .. } | Event::NoteOff { channel, key } => {
+                    let k = open_key(channel, key);
+                    // Ticks only grow, so the notes started at this tick end the list.
+                    let mut i = head[k];
+                    if i != NONE && notes[i as usize].start == tick {
+                        // Nothing older to close: Aria forgets the key, including notes that
+                        // started now.
+                        while i != NONE {
+                            let n = &mut notes[i as usize];
+                            n.state = NoteState::Dropped;
+                            zero_length += 1;
+                            i = n.next;
+                        }
+                    } else {
+                        // Close every note not started at this tick, oldest first; keep the rest.
+                        while i != NONE && notes[i as usize].start != tick {
+                            let n = &mut notes[i as usize];
+                            n.end = tick;
+                            n.closed_as = closed;
+                            n.state = NoteState::Closed;
+                            closed += 1;
+                            i = n.next;
+                        }
+                    }
+                    head[k] = i;
                 }
                 _ => {}
             }
         }
         for k in touched.drain(..) {
-            unclosed += open[k].len();
-            open[k].clear();
+            head[usize::from(k)] = NONE;
+        }
+        // Keep this track's closed notes, off the drum channel; count the others.
+        let mut kept = track_start;
+        for i in track_start..notes.len() {
+            let n = notes[i];
+            match n.state {
+                NoteState::Closed if n.channel == DRUM_CHANNEL => drums += 1,
+                NoteState::Closed => {
+                    notes[kept] = n;
+                    kept += 1;
+                }
+                NoteState::Open => unclosed += 1,
+                NoteState::Dropped => {}
+            }
+        }
+        notes.truncate(kept);
+        let track_notes = &mut notes[track_start..];
+        order_chords(track_notes);
+        if !track_notes.is_empty() && track_start > 0 {
+            runs += 1;
         }
     }
     if let Some(declared) = declared_tracks.filter(|&d| usize::from(d) > track_count) {
@@ -285,11 +341,11 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
         });
     }
 
-    let total = notes.len();
-    notes.retain(|n| n.channel != DRUM_CHANNEL);
-    let drums = total - notes.len();
-    // Stable: in-chord order follows track order, then note-off order (spec §2.1).
-    let mut notes = sort_by_start(notes);
+    // Stable: in-chord order follows track order, then note-off order (spec §2.1). Each track is
+    // in that order already, so this merges the tracks' runs.
+    if runs > 0 {
+        notes.sort_by_key(|n| n.start);
+    }
     if notes.is_empty() {
         return Err(if drums > 0 {
             MusicError::DrumsOnly { file, count: drums }
@@ -336,7 +392,9 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
             pitch: n.pitch,
             velocity: n.velocity,
             start_ms,
-            dur_ms: clock.ms_between(n.start, n.end),
+            dur_ms: starts
+                .ms_in_span(n.start, n.end)
+                .unwrap_or_else(|| clock.ms_between(n.start, n.end)),
         });
     }
 
@@ -354,26 +412,22 @@ pub fn parse_midi(bytes: &[u8], name: &str) -> Result<Performance, MusicError> {
     })
 }
 
-/// Stable sort by start tick. Usually done as an unstable sort of `start · 2^24 + position` keys,
-/// which is stable by construction and much cheaper than moving whole notes around.
-fn sort_by_start(mut notes: Vec<TickNote>) -> Vec<TickNote> {
-    const POSITION_BITS: u32 = 24;
-    let packable = notes.len() < 1 << POSITION_BITS
-        && notes
+/// Put one track's notes, which are in note-on order, into the tokenizer's order: a stable sort
+/// by start of the notes in note-off order. Only notes sharing a start tick (chords) move.
+fn order_chords(notes: &mut [TickNote]) {
+    let mut rest = notes;
+    while let Some(first) = rest.first() {
+        let start = first.start;
+        let len = rest
             .iter()
-            .all(|n| n.start < 1 << (u64::BITS - POSITION_BITS));
-    if !packable {
-        notes.sort_by_key(|n| n.start);
-        return notes;
+            .position(|n| n.start != start)
+            .unwrap_or(rest.len());
+        let (chord, after) = rest.split_at_mut(len);
+        if len > 1 {
+            chord.sort_unstable_by_key(|n| n.closed_as);
+        }
+        rest = after;
     }
-    let mut keys: Vec<u64> = notes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| n.start << POSITION_BITS | i as u64)
-        .collect();
-    keys.sort_unstable();
-    let mask = (1u64 << POSITION_BITS) - 1;
-    keys.iter().map(|&k| notes[(k & mask) as usize]).collect()
 }
 
 /// Walk the chunk headers midly would silently forgive: a chunk longer than the rest of the file
@@ -419,7 +473,9 @@ fn check_chunks(bytes: &[u8]) -> Result<Option<u16>, String> {
 
 /// Extend notes held by the sustain pedal of their channel (spec §2.2).
 fn apply_pedal(notes: &mut [TickNote], mut pedals: Vec<(u64, u8, bool)>) {
-    pedals.sort_by_key(|p| p.0);
+    if !pedals.is_sorted_by_key(|p| p.0) {
+        pedals.sort_by_key(|p| p.0); // stable: events of one tick keep their file order
+    }
     let last_end = notes.last().map_or(0, |n| n.end);
     let mut intervals: [Vec<(u64, u64)>; 16] = Default::default();
     let mut down: [Option<u64>; 16] = [None; 16];
@@ -441,15 +497,35 @@ fn apply_pedal(notes: &mut [TickNote], mut pedals: Vec<(u64, u8, bool)>) {
     }
     // Intervals of a channel are disjoint and in order, so the last one starting before the end
     // is the only candidate: the same answer as Aria's first-match scan.
+    let mut hints = [0usize; 16];
     for n in notes.iter_mut() {
-        let ivs = &intervals[usize::from(n.channel & 0x0f)];
-        let i = ivs.partition_point(|&(start, _)| start < n.end);
+        let ch = usize::from(n.channel & 0x0f);
+        let ivs = &intervals[ch];
+        let i = starting_before(ivs, n.end, hints[ch]);
+        hints[ch] = i;
         if let Some(&(_, pedal_end)) = i.checked_sub(1).and_then(|i| ivs.get(i)) {
             if n.end < pedal_end {
                 n.end = pedal_end;
             }
         }
     }
+}
+
+/// How many of `intervals` (sorted by start) start before `tick`, searched outward from `hint`:
+/// notes in start order end near each other, so from the previous note's answer this is
+/// usually a step or two. Far jumps fall back to a binary search.
+fn starting_before(intervals: &[(u64, u64)], tick: u64, hint: usize) -> usize {
+    let mut i = hint.min(intervals.len());
+    for _ in 0..4 {
+        if intervals.get(i).is_some_and(|iv| iv.0 < tick) {
+            i += 1;
+        } else if i > 0 && intervals[i - 1].0 >= tick {
+            i -= 1;
+        } else {
+            return i;
+        }
+    }
+    intervals.partition_point(|iv| iv.0 < tick)
 }
 
 /// Tempo entries a note may span before [`Clock::ms_between`] stops summing term by term.
@@ -473,6 +549,8 @@ enum Clock {
     Metrical {
         tpq: u16,
         tempos: Vec<(u64, u32)>,
+        /// Seconds per tick of each tempo entry ([`Clock::scale`]), computed once.
+        scales: Vec<f64>,
         /// Seconds from tick 0 to each tempo entry, for spans too long to sum term by term.
         prefix_secs: Vec<f64>,
     },
@@ -499,6 +577,7 @@ impl Clock {
                 Ok((
                     Clock::Metrical {
                         tpq,
+                        scales: map.iter().map(|&(_, us)| Clock::scale(tpq, us)).collect(),
                         prefix_secs: prefix_secs(tpq, &map),
                         tempos: map,
                     },
@@ -537,13 +616,14 @@ impl Clock {
             Clock::Metrical {
                 tpq,
                 tempos,
+                scales,
                 prefix_secs,
             } => {
                 let mut i = tempos.partition_point(|t| t.0 <= a).saturating_sub(1);
-                if let Some(&(_, us)) = tempos.get(i) {
+                if let Some(&scale) = scales.get(i) {
                     if tempos.get(i + 1).is_none_or(|next| next.0 >= b) {
                         // One tempo span: the loop below would add this single term to 0.0.
-                        return round_half_even((b - a) as f64 * Self::scale(*tpq, us) * 1e3);
+                        return round_half_even((b - a) as f64 * scale * 1e3);
                     }
                 }
                 let j = tempos.partition_point(|t| t.0 < b);
@@ -559,15 +639,15 @@ impl Clock {
                     return round_half_even((at(b) - at(a)) * 1e3);
                 }
                 let (mut cur, mut secs) = (a, 0.0f64);
-                while let (Some(&(_, us)), next) = (tempos.get(i), tempos.get(i + 1)) {
+                while let (Some(&scale), next) = (scales.get(i), tempos.get(i + 1)) {
                     match next {
                         Some(&(next_tick, _)) if next_tick < b => {
-                            secs += (next_tick - cur) as f64 * Self::scale(*tpq, us);
+                            secs += (next_tick - cur) as f64 * scale;
                             cur = next_tick;
                             i += 1;
                         }
                         _ => {
-                            secs += (b - cur) as f64 * Self::scale(*tpq, us);
+                            secs += (b - cur) as f64 * scale;
                             break;
                         }
                     }
@@ -627,20 +707,46 @@ impl Cursor<'_> {
         let t = t.max(self.seg_start);
         match self.clock {
             Clock::Smpte { .. } => self.clock.ms_between(self.origin, t),
-            Clock::Metrical { tpq, tempos, .. } => {
-                while let (Some(&(_, us)), Some(&(next_tick, _))) =
-                    (tempos.get(self.index), tempos.get(self.index + 1))
+            Clock::Metrical {
+                tpq,
+                tempos,
+                scales,
+                ..
+            } => {
+                while let (Some(&scale), Some(&(next_tick, _))) =
+                    (scales.get(self.index), tempos.get(self.index + 1))
                 {
                     if next_tick >= t {
                         break;
                     }
-                    self.acc_secs += (next_tick - self.seg_start) as f64 * Clock::scale(*tpq, us);
+                    self.acc_secs += (next_tick - self.seg_start) as f64 * scale;
                     self.seg_start = next_tick;
                     self.index += 1;
                 }
-                let us = tempos.get(self.index).map_or(DEFAULT_US_PER_BEAT, |t| t.1);
-                let secs = self.acc_secs + (t - self.seg_start) as f64 * Clock::scale(*tpq, us);
+                let scale = scales
+                    .get(self.index)
+                    .copied()
+                    .unwrap_or_else(|| Clock::scale(*tpq, DEFAULT_US_PER_BEAT));
+                let secs = self.acc_secs + (t - self.seg_start) as f64 * scale;
                 round_half_even(secs * 1e3)
+            }
+        }
+    }
+
+    /// `time_ms(a → b)` (as [`Clock::ms_between`]) when the tempo entry this cursor reached
+    /// with `ms_at(a)` covers all of it; `None` when a tempo change lies inside. The common case
+    /// of a note's duration, without searching the tempo map.
+    fn ms_in_span(&self, a: u64, b: u64) -> Option<u64> {
+        match self.clock {
+            Clock::Smpte { .. } => Some(self.clock.ms_between(a, b)),
+            Clock::Metrical { tempos, scales, .. } => {
+                let b = b.max(a);
+                let (&(tick, _), &scale) = (tempos.get(self.index)?, scales.get(self.index)?);
+                let next_change = tempos.get(self.index + 1).map_or(u64::MAX, |next| next.0);
+                // If the next change is exactly at `a` (= `b`), `ms_between` starts from it
+                // instead, but the span is empty either way: 0 ms.
+                (tick <= a && next_change >= b)
+                    .then(|| round_half_even((b - a) as f64 * scale * 1e3))
             }
         }
     }
@@ -710,6 +816,11 @@ mod tests {
             let mut cursor = c.cursor(origin);
             for t in (origin..origin + 4000).step_by(7) {
                 assert_eq!(cursor.ms_at(t), c.ms_between(origin, t), "{origin}->{t}");
+                for end in [t, t + 1, t + 5, t + 500, t + 3000, 1920, 1921, 960] {
+                    if let Some(ms) = cursor.ms_in_span(t, end) {
+                        assert_eq!(ms, c.ms_between(t, end), "{t}->{end}");
+                    }
+                }
             }
         }
     }
@@ -837,6 +948,151 @@ mod tests {
         events.push((1, &[0x80, 61, 0]));
         let err = parse_midi(&smf([0, 1], &[track(&events)]), "late.mid").unwrap_err();
         assert!(matches!(err, MusicError::TooLong { .. }), "{err}");
+    }
+
+    /// The pairing as first written (a stack per key, notes pushed at note-off, a stable sort by
+    /// start, pedal by binary search): `(pitch, velocity, start, end)` in ticks, and the counts
+    /// of drum, unclosed and zero-length notes.
+    #[allow(clippy::type_complexity)]
+    fn reference_pairing(
+        tracks: &[Vec<(u32, [u8; 3])>],
+    ) -> (Vec<(u8, u8, u64, u64)>, usize, usize, usize) {
+        let (mut notes, mut pedals) = (Vec::new(), Vec::new());
+        let (mut unclosed, mut zero) = (0, 0);
+        for events in tracks {
+            let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+            let mut tick = 0u64;
+            for &(delta, [status, key, value]) in events {
+                tick += u64::from(delta);
+                let channel = status & 0x0f;
+                let stack = &mut open[open_key(channel, key)];
+                match status >> 4 {
+                    0xB => pedals.push((tick, channel, value >= 64)),
+                    0x9 if value > 0 => stack.push((tick, value)),
+                    _ => {
+                        let before = stack.len();
+                        stack.retain(|&(start, velocity)| {
+                            if start != tick {
+                                notes.push((key, channel, velocity, start, tick));
+                            }
+                            start == tick
+                        });
+                        if stack.len() == before || stack.is_empty() {
+                            zero += stack.len();
+                            stack.clear();
+                        }
+                    }
+                }
+            }
+            unclosed += open.iter().map(Vec::len).sum::<usize>();
+        }
+        let total = notes.len();
+        notes.retain(|n| n.1 != DRUM_CHANNEL);
+        let drums = total - notes.len();
+        notes.sort_by_key(|n| n.3);
+        pedals.sort_by_key(|p| p.0);
+        let last_end = notes.last().map_or(0, |n| n.4);
+        let mut intervals: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 16];
+        let mut down: [Option<u64>; 16] = [None; 16];
+        for (tick, ch, on) in pedals {
+            let ch = usize::from(ch);
+            match (on, down[ch]) {
+                (true, None) => down[ch] = Some(tick),
+                (false, Some(start)) => {
+                    intervals[ch].push((start, tick));
+                    down[ch] = None;
+                }
+                _ => {}
+            }
+        }
+        for (ch, start) in down.iter().enumerate() {
+            if let Some(start) = *start {
+                intervals[ch].push((start, last_end));
+            }
+        }
+        let notes = notes
+            .into_iter()
+            .map(|(pitch, ch, velocity, start, mut end)| {
+                let ivs = &intervals[usize::from(ch)];
+                let i = ivs.partition_point(|iv| iv.0 < end);
+                if let Some(&(_, pedal_end)) = i.checked_sub(1).and_then(|i| ivs.get(i)) {
+                    end = end.max(pedal_end);
+                }
+                (pitch, velocity, start, end)
+            })
+            .collect();
+        (notes, drums, unclosed, zero)
+    }
+
+    /// Short tracks of note-ons, note-offs (both kinds) and pedal on three channels (one of them
+    /// drums) and three keys, with deltas of 0 to 2: chords, repeated keys, stacked and
+    /// zero-length notes are all common.
+    fn dense_tracks() -> impl proptest::strategy::Strategy<Value = Vec<Vec<(u32, [u8; 3])>>> {
+        use proptest::prelude::*;
+        let event = (
+            0u32..3,
+            prop_oneof![Just(0u8), Just(1), Just(9)],
+            0u8..4,
+            60u8..63,
+            0u8..128,
+        )
+            .prop_map(|(delta, channel, kind, key, value)| {
+                let status = [0x90, 0x90, 0x80, 0xB0][usize::from(kind)] | channel;
+                let key = if kind == 3 { 64 } else { key };
+                let value = if kind == 1 {
+                    0
+                } else {
+                    value.max(u8::from(kind == 0))
+                };
+                (delta, [status, key, value])
+            });
+        proptest::collection::vec(proptest::collection::vec(event, 0..60), 1..4)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn pairing_matches_the_reference(tracks in dense_tracks()) {
+            let (want, drums, unclosed, zero) = reference_pairing(&tracks);
+            let chunks: Vec<Vec<u8>> = tracks
+                .iter()
+                .map(|events| {
+                    let bytes: Vec<(u32, &[u8])> =
+                        events.iter().map(|(d, e)| (*d, &e[..])).collect();
+                    track(&bytes)
+                })
+                .collect();
+            // 500 ticks per quarter at the default tempo: one tick is one millisecond.
+            let got = parse_midi(&smf([1, 0xf4], &chunks), "dense.mid");
+            let Ok(p) = got else {
+                proptest::prop_assert!(want.is_empty());
+                return Ok(());
+            };
+            let first = want[0].2;
+            let want_played: Vec<PlayedNote> = want
+                .iter()
+                .map(|&(pitch, velocity, start, end)| PlayedNote {
+                    pitch,
+                    velocity,
+                    start_ms: start - first,
+                    dur_ms: end - start,
+                })
+                .collect();
+            proptest::prop_assert_eq!(p.notes, want_played);
+            let count = |w: &Warning| match *w {
+                Warning::DrumsDropped { count } => Some(("drums", count)),
+                Warning::UnclosedNotes { count } => Some(("unclosed", count)),
+                Warning::ZeroLengthNotesDropped { count } => Some(("zero", count)),
+                _ => None,
+            };
+            let counts: Vec<_> = p.warnings.iter().filter_map(count).collect();
+            let want_counts: Vec<_> = [("drums", drums), ("unclosed", unclosed), ("zero", zero)]
+                .into_iter()
+                .filter(|c| c.1 > 0)
+                .collect();
+            proptest::prop_assert_eq!(counts, want_counts);
+        }
     }
 
     #[test]

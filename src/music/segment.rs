@@ -1,8 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::quantize::{
-    quantize_duration, quantize_onset, MAX_DUR_MS, MAX_VELOCITY_BIN, SEGMENT_MS, TIME_STEP_MS,
-    VELOCITY_STEP,
+    quantize_duration, quantize_onset, quantize_velocity, MAX_DUR_MS, SEGMENT_MS,
 };
 
 /// A performed note in absolute time, as read from a MIDI file (spec §2.1–2.2).
@@ -17,39 +16,56 @@ pub struct PlayedNote {
     pub dur_ms: u64,
 }
 
-// The quantizers' grid search only decides exact ties; every other value has one nearest grid
-// point, which the search always visits (both neighbours of the value lie on its path). So the
-// reader takes the nearest point directly and asks the search only about ties: same answers
-// (checked for every input below), without a dozen branches per value.
+// The reader quantizes every note of every file: these tables hold the quantizers' answers for
+// every input they can tell apart, computed at compile time, so a note costs three loads instead
+// of three grid searches.
+
+/// [`quantize_onset`] of every millisecond of a window.
+static ONSET_OF_MS: [u16; SEGMENT_MS as usize] = {
+    let mut table = [0u16; SEGMENT_MS as usize];
+    let mut ms = 0;
+    while ms < table.len() {
+        table[ms] = quantize_onset(ms as u32);
+        ms += 1;
+    }
+    table
+};
+
+/// [`quantize_duration`] of 0..=5000 ms (longer ones clip to 5000).
+static DURATION_OF_MS: [u16; MAX_DUR_MS as usize + 1] = {
+    let mut table = [0u16; MAX_DUR_MS as usize + 1];
+    let mut ms = 0;
+    while ms < table.len() {
+        table[ms] = quantize_duration(ms as u64);
+        ms += 1;
+    }
+    table
+};
+
+/// [`quantize_velocity`] of every velocity byte.
+static VELOCITY_OF: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut v = 0;
+    while v < table.len() {
+        table[v] = quantize_velocity(v as u8);
+        v += 1;
+    }
+    table
+};
 
 /// [`quantize_onset`], fast.
 fn fast_onset(ms_in_window: u32) -> u16 {
-    if ms_in_window % TIME_STEP_MS == TIME_STEP_MS / 2 {
-        return quantize_onset(ms_in_window);
-    }
-    let nearest = (ms_in_window + TIME_STEP_MS / 2) / TIME_STEP_MS * TIME_STEP_MS;
-    nearest.min(SEGMENT_MS - TIME_STEP_MS) as u16
+    ONSET_OF_MS[ms_in_window as usize]
 }
 
 /// [`quantize_duration`], fast.
 fn fast_duration(dur_ms: u64) -> u16 {
-    let d = dur_ms.min(u64::from(MAX_DUR_MS)) as u32;
-    if d % TIME_STEP_MS == TIME_STEP_MS / 2 {
-        return quantize_duration(dur_ms);
-    }
-    let nearest = (d + TIME_STEP_MS / 2) / TIME_STEP_MS * TIME_STEP_MS;
-    nearest.max(TIME_STEP_MS) as u16
+    DURATION_OF_MS[dur_ms.min(u64::from(MAX_DUR_MS)) as usize]
 }
 
-/// [`quantize_velocity`](super::quantize::quantize_velocity), fast (the odd step leaves no ties).
+/// [`quantize_velocity`], fast.
 fn fast_velocity(velocity: u8) -> u8 {
-    let step = u32::from(VELOCITY_STEP);
-    let nearest = ((u32::from(velocity) + step / 2) / step * step).min(u32::from(MAX_VELOCITY_BIN));
-    if nearest == 0 && velocity > 0 {
-        VELOCITY_STEP
-    } else {
-        nearest as u8
-    }
+    VELOCITY_OF[usize::from(velocity)]
 }
 
 /// A quantized note inside a T-segment: the unit the model reads and writes.
@@ -103,22 +119,30 @@ impl Piece {
     /// Cut performed notes into quantized T-segments (spec §2.2). `notes` must be in the reader's
     /// order (stable-sorted by start); the order inside a chord is kept.
     pub fn from_played(notes: &[PlayedNote]) -> Self {
+        let window_of = |n: &PlayedNote| (n.start_ms / SEGMENT_MS as u64) as u32;
         let mut segments: Vec<Segment> = Vec::new();
-        for n in notes {
-            let window = (n.start_ms / SEGMENT_MS as u64) as u32;
-            let note = Note {
-                pitch: n.pitch,
-                velocity: fast_velocity(n.velocity),
-                onset_ms: fast_onset((n.start_ms % SEGMENT_MS as u64) as u32),
-                dur_ms: fast_duration(n.dur_ms),
-            };
-            match segments.last_mut() {
-                Some(seg) if seg.window == window => seg.notes.push(note),
-                _ => segments.push(Segment {
-                    window,
-                    notes: vec![note],
-                }),
-            }
+        let mut rest = notes;
+        while let Some(first) = rest.first() {
+            // One window's notes at a time, so each segment is allocated once at its final size.
+            let window = window_of(first);
+            let len = rest
+                .iter()
+                .position(|n| window_of(n) != window)
+                .unwrap_or(rest.len());
+            let (inside, after) = rest.split_at(len);
+            segments.push(Segment {
+                window,
+                notes: inside
+                    .iter()
+                    .map(|n| Note {
+                        pitch: n.pitch,
+                        velocity: fast_velocity(n.velocity),
+                        onset_ms: fast_onset((n.start_ms % SEGMENT_MS as u64) as u32),
+                        dur_ms: fast_duration(n.dur_ms),
+                    })
+                    .collect(),
+            });
+            rest = after;
         }
         Self { segments }
     }
@@ -156,7 +180,6 @@ impl Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::music::quantize::quantize_velocity;
 
     fn played(pitch: u8, velocity: u8, start_ms: u64, dur_ms: u64) -> PlayedNote {
         PlayedNote {

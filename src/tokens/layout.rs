@@ -127,8 +127,21 @@ impl CorruptedSegment {
 
 /// Appends one note as onset, dur, pitch-velocity (the model's order, not Aria's).
 /// A pitch above 127 has no id and loses its pitch-velocity token.
+#[inline]
 pub fn push_note_tokens(note: &Note, out: &mut Vec<u32>) {
-    MaskedNote::plain(note).push_tokens(out);
+    // What `MaskedNote::plain(note).push_tokens(out)` writes, without the detour through options.
+    let onset = Token::Onset(note.onset_ms).id();
+    let dur = Token::Dur(note.dur_ms).id();
+    if note.pitch <= 127 {
+        let pitch_velocity = Token::PianoNote {
+            pitch: note.pitch,
+            velocity: note.velocity,
+        }
+        .id();
+        out.extend_from_slice(&[onset, dur, pitch_velocity]);
+    } else {
+        out.extend_from_slice(&[onset, dur]);
+    }
 }
 
 /// A segment's notes, three tokens each.

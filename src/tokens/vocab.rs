@@ -231,6 +231,26 @@ fn velocity_index_exact(velocity: u8) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// The row of every velocity: its bin's, or else the nearest bin's (ties to the lower one), as
+/// [`Token::id`] snaps. A table, because this runs for every note of every tokenized piece.
+const VELOCITY_ROW: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut best = 0;
+        let mut i = 1;
+        while i < VELOCITY_BINS.len() {
+            if VELOCITY_BINS[i].abs_diff(v as u8) < VELOCITY_BINS[best].abs_diff(v as u8) {
+                best = i;
+            }
+            i += 1;
+        }
+        table[v] = best as u8;
+        v += 1;
+    }
+    table
+};
+
 fn time_index_exact(ms: u16) -> Option<u32> {
     (ms <= MAX_TIME_MS && ms % TIME_STEP_MS == 0).then_some((ms / TIME_STEP_MS) as u32)
 }
@@ -255,20 +275,13 @@ impl Token {
     /// The token's id. Total, so it never panics: off-grid values are snapped to the nearest
     /// entry (pitch clamped to 127, velocity to the nearest bin, times to the 10 ms grid within
     /// 0..=5000). Use [`Token::checked_id`] to detect such values instead.
+    #[inline]
     pub fn id(self) -> u32 {
         match self {
             Token::PianoNote { pitch, velocity } => {
-                let vi = velocity_index_exact(velocity).unwrap_or_else(|| {
-                    // Nearest bin; ties go to the lower bin. Only reached for off-grid input.
-                    let mut best = 0usize;
-                    for (i, &b) in VELOCITY_BINS.iter().enumerate() {
-                        if b.abs_diff(velocity) < VELOCITY_BINS[best].abs_diff(velocity) {
-                            best = i;
-                        }
-                    }
-                    best as u32
-                });
-                PIANO_BASE + vi * 128 + pitch.min(127) as u32
+                PIANO_BASE
+                    + u32::from(VELOCITY_ROW[usize::from(velocity)]) * 128
+                    + pitch.min(127) as u32
             }
             Token::Onset(ms) => ONSET_BASE + snap_time(ms),
             Token::Dur(ms) => DUR_BASE + snap_time(ms),
@@ -330,6 +343,7 @@ impl Token {
 }
 
 /// Nearest 10 ms grid index within 0..=5000 (ties up); exact grid values map to themselves.
+#[inline]
 fn snap_time(ms: u16) -> u32 {
     (ms.min(MAX_TIME_MS) as u32 + 5) / 10
 }
@@ -369,6 +383,26 @@ mod tests {
         );
         assert_eq!(Token::Onset(5).checked_id(), None);
         assert_eq!(Token::Dur(5010).checked_id(), None);
+    }
+
+    #[test]
+    fn velocity_rows_are_the_exact_bin_or_the_nearest_lower_tie() {
+        for v in 0..=u8::MAX {
+            let mut best = 0usize;
+            for (i, &b) in VELOCITY_BINS.iter().enumerate() {
+                if b.abs_diff(v) < VELOCITY_BINS[best].abs_diff(v) {
+                    best = i;
+                }
+            }
+            assert_eq!(
+                usize::from(VELOCITY_ROW[usize::from(v)]),
+                best,
+                "velocity {v}"
+            );
+            if let Some(exact) = velocity_index_exact(v) {
+                assert_eq!(u32::from(VELOCITY_ROW[usize::from(v)]), exact);
+            }
+        }
     }
 
     #[test]
