@@ -65,10 +65,12 @@ def read_samples(path):
 
 def batch_tensors(data, idx, device):
     """Padded encoder ids, mask, decoder input and labels (-100 on padding) for samples `idx`."""
-    # Lengths rounded up to 64: a few dozen shapes instead of thousands (each new shape costs
-    # cuBLAS / attention kernel selection).
-    le = -(-int(data["enc_len"][idx].max()) // 64) * 64
-    ll = -(-int(data["lab_len"][idx].max()) // 64) * 64
+    # Lengths rounded up to 128: a few dozen shapes instead of thousands (each new shape costs
+    # cuBLAS / attention kernel selection). Not to 64: with a mask, cuDNN's SDPA backward on
+    # H100/H200 returns NaN for lengths = 64 mod 128 (pytorch/pytorch#196678, torch 2.11), which
+    # is what turned a run here to NaN; `main` also switches that backend off.
+    le = -(-int(data["enc_len"][idx].max()) // 128) * 128
+    ll = -(-int(data["lab_len"][idx].max()) // 128) * 128
     enc = np.zeros((len(idx), le), np.int64)
     lab = np.full((len(idx), ll), -100, np.int64)
     dec = np.zeros((len(idx), ll), np.int64)
@@ -246,9 +248,9 @@ def main():
     amp = device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    # With every length a multiple of 64 SDPA may pick its cuDNN backend, under which a run on an
-    # H100 (torch 2.11, bf16, padding masks) turned every loss into NaN from the first steps; the
-    # memory-efficient backend trained the same model without.
+    # cuDNN's SDPA backward returns NaN grad_q with a mask at lengths = 64 mod 128 on H100/H200
+    # (pytorch/pytorch#196678, a regression in torch 2.11): a run here with lengths padded to 64
+    # turned to NaN from the first steps. The memory-efficient backend is exact on the same input.
     torch.backends.cuda.enable_cudnn_sdp(False)
 
     config_path = os.path.join(args.init, "config.json") if args.init else args.config
