@@ -369,6 +369,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 r.all.loss(),
                 r.all.accuracy()
             );
+            if let Some(gap) = r.encoder_gap {
+                line.push_str(&format!(" encoder gap {gap:.3}"));
+            }
             for (c, m) in &r.per_corruption {
                 line.push_str(&format!(
                     " | {} {:.3}/{:.3}",

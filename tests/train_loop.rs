@@ -436,3 +436,63 @@ fn held_out_scores_against_the_baselines() {
     let md = report.markdown();
     assert!(md.contains("| pitch_velocity_mask | "), "{md}");
 }
+
+#[test]
+fn validation_measures_how_much_the_decoder_reads_its_encoder() {
+    let (tmp, ds) = fixture();
+    let t = Trainer::new(
+        &tiny(),
+        None,
+        &ds,
+        "fixture",
+        config(1),
+        &tmp.path().join("run"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    // A random model's decoder reads its (random) encoder: another sample's input changes the loss.
+    let gap = t
+        .evaluate()
+        .unwrap()
+        .encoder_gap
+        .expect("2+ validation samples");
+    assert!(gap.is_finite() && gap.abs() > 1e-6, "gap {gap}");
+
+    // Cross-attention that outputs nothing: the encoder cannot matter, and the gap is 0.
+    {
+        let vars = t.vars.data().lock().unwrap();
+        for (name, var) in vars.iter() {
+            if name.contains("crossattention.output.dense.") {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+    }
+    let report = t.evaluate().unwrap();
+    let gap = report.encoder_gap.unwrap();
+    assert!(
+        gap.abs() < 1e-9,
+        "gap {gap} with cross-attention switched off"
+    );
+    assert!(report.all.tokens > 0.0);
+}
+
+#[test]
+fn a_log_from_before_a_new_column_is_padded_not_mixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("valid_log.csv");
+    std::fs::write(&path, "step,loss\n100,5.0\n200,4.5\n300,4.0\n").unwrap();
+    let mut log = train::trainer::CsvLog::open(&path, "step,loss,encoder_gap", 200).unwrap();
+    log.row("300,4.1,0.2").unwrap();
+    drop(log);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "step,loss,encoder_gap\n100,5.0,\n200,4.5,\n300,4.1,0.2\n"
+    );
+    // The same header again: rows past the resumed step dropped, nothing padded.
+    let log = train::trainer::CsvLog::open(&path, "step,loss,encoder_gap", 100).unwrap();
+    drop(log);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "step,loss,encoder_gap\n100,5.0,\n"
+    );
+}

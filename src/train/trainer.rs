@@ -27,6 +27,7 @@ use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
 use crate::model::{Config, ImprovNetModel, Train};
 use crate::tokens::Corruption;
+use crate::tokens::ENCODER_MAX_LEN;
 
 const SALT_ORDER: u64 = 1;
 const SALT_SAMPLE: u64 = 2;
@@ -253,6 +254,11 @@ pub struct EvalReport {
     pub step: u64,
     pub all: Metric,
     pub per_corruption: Vec<(Corruption, Metric)>,
+    /// Validation loss with each sample given the previous sample's encoder input, minus the
+    /// loss with its own (nats per token): 0 when the decoder ignores its encoder, the failure
+    /// every model trained here showed first (the model card's "encoder collapse"). `None`
+    /// with fewer than two validation samples.
+    pub encoder_gap: Option<f64>,
 }
 
 /// What the loop reports to its caller (a progress bar, a test).
@@ -281,6 +287,8 @@ pub struct Trainer {
     data_name: String,
     train: Vec<LabeledPiece>,
     valid: Vec<Batch>,
+    /// `valid` with every sample's encoder input replaced by the previous sample's.
+    valid_swapped: Vec<Batch>,
     order: Option<(u64, Vec<Vec<usize>>)>,
     best: Option<(f64, u64)>,
     elapsed_s: f64,
@@ -382,6 +390,7 @@ impl Trainer {
             )));
         }
         let valid = validation_batches(data, &config);
+        let valid_swapped = swap_encoders(&valid);
         Ok(Self {
             schedule: Schedule::new(config.lr, config.warmup_ratio, config.steps),
             model,
@@ -393,6 +402,7 @@ impl Trainer {
             data_name: data_name.to_string(),
             train,
             valid,
+            valid_swapped,
             order: None,
             best: None,
             elapsed_s: 0.0,
@@ -501,10 +511,22 @@ impl Trainer {
                 per[k].1.add(nll, n, c);
             }
         }
+        let mut swapped = Metric::default();
+        for batch in &self.valid_swapped {
+            for (_, nll, n, c) in row_scores(
+                &self.model,
+                batch,
+                self.config.loss_on_padding,
+                &self.device,
+            )? {
+                swapped.add(nll, n, c);
+            }
+        }
         Ok(EvalReport {
             step: self.step,
             all,
             per_corruption: per,
+            encoder_gap: (!self.valid_swapped.is_empty()).then(|| swapped.loss() - all.loss()),
         })
     }
 
@@ -584,6 +606,7 @@ impl Trainer {
         for c in Corruption::ALL {
             header.push_str(&format!(",{0}_loss,{0}_acc", c.name()));
         }
+        header.push_str(",encoder_gap");
         let mut valid_log = CsvLog::open(&valid_csv, &header, self.step)?;
         let ckpt_dir = self.out.join("checkpoint");
         let mut last_ckpt = Instant::now();
@@ -636,6 +659,10 @@ impl Trainer {
         let mut row = format!("{},{:.6},{:.6}", r.step, r.all.loss(), r.all.accuracy());
         for (_, m) in &r.per_corruption {
             row.push_str(&format!(",{:.6},{:.6}", m.loss(), m.accuracy()));
+        }
+        row.push(',');
+        if let Some(gap) = r.encoder_gap {
+            row.push_str(&format!("{gap:.6}"));
         }
         log.row(&row)?;
         super::plot::write_loss_svg(&self.out)?;
@@ -705,6 +732,38 @@ fn validation_batches(data: &Dataset, config: &TrainConfig) -> Vec<Batch> {
     batches
 }
 
+/// The validation batches again, each sample with the previous sample's encoder input (the
+/// first with the last's); empty when there are fewer than two samples. Labels and metadata
+/// stay, so the loss difference is what the encoder's content is worth to the decoder.
+fn swap_encoders(valid: &[Batch]) -> Vec<Batch> {
+    let rows: Vec<(&[u32], &[u32])> = valid
+        .iter()
+        .flat_map(|b| {
+            b.encoder_ids
+                .chunks(ENCODER_MAX_LEN)
+                .zip(b.attention_mask.chunks(ENCODER_MAX_LEN))
+        })
+        .collect();
+    if rows.len() < 2 {
+        return Vec::new();
+    }
+    let mut k = rows.len() - 1;
+    valid
+        .iter()
+        .map(|b| {
+            let mut swapped = b.clone();
+            swapped.encoder_ids.clear();
+            swapped.attention_mask.clear();
+            for _ in 0..b.size {
+                swapped.encoder_ids.extend_from_slice(rows[k].0);
+                swapped.attention_mask.extend_from_slice(rows[k].1);
+                k = (k + 1) % rows.len();
+            }
+            swapped
+        })
+        .collect()
+}
+
 /// An append-only CSV log. Opening it for a run at step `from` drops rows past `from` (steps
 /// logged after the checkpoint being resumed), so a resumed log has each step once.
 pub struct CsvLog {
@@ -713,13 +772,27 @@ pub struct CsvLog {
 }
 
 impl CsvLog {
+    ///
+    /// A log written by an older version whose header is a prefix of `header` (columns added
+    /// since, such as `encoder_gap`) gets the new header and empty cells in its old rows.
     pub fn open(path: &Path, header: &str, from: u64) -> Result<Self, TrainError> {
         let mut keep = String::new();
         if let Ok(text) = std::fs::read_to_string(path) {
+            let old_header = text.lines().next().unwrap_or("");
+            let pad = match header.strip_prefix(old_header) {
+                Some(rest) if !old_header.is_empty() && rest.starts_with(',') => {
+                    rest.matches(',').count()
+                }
+                _ => 0,
+            };
             for (i, line) in text.lines().enumerate() {
                 let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
-                if i == 0 || step.is_some_and(|s| s <= from) {
+                if i == 0 && pad > 0 {
+                    keep.push_str(header);
+                    keep.push('\n');
+                } else if i == 0 || step.is_some_and(|s| s <= from) {
                     keep.push_str(line);
+                    keep.extend(std::iter::repeat_n(',', if i == 0 { 0 } else { pad }));
                     keep.push('\n');
                 }
             }
