@@ -3,8 +3,9 @@
 # trains on them (scripts/train_torch.py). What models/improvnet-small/MODEL_CARD.md reports.
 #
 #   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES]
-#   INIT: a model folder to fine-tune, or a config.json to train from scratch (with the
-#   log-frequency output bias that delays the encoder's collapse).
+#   INIT: a model folder to fine-tune, or a config.json to train from scratch: the Rust trainer
+#   writes its initial weights (`--copy-circuit --steps 0`: a model that already copies its
+#   corrupted input, with the labels' log-frequency output bias; src/train/induction.rs).
 #   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small/config.json runs/gpu-v2 9
 set -euo pipefail
 bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}
@@ -14,7 +15,13 @@ t0=$(date +%s)
 "$bin" dataset samples "$data" --count "$count" --seed 444 --out "$tmp/train.samples"
 "$bin" dataset samples "$data" --valid --count 1800 --seed 7 --out "$tmp/valid.samples"
 echo "samples drawn in $(( $(date +%s) - t0 )) s"
-if [[ $init == *.json ]]; then start=(--config "$init"); else start=(--init "$init"); fi
+if [[ $init == *.json ]]; then
+  "$bin" train --data "$data" --config "$init" --copy-circuit --steps 0 --valid-pieces 4 \
+    --out "$tmp/init-run"
+  start=(--init "$tmp/init-run/final")
+else
+  start=(--init "$init")
+fi
 python3 scripts/train_torch.py "${start[@]}" --train "$tmp/train.samples" \
   --valid "$tmp/valid.samples" --minutes "$minutes" --out "$out" --batch 64 --lr 1e-3 \
   --warmup-steps 300 --eval-every 30 --save-every 60

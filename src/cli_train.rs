@@ -46,7 +46,9 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Optimizer steps in the whole run [default: 1000]. With --resume: a new, larger total
-    /// (the warmup keeps its length, the cosine decay stretches to the new end).
+    /// (the warmup keeps its length, the cosine decay stretches to the new end). 0: validate
+    /// the initial weights and write them to OUT/final (e.g. `--copy-circuit` weights for
+    /// `scripts/train_torch.py --init`).
     #[arg(long)]
     steps: Option<u64>,
     #[arg(long, default_value_t = 4)]
@@ -96,6 +98,10 @@ pub struct TrainArgs {
     /// labels' log-frequencies (which delays the encoder's collapse; see the model card).
     #[arg(long)]
     zero_output_bias: bool,
+    /// From scratch, start from weights that already copy the corrupted input (an induction
+    /// circuit; see src/train/induction.rs): token accuracy 0.3 at step 0 instead of 0.
+    #[arg(long)]
+    copy_circuit: bool,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -293,6 +299,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             valid_pieces: a.valid_pieces,
             block_first: a.block_first,
             unigram_bias: !a.zero_output_bias,
+            copy_circuit: a.copy_circuit,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

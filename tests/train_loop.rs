@@ -496,3 +496,128 @@ fn a_log_from_before_a_new_column_is_padded_not_mixed() {
         "step,loss,encoder_gap\n100,5.0,\n"
     );
 }
+
+/// 2 + 1 layers, d 96, 4 heads: room for the copy circuit's five 18-dimensional subspaces.
+fn circuit_sized() -> Config {
+    Config::from_parts(
+        BertConfig::sized(96, 2, 4, 192, 2048),
+        BertConfig::sized(96, 1, 4, 192, 512),
+    )
+}
+
+#[test]
+fn the_copy_circuit_copies_before_any_training() {
+    let (tmp, ds) = fixture();
+    let report = |copy_circuit: bool| {
+        let t = Trainer::new(
+            &circuit_sized(),
+            None,
+            &ds,
+            "fixture",
+            TrainConfig {
+                copy_circuit,
+                max_context: 5,
+                ..config(1)
+            },
+            &tmp.path().join(format!("run-{copy_circuit}")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        t.evaluate().unwrap()
+    };
+    let random = report(false);
+    let circuit = report(true);
+    let acc = |r: &train::EvalReport, name: &str| {
+        r.per_corruption
+            .iter()
+            .find(|(c, _)| c.name() == name)
+            .unwrap()
+            .1
+            .accuracy()
+    };
+    eprintln!(
+        "random {:.3} circuit {:.3} gap {:?}",
+        random.all.accuracy(),
+        circuit.all.accuracy(),
+        circuit.encoder_gap
+    );
+    assert!(random.all.accuracy() < 0.05, "{}", random.all.accuracy());
+    assert!(circuit.all.accuracy() > 0.2, "{}", circuit.all.accuracy());
+    // Where the block keeps most tokens in place, most of the target is copied.
+    assert!(acc(&circuit, "incorrect_transposition") > 0.5);
+    assert!(acc(&circuit, "permute_pitches") > 0.3);
+    // And the decoder reads its encoder: another sample's input costs nats per token.
+    assert!(circuit.encoder_gap.unwrap() > 1.0);
+}
+
+#[test]
+fn the_copy_circuit_says_which_models_it_cannot_fit() {
+    let (tmp, ds) = fixture();
+    let err = Trainer::new(
+        &tiny(),
+        None,
+        &ds,
+        "fixture",
+        TrainConfig {
+            copy_circuit: true,
+            ..config(1)
+        },
+        &tmp.path().join("run"),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("2 heads cannot hold the circuit");
+    assert!(
+        err.to_string().contains("--copy-circuit needs 3+ heads"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_steps_write_and_validate_the_initial_weights() {
+    let (tmp, ds) = fixture();
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        copy_circuit: true,
+        ..config(0)
+    };
+    let mut t = Trainer::new(
+        &circuit_sized(),
+        None,
+        &ds,
+        "fixture",
+        cfg,
+        &out,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let at_init = t.evaluate().unwrap();
+    let never = AtomicBool::new(false);
+    assert_eq!(t.run(&never, |_| {}).unwrap(), Finish::Done);
+    assert_eq!(t.step, 0);
+    let log = std::fs::read_to_string(out.join("valid_log.csv")).unwrap();
+    let row: Vec<&str> = log
+        .lines()
+        .nth(1)
+        .expect("a validation row")
+        .split(',')
+        .collect();
+    assert_eq!(row[0], "0");
+    let logged: f64 = row[2].parse().unwrap();
+    assert!((logged - at_init.all.accuracy()).abs() < 1e-6, "{log}");
+    // `final` holds exactly the initial weights: loaded back, it scores the same.
+    let m = ImprovNetModel::load(&out.join("final"), &Device::Cpu).unwrap();
+    assert_eq!(m.num_parameters(), t.model.num_parameters());
+    let t2 = Trainer::new(
+        &circuit_sized(),
+        Some(&out.join("final")),
+        &ds,
+        "fixture",
+        config(1),
+        &tmp.path().join("run2"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let again = t2.evaluate().unwrap();
+    assert!((again.all.loss() - at_init.all.loss()).abs() < 1e-4);
+}

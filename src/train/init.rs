@@ -45,18 +45,10 @@ pub fn init_bert(vars: &VarMap, seed: u64, std: f64) -> Result<()> {
                 (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
             });
             let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ h));
-            let mut v = Vec::with_capacity(n);
-            while v.len() < n {
-                // Box-Muller: two normals per pair of uniforms.
-                let u1: f64 = rng.gen::<f64>().max(1e-300);
-                let u2: f64 = rng.gen();
-                let r = (-2.0 * u1.ln()).sqrt() * std;
-                let t = std::f64::consts::TAU * u2;
-                v.push((r * t.cos()) as f32);
-                if v.len() < n {
-                    v.push((r * t.sin()) as f32);
-                }
-            }
+            let mut v: Vec<f32> = normals(&mut rng, n, std)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect();
             if name.ends_with("word_embeddings.weight") {
                 // HF zeroes the `padding_idx` row (pad id 0).
                 let d = shape.dims().last().copied().unwrap_or(0);
@@ -67,6 +59,22 @@ pub fn init_bert(vars: &VarMap, seed: u64, std: f64) -> Result<()> {
         var.set(&Tensor::from_vec(values, shape, var.device())?)?;
     }
     Ok(())
+}
+
+/// `n` draws from normal(0, std) (Box–Muller: two normals per pair of uniforms).
+pub fn normals(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let u1: f64 = rng.gen::<f64>().max(1e-300);
+        let u2: f64 = rng.gen();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let t = std::f64::consts::TAU * u2;
+        v.push(r * t.cos());
+        if v.len() < n {
+            v.push(r * t.sin());
+        }
+    }
+    v
 }
 
 /// Log-frequencies of the label tokens the loss covers, add-one smoothed: the output bias a

@@ -17,6 +17,7 @@ pub mod dataset;
 pub mod error;
 pub mod export;
 pub mod heldout;
+pub mod induction;
 pub mod init;
 pub mod loss;
 pub mod optim;

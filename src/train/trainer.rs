@@ -107,6 +107,10 @@ pub struct TrainConfig {
     /// HF's zero bias. Runs saved before this setting existed resume with it off.
     #[serde(default)]
     pub unigram_bias: bool,
+    /// From scratch, start from weights that already copy the corrupted input: an induction
+    /// circuit written into the initial weights ([`super::induction`]).
+    #[serde(default)]
+    pub copy_circuit: bool,
 }
 
 fn one() -> usize {
@@ -134,6 +138,7 @@ impl Default for TrainConfig {
             valid_pieces: 0,
             block_first: 0.0,
             unigram_bias: true,
+            copy_circuit: false,
         }
     }
 }
@@ -142,9 +147,6 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.batch == 0 {
             return Err(TrainError::Config("--batch must be at least 1".into()));
-        }
-        if self.steps == 0 {
-            return Err(TrainError::Config("--steps must be at least 1".into()));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(TrainError::Config(format!(
@@ -318,6 +320,9 @@ impl Trainer {
             Some(dir) => checkpoint::load_weights(&vars, dir)?,
             None => {
                 init_bert(&vars, config.seed, model_config.encoder.initializer_range)?;
+                if config.copy_circuit {
+                    super::induction::write_circuit(&vars, &model_config, config.seed)?;
+                }
                 if config.unigram_bias {
                     let bias =
                         label_log_frequencies(data, &config, model_config.decoder.vocab_size);
@@ -636,7 +641,9 @@ impl Trainer {
                 on_event(Event::Checkpoint(&ckpt_dir));
             }
         }
-        if self.config.eval_every == 0 || self.step % self.config.eval_every != 0 {
+        // (A run of 0 steps validates its initial weights: `--steps 0` writes them to `final`.)
+        if self.step == 0 || self.config.eval_every == 0 || self.step % self.config.eval_every != 0
+        {
             self.validate(&mut valid_log, &mut on_event)?;
         }
         if last_saved != self.step || !ckpt_dir.exists() {
