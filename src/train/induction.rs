@@ -290,15 +290,15 @@ pub fn write_circuit(vars: &VarMap, config: &Config, seed: u64) -> Result<(), Tr
         m.zero_rows(0..dh);
     }
     let s = circuit.match_scale;
-    for i in 0..c {
+    for (i, (row1, row2)) in mix[0].iter().zip(&mix[1]).enumerate() {
         q.set(i, tok.start + i, s);
         key.set(i, prev[0].start + i, s);
         v.set(i, tok.start + i, 1.0);
-        for j in 0..c {
-            q.set(i, prev[0].start + j, (mix[0][i][j] as f32) * s);
-            q.set(i, prev[1].start + j, (mix[1][i][j] as f32) * s);
-            key.set(i, prev[1].start + j, (mix[0][i][j] as f32) * s);
-            key.set(i, prev[2].start + j, (mix[1][i][j] as f32) * s);
+        for (j, (&m1, &m2)) in row1.iter().zip(row2).enumerate() {
+            q.set(i, prev[0].start + j, m1 as f32 * s);
+            q.set(i, prev[1].start + j, m2 as f32 * s);
+            key.set(i, prev[1].start + j, m1 as f32 * s);
+            key.set(i, prev[2].start + j, m2 as f32 * s);
         }
     }
     for (part, m) in [("query", q), ("key", key), ("value", v)] {
@@ -329,8 +329,8 @@ pub fn write_circuit(vars: &VarMap, config: &Config, seed: u64) -> Result<(), Tr
             GENRE_BASE..EOS | SEP => continue, // masks, genre, corruption, <T>, <S>: never copied
             _ => id,
         };
-        for k in 0..c {
-            let x = codes[source as usize][k] as f32 * circuit.logit_scale;
+        for (k, &code) in codes[source as usize].iter().enumerate() {
+            let x = code as f32 * circuit.logit_scale;
             head.set(t, k, x);
             head.set(t, c + k, -x);
         }
