@@ -23,8 +23,9 @@
 //!
 //! Every other residual branch starts nearly closed (std 0.002) so the circuit passes through the
 //! other layers. The result is an ordinary BERT2BERT with the released checkpoint's tensor names.
-//! On `data/cj-v1` validation samples the `small` model starts at token accuracy 0.30 where a
-//! random one has 0.0004 (the model card has the table).
+//! On `data/cj-v1`'s validation samples (`--valid-pieces 8`, seed 444) the `small` model starts
+//! at token accuracy 0.366 (0.72 where the corruption leaves most tokens in place, transposition)
+//! and an encoder gap of 2.8 nats; HF's random init starts at 0.004 and a gap of 0.
 
 use candle_core::Tensor;
 use candle_nn::VarMap;
