@@ -26,6 +26,9 @@ pub struct RenderArgs {
     /// Draw this MIDI file above FILE in the roll, shading the T-segments that differ.
     #[arg(long)]
     against: Option<PathBuf>,
+    /// Only the first N T-segments (5 s each) of both files: a short preview to listen to.
+    #[arg(long)]
+    segments: Option<usize>,
 }
 
 /// Both renderings of `piece` that were asked for; shared with the generation commands.
@@ -79,6 +82,9 @@ pub fn run(args: RenderArgs) -> Result<()> {
     if args.wav.is_none() && args.plot.is_none() {
         bail!("nothing to do: give --wav OUT.wav and/or --plot OUT.png");
     }
+    if args.segments == Some(0) {
+        bail!("--segments 0 leaves nothing to render; give 1 or more");
+    }
     // Both sides as our writer writes them: a file straight from a DAW holds overlapping
     // same-pitch notes that any written MIDI file (ours included) must cut, so comparing it raw
     // with a generated file would shade every T-segment.
@@ -86,7 +92,11 @@ pub fn run(args: RenderArgs) -> Result<()> {
         let piece = read_midi(p)
             .with_context(|| format!("reading {}", p.display()))?
             .to_piece();
-        Ok(parse_midi(&piece_to_smf(&piece), &p.display().to_string())?.to_piece())
+        let mut piece = parse_midi(&piece_to_smf(&piece), &p.display().to_string())?.to_piece();
+        if let Some(n) = args.segments {
+            piece.segments.truncate(n);
+        }
+        Ok(piece)
     };
     let piece = read(&args.file)?;
     let original = args.against.as_deref().map(read).transpose()?;

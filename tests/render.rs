@@ -193,4 +193,26 @@ fn render_command_writes_wav_and_roll_and_explains_errors() {
     let (ok, _, err) = common::improvnet(&["render", &s(&input)]);
     assert!(!ok);
     assert!(err.contains("--wav") && err.contains("--plot"), "{err}");
+
+    // A preview: the first 3 T-segments (15 s) plus the release tail.
+    let (ok, _, err) = common::improvnet(&[
+        "render",
+        &input_s,
+        "--wav",
+        &wav_s,
+        "--soundfont",
+        &sf_s,
+        "--sample-rate",
+        "16000",
+        "--segments",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    let r = hound::WavReader::open(&wav).unwrap();
+    let secs = r.len() as f64 / 2.0 / 16000.0;
+    assert!((15.0..19.0).contains(&secs), "{secs}");
+    let (ok, _, err) =
+        common::improvnet(&["render", &input_s, "--plot", &png_s, "--segments", "0"]);
+    assert!(!ok);
+    assert!(err.contains("--segments 0"), "{err}");
 }
