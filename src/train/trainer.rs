@@ -26,8 +26,7 @@ use super::sample::{epoch_batches, training_batch, training_sample, Batch, Sampl
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
 use crate::model::{Config, ImprovNetModel, Train};
-use crate::tokens::Corruption;
-use crate::tokens::ENCODER_MAX_LEN;
+use crate::tokens::{Corruption, ENCODER_MAX_LEN};
 
 const SALT_ORDER: u64 = 1;
 const SALT_SAMPLE: u64 = 2;
@@ -501,31 +500,17 @@ impl Trainer {
             .iter()
             .map(|&c| (c, Metric::default()))
             .collect();
-        for batch in &self.valid {
-            for (corruption, nll, n, c) in row_scores(
-                &self.model,
-                batch,
-                self.config.loss_on_padding,
-                &self.device,
-            )? {
-                all.add(nll, n, c);
-                let k = Corruption::ALL
-                    .iter()
-                    .position(|&x| x == corruption)
-                    .unwrap_or(0);
-                per[k].1.add(nll, n, c);
-            }
+        for (corruption, nll, n, c) in self.score_rows(&self.valid)? {
+            all.add(nll, n, c);
+            let k = Corruption::ALL
+                .iter()
+                .position(|&x| x == corruption)
+                .unwrap_or(0);
+            per[k].1.add(nll, n, c);
         }
         let mut swapped = Metric::default();
-        for batch in &self.valid_swapped {
-            for (_, nll, n, c) in row_scores(
-                &self.model,
-                batch,
-                self.config.loss_on_padding,
-                &self.device,
-            )? {
-                swapped.add(nll, n, c);
-            }
+        for (_, nll, n, c) in self.score_rows(&self.valid_swapped)? {
+            swapped.add(nll, n, c);
         }
         Ok(EvalReport {
             step: self.step,
@@ -533,6 +518,23 @@ impl Trainer {
             per_corruption: per,
             encoder_gap: (!self.valid_swapped.is_empty()).then(|| swapped.loss() - all.loss()),
         })
+    }
+
+    /// [`row_scores`] of every row of `batches`, with the run's model and loss setting.
+    fn score_rows(
+        &self,
+        batches: &[Batch],
+    ) -> Result<Vec<(Corruption, f64, f64, f64)>, TrainError> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            rows.extend(row_scores(
+                &self.model,
+                batch,
+                self.config.loss_on_padding,
+                &self.device,
+            )?);
+        }
+        Ok(rows)
     }
 
     /// Sets the run's length to `steps` (above the step reached): the warmup keeps its length
@@ -779,27 +781,26 @@ pub struct CsvLog {
 }
 
 impl CsvLog {
-    ///
     /// A log written by an older version whose header is a prefix of `header` (columns added
     /// since, such as `encoder_gap`) gets the new header and empty cells in its old rows.
     pub fn open(path: &Path, header: &str, from: u64) -> Result<Self, TrainError> {
         let mut keep = String::new();
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let old_header = text.lines().next().unwrap_or("");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut lines = text.lines();
+        if let Some(old_header) = lines.next() {
             let pad = match header.strip_prefix(old_header) {
                 Some(rest) if !old_header.is_empty() && rest.starts_with(',') => {
                     rest.matches(',').count()
                 }
                 _ => 0,
             };
-            for (i, line) in text.lines().enumerate() {
+            keep.push_str(if pad > 0 { header } else { old_header });
+            keep.push('\n');
+            for line in lines {
                 let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
-                if i == 0 && pad > 0 {
-                    keep.push_str(header);
-                    keep.push('\n');
-                } else if i == 0 || step.is_some_and(|s| s <= from) {
+                if step.is_some_and(|s| s <= from) {
                     keep.push_str(line);
-                    keep.extend(std::iter::repeat_n(',', if i == 0 { 0 } else { pad }));
+                    keep.extend(std::iter::repeat_n(',', pad));
                     keep.push('\n');
                 }
             }
