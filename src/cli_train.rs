@@ -103,6 +103,11 @@ pub struct TrainArgs {
     /// HF's random init has 0.004.
     #[arg(long)]
     copy_circuit: bool,
+    /// With --copy-circuit: also align the target with the corrupted block by position (its
+    /// i-th token sits i + 1 places after the corruption token), so repeated patterns and moved
+    /// pitches do not lose the copy its place.
+    #[arg(long)]
+    align_positions: bool,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -301,6 +306,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             block_first: a.block_first,
             unigram_bias: !a.zero_output_bias,
             copy_circuit: a.copy_circuit,
+            align_positions: a.align_positions,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

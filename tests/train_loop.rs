@@ -550,6 +550,80 @@ fn the_copy_circuit_copies_before_any_training() {
     assert!(circuit.encoder_gap.unwrap() > 1.0);
 }
 
+/// The alignment prior finds the block's place by position where content matching loses it:
+/// moved pitches (transposition, permutations) keep their onset and duration tokens in place.
+#[test]
+fn the_alignment_prior_copies_length_keeping_blocks_in_place() {
+    let (tmp, ds) = fixture();
+    let report = |align_positions: bool| {
+        let t = Trainer::new(
+            &circuit_sized(),
+            None,
+            &ds,
+            "fixture",
+            TrainConfig {
+                copy_circuit: true,
+                align_positions,
+                max_context: 5,
+                ..config(1)
+            },
+            &tmp.path().join(format!("run-{align_positions}")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        t.evaluate().unwrap()
+    };
+    let content = report(false);
+    let aligned = report(true);
+    let acc = |r: &train::EvalReport, name: &str| {
+        r.per_corruption
+            .iter()
+            .find(|(c, _)| c.name() == name)
+            .unwrap()
+            .1
+            .accuracy()
+    };
+    for name in [
+        "incorrect_transposition",
+        "permute_pitches",
+        "permute_pitch_velocity",
+        "pitch_velocity_mask",
+    ] {
+        eprintln!(
+            "{name}: content {:.3} aligned {:.3}",
+            acc(&content, name),
+            acc(&aligned, name)
+        );
+        assert!(
+            acc(&aligned, name) > acc(&content, name) + 0.03,
+            "{name}: {} vs {}",
+            acc(&aligned, name),
+            acc(&content, name)
+        );
+    }
+    assert!(aligned.all.accuracy() > content.all.accuracy());
+}
+
+#[test]
+fn the_alignment_prior_needs_the_copy_circuit() {
+    let (tmp, ds) = fixture();
+    let err = Trainer::new(
+        &circuit_sized(),
+        None,
+        &ds,
+        "fixture",
+        TrainConfig {
+            align_positions: true,
+            ..config(1)
+        },
+        &tmp.path().join("run"),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("alignment without the circuit");
+    assert!(err.to_string().contains("add --copy-circuit"), "{err}");
+}
+
 #[test]
 fn the_copy_circuit_says_which_models_it_cannot_fit() {
     let (tmp, ds) = fixture();

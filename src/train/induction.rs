@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use super::error::TrainError;
 use super::init::{normals, stream};
 use crate::model::Config;
-use crate::tokens::{BOS, EOS, GENRE_BASE, PAD, SEP};
+use crate::tokens::{BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP};
 
 /// The circuit's gains (chosen on `data/cj-v1` validation samples: accuracy at step 0 is flat
 /// around them; larger logits only make the wrong guesses more confident).
@@ -50,19 +50,30 @@ pub struct Circuit {
     pub logit_scale: f32,
     /// Std of the residual branches outside the circuit.
     pub branch_std: f64,
+    /// Sinusoid pairs of the alignment prior (0: content matching only; see [`write_circuit`]).
+    pub align_pairs: usize,
+    /// Gain of the alignment prior's queries and keys.
+    pub align_scale: f32,
 }
 
 impl Circuit {
-    /// The largest code that fits `config`: five subspaces in the hidden size, one per head.
-    pub fn for_config(config: &Config) -> Result<Self, TrainError> {
+    /// The largest code that fits `config`: five subspaces in the hidden size, one per head;
+    /// with `align`, also room for the alignment prior's sinusoids (in the residual and in
+    /// cross-attention head 0) and a fourth head.
+    pub fn for_config(config: &Config, align: bool) -> Result<Self, TrainError> {
         let (e, d) = (&config.encoder, &config.decoder);
         let hidden = e.hidden_size;
         let head = hidden / e.num_attention_heads.max(1);
-        let code = (hidden / 5).min(head) / 2 * 2;
+        let align_pairs = if align { ALIGN_PAIRS } else { 0 };
+        let room = 2 * align_pairs;
+        let code = (hidden.saturating_sub(room) / 5).min(head.saturating_sub(room)) / 2 * 2;
+        let heads = if align { 4 } else { 3 };
         let problem = if d.hidden_size != hidden || d.num_attention_heads != e.num_attention_heads {
             Some("encoder and decoder of the same width and head count".to_string())
-        } else if e.num_attention_heads < 3 {
-            Some(format!("3+ heads (it has {})", e.num_attention_heads))
+        } else if e.num_attention_heads < heads {
+            Some(format!("{heads}+ heads (it has {})", e.num_attention_heads))
+        } else if align && e.intermediate_size < 12 * align_pairs {
+            Some(format!("an intermediate size of {}+", 12 * align_pairs))
         } else if e.num_hidden_layers == 0 || d.num_hidden_layers == 0 {
             Some("1+ layers on each side".to_string())
         } else if code < 8 {
@@ -79,6 +90,8 @@ impl Circuit {
             match_scale: 1.0,
             logit_scale: 1.0,
             branch_std: 0.002,
+            align_pairs,
+            align_scale: 3.0,
         })
     }
 }
@@ -165,8 +178,13 @@ fn frequencies(pairs: usize) -> Vec<f64> {
 
 /// Writes the circuit into `vars` (after [`super::init::init_bert`]; the output bias is set
 /// separately). Deterministic in `seed`.
-pub fn write_circuit(vars: &VarMap, config: &Config, seed: u64) -> Result<(), TrainError> {
-    let circuit = Circuit::for_config(config)?;
+pub fn write_circuit(
+    vars: &VarMap,
+    config: &Config,
+    seed: u64,
+    align: bool,
+) -> Result<(), TrainError> {
+    let circuit = Circuit::for_config(config, align)?;
     let data = vars.data().lock().expect("var map lock");
     let ed = Editor { vars: &data };
     let d = config.encoder.hidden_size;
@@ -186,6 +204,7 @@ pub fn write_circuit(vars: &VarMap, config: &Config, seed: u64) -> Result<(), Tr
     codes[PAD as usize] = vec![0.0; c];
     let mix = [orthogonal(&mut rng, c), orthogonal(&mut rng, c)];
     let w = frequencies(c / 2);
+    let mark = align.then(|| mark_corruptions(&mut rng, &mut codes));
 
     // Residual branches start nearly closed; every layer passes its input on.
     let names: Vec<String> = data.keys().cloned().collect();
@@ -337,6 +356,187 @@ pub fn write_circuit(vars: &VarMap, config: &Config, seed: u64) -> Result<(), Tr
         }
     }
     ed.put(&format!("{p}.decoder.weight"), head)?;
+    if let Some(mark) = mark {
+        let layout = Layout { d, dh, c, pos, tok };
+        write_alignment(&ed, &circuit, &layout, &w, &mark)?;
+    }
+    Ok(())
+}
+
+/// Pairs of sinusoids in the alignment prior.
+const ALIGN_PAIRS: usize = 5;
+/// Gain of the marker head's query: the corruption token must win the softmax everywhere.
+const MARK_GAIN: f32 = 30.0;
+/// Input scale of the squaring neurons (small: gelu(εx) + gelu(−εx) ≈ 0.798 ε²x²).
+const SQUARE_EPS: f32 = 0.1;
+
+/// Where the circuit's pieces sit.
+struct Layout {
+    d: usize,
+    dh: usize,
+    c: usize,
+    pos: std::ops::Range<usize>,
+    tok: std::ops::Range<usize>,
+}
+
+/// Gives every code a zero component along a new direction `mark` except the nine corruption
+/// tokens, which get 0.8 of it: the one corruption token of a sample is then findable from
+/// anywhere with a single key direction. Returns `mark`.
+fn mark_corruptions(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) -> Vec<f64> {
+    let mark = unit_codes(rng, 1, codes[0].len()).remove(0);
+    for (t, code) in codes.iter_mut().enumerate() {
+        let along: f64 = code.iter().zip(&mark).map(|(a, b)| a * b).sum();
+        code.iter_mut()
+            .zip(&mark)
+            .for_each(|(a, b)| *a -= along * b);
+        let norm = code.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm < 1e-9 {
+            continue; // PAD stays zero
+        }
+        let corruption = (CORRUPTION_BASE..CORRUPTION_BASE + 9).contains(&(t as u32));
+        let (keep, add) = if corruption { (0.6, 0.8) } else { (1.0, 0.0) };
+        code.iter_mut()
+            .zip(&mark)
+            .for_each(|(a, b)| *a = keep * *a / norm + add * b);
+    }
+    mark
+}
+
+/// The alignment prior: most corruptions keep the block's length, so the target token at
+/// decoder position i sits at encoder position `marker + i + 1` (`<S>` shifts the labels by one;
+/// the genre token sits between the marker and the block). Content matching alone cannot tell
+/// apart repeated patterns, and loses its place where pitches were moved; this prior can.
+///
+/// - encoder layer 0, head 3: every position attends to the corruption token (the `mark`
+///   direction of its code) and copies the marker's sinusoids into the free subspace `REL`;
+/// - encoder layer 0 MLP: squares of sums of sinusoids give the products, so that `REL` becomes
+///   the sinusoids of `j − marker` (cos(a − b) = ½|p_a + p_b|² − 1 for unit pairs);
+/// - decoder cross-attention head 0, its spare dimensions: query = the sinusoids of i + 1,
+///   key = `REL`; the score adds Σ cos(ω (i + 1 − (j − marker))) to the content match.
+fn write_alignment(
+    ed: &Editor,
+    circuit: &Circuit,
+    l: &Layout,
+    w: &[f64],
+    mark: &[f64],
+) -> Result<(), TrainError> {
+    let pairs = circuit.align_pairs;
+    let rel = 5 * l.c..5 * l.c + 2 * pairs;
+    let all_pairs = l.c / 2;
+    // Spread over the sinusoids: short wavelengths make the peak sharp, long ones stop aliasing.
+    let sel: Vec<usize> = (0..pairs)
+        .map(|k| (k as f64 * (all_pairs - 1) as f64 * 0.8 / (pairs - 1) as f64).round() as usize)
+        .collect();
+    let col = |f: usize| l.pos.start + 2 * sel[f];
+
+    // Encoder layer 0, head 3: attend to the marker, copy its sinusoids into REL.
+    let attn = "encoder.encoder.layer.0.attention";
+    let h = 3 * l.dh..4 * l.dh;
+    let mut q = ed.get(&format!("{attn}.self.query.weight"))?;
+    let mut qb = ed.get(&format!("{attn}.self.query.bias"))?;
+    let mut k = ed.get(&format!("{attn}.self.key.weight"))?;
+    let mut kb = ed.get(&format!("{attn}.self.key.bias"))?;
+    let mut v = ed.get(&format!("{attn}.self.value.weight"))?;
+    let mut vb = ed.get(&format!("{attn}.self.value.bias"))?;
+    for m in [&mut q, &mut k, &mut v] {
+        m.zero_rows(h.clone());
+    }
+    for m in [&mut qb, &mut kb, &mut vb] {
+        m.v[h.clone()].fill(0.0);
+    }
+    qb.v[h.start] = MARK_GAIN;
+    for (i, &x) in mark.iter().enumerate() {
+        k.set(h.start, l.tok.start + i, x as f32);
+    }
+    for f in 0..pairs {
+        v.set(h.start + 2 * f, col(f), 1.0);
+        v.set(h.start + 2 * f + 1, col(f) + 1, 1.0);
+    }
+    for (part, m, b) in [("query", q, qb), ("key", k, kb), ("value", v, vb)] {
+        ed.put(&format!("{attn}.self.{part}.weight"), m)?;
+        ed.put(&format!("{attn}.self.{part}.bias"), b)?;
+    }
+    let mut o = ed.get(&format!("{attn}.output.dense.weight"))?;
+    o.zero_rows(rel.clone());
+    for r in 0..l.d {
+        o.v[r * o.cols + h.start..r * o.cols + h.end].fill(0.0);
+    }
+    for i in 0..2 * pairs {
+        o.set(rel.start + i, h.start + i, 1.0);
+    }
+    ed.put(&format!("{attn}.output.dense.weight"), o)?;
+
+    // Encoder layer 0 MLP: REL ← sinusoids of (j − marker), replacing the marker's.
+    let mlp = "encoder.encoder.layer.0";
+    let mut up = ed.get(&format!("{mlp}.intermediate.dense.weight"))?;
+    let mut up_b = ed.get(&format!("{mlp}.intermediate.dense.bias"))?;
+    let mut down = ed.get(&format!("{mlp}.output.dense.weight"))?;
+    let mut down_b = ed.get(&format!("{mlp}.output.dense.bias"))?;
+    let neurons = 12 * pairs;
+    up.zero_rows(0..neurons);
+    up_b.v[..neurons].fill(0.0);
+    down.zero_rows(rel.clone());
+    for r in 0..l.d {
+        down.v[r * down.cols..r * down.cols + neurons].fill(0.0);
+    }
+    // Unit sinusoid pairs arrive with amplitude about √2 (LayerNorm keeps the residual's
+    // per-dimension variance at 1, and each subspace its share): |p + q|² = 2a²(1 + cos).
+    let amp2 = 2.0f32;
+    let gain = std::f32::consts::SQRT_2 / (2.0 * amp2); // output amplitude √2, like POS
+    let square = gain / ((2.0 / std::f32::consts::PI).sqrt() * SQUARE_EPS * SQUARE_EPS);
+    let mut n = 0;
+    for f in 0..pairs {
+        let (cj, sj) = (col(f), col(f) + 1);
+        let (cm, sm) = (rel.start + 2 * f, rel.start + 2 * f + 1);
+        // cos(j − m) from (cj + cm)² + (sj + sm)²; sin(j − m) from (cj − sm)² + (sj + cm)².
+        for (out, terms) in [
+            (cm, [[(cj, 1.0), (cm, 1.0)], [(sj, 1.0), (sm, 1.0)]]),
+            (sm, [[(cj, 1.0), (sm, -1.0)], [(sj, 1.0), (cm, 1.0)]]),
+        ] {
+            for term in terms {
+                for sign in [1.0f32, -1.0] {
+                    for &(input, x) in &term {
+                        up.set(n, input, sign * x * SQUARE_EPS);
+                    }
+                    down.set(out, n, square);
+                    n += 1;
+                }
+            }
+            down_b.v[out] = -2.0 * amp2 * gain;
+        }
+    }
+    // Minus the marker's sinusoids: gelu(x) − gelu(−x) = x.
+    for i in rel.clone() {
+        up.set(n, i, 1.0);
+        down.set(i, n, -1.0);
+        up.set(n + 1, i, -1.0);
+        down.set(i, n + 1, 1.0);
+        n += 2;
+    }
+    debug_assert_eq!(n, neurons);
+    ed.put(&format!("{mlp}.intermediate.dense.weight"), up)?;
+    ed.put(&format!("{mlp}.intermediate.dense.bias"), up_b)?;
+    ed.put(&format!("{mlp}.output.dense.weight"), down)?;
+    ed.put(&format!("{mlp}.output.dense.bias"), down_b)?;
+
+    // Decoder cross-attention head 0, dimensions c..c + 2·pairs: i + 1 against j − marker.
+    let x = "decoder.bert.encoder.layer.0.crossattention";
+    let mut q = ed.get(&format!("{x}.self.query.weight"))?;
+    let mut k = ed.get(&format!("{x}.self.key.weight"))?;
+    let s = circuit.align_scale;
+    for (f, &i) in sel.iter().enumerate() {
+        let (cs, sn) = (w[i].cos() as f32 * s, w[i].sin() as f32 * s);
+        let r = l.c + 2 * f;
+        // Rotation by +ω: position i's pair becomes position i + 1's.
+        q.set(r, col(f), cs);
+        q.set(r, col(f) + 1, -sn);
+        q.set(r + 1, col(f), sn);
+        q.set(r + 1, col(f) + 1, cs);
+        k.set(r, rel.start + 2 * f, s);
+        k.set(r + 1, rel.start + 2 * f + 1, s);
+    }
+    ed.put(&format!("{x}.self.query.weight"), q)?;
+    ed.put(&format!("{x}.self.key.weight"), k)?;
     Ok(())
 }
 

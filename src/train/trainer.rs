@@ -110,6 +110,10 @@ pub struct TrainConfig {
     /// circuit written into the initial weights ([`super::induction`]).
     #[serde(default)]
     pub copy_circuit: bool,
+    /// With `copy_circuit`: add the alignment prior (the block's target token i sits i + 1
+    /// places after the corruption token; [`super::induction`]).
+    #[serde(default)]
+    pub align_positions: bool,
 }
 
 fn one() -> usize {
@@ -138,6 +142,7 @@ impl Default for TrainConfig {
             block_first: 0.0,
             unigram_bias: true,
             copy_circuit: false,
+            align_positions: false,
         }
     }
 }
@@ -168,6 +173,11 @@ impl TrainConfig {
         if self.max_context == 0 {
             return Err(TrainError::Config(
                 "--max-context must be at least 1".into(),
+            ));
+        }
+        if self.align_positions && !self.copy_circuit {
+            return Err(TrainError::Config(
+                "--align-positions is part of the copy circuit: add --copy-circuit".into(),
             ));
         }
         Ok(())
@@ -320,7 +330,12 @@ impl Trainer {
             None => {
                 init_bert(&vars, config.seed, model_config.encoder.initializer_range)?;
                 if config.copy_circuit {
-                    super::induction::write_circuit(&vars, &model_config, config.seed)?;
+                    super::induction::write_circuit(
+                        &vars,
+                        &model_config,
+                        config.seed,
+                        config.align_positions,
+                    )?;
                 }
                 if config.unigram_bias {
                     let bias =
