@@ -409,13 +409,13 @@ fn held_out_scores_against_the_baselines() {
     );
 
     let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
-    let config = HeldOutConfig {
+    let held_out = HeldOutConfig {
         max_context: 1,
         infill_per_piece: 1,
         infill_context: 1,
         ..HeldOutConfig::default()
     };
-    let report = score(&model, &ds, &config, &Device::Cpu, &|_| {}).unwrap();
+    let report = score(&model, &ds, &held_out, &Device::Cpu, &|_| {}).unwrap();
     let valid = ds.pieces(train::Split::Valid);
     assert_eq!(report.pieces, valid.len());
     assert_eq!(report.per_corruption.len(), 9);
@@ -435,6 +435,30 @@ fn held_out_scores_against_the_baselines() {
         .contains(&Corruption::PitchVelocityMask));
     let md = report.markdown();
     assert!(md.contains("| pitch_velocity_mask | "), "{md}");
+    // A model that samples differently (the copy circuit stops at the block's end) is scored on
+    // the same infill segments: the baseline does not move.
+    let circuit = Trainer::new(
+        &circuit_sized(),
+        None,
+        &ds,
+        "fixture",
+        TrainConfig {
+            copy_circuit: true,
+            ..config(1)
+        },
+        &_tmp.path().join("circuit"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let held_out = HeldOutConfig {
+        infill_per_piece: 4,
+        ..held_out
+    };
+    let report = score(&model, &ds, &held_out, &Device::Cpu, &|_| {}).unwrap();
+    let again = score(&circuit.model, &ds, &held_out, &Device::Cpu, &|_| {}).unwrap();
+    assert_ne!(again.infill.model_notes, report.infill.model_notes);
+    assert_eq!(again.infill.previous_kl, report.infill.previous_kl);
+    assert_eq!(again.infill.original_notes, report.infill.original_notes);
 }
 
 #[test]

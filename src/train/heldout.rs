@@ -316,6 +316,9 @@ fn infill_scores(
         temperature: config.temperature,
         ..InfillScore::default()
     };
+    // The segments come from their own stream, so every model is scored on the same ones
+    // however many random numbers its sampling draws.
+    let mut choose = ChaCha8Rng::seed_from_u64(rng.gen());
     for (k, p) in chosen.iter().enumerate() {
         let segs = &p.piece.segments;
         // A masked segment needs a previous one (the baseline) and a following one (context).
@@ -324,7 +327,7 @@ fn infill_scores(
         }
         progress(&format!("infilling: piece {}/{}", k + 1, chosen.len()));
         for _ in 0..config.infill_per_piece {
-            let index = rng.gen_range(1..segs.len() - 1);
+            let index = choose.gen_range(1..segs.len() - 1);
             let original = &segs[index];
             let block = corrupt(
                 original,
