@@ -78,12 +78,13 @@ pub struct TrainArgs {
     /// Context segments drawn on each side, 1..=N (the original: 5).
     #[arg(long, default_value_t = 5)]
     max_context: usize,
-    /// Checkpoint every N steps (0: at the end and on Ctrl-C only).
-    #[arg(long, default_value_t = 0)]
-    ckpt_every: u64,
-    /// Also checkpoint every M minutes (0: off).
-    #[arg(long, default_value_t = 10.0)]
-    ckpt_minutes: f64,
+    /// Checkpoint every N steps (0: at the end and on Ctrl-C only) [default: 0; with --resume:
+    /// the run's].
+    #[arg(long)]
+    ckpt_every: Option<u64>,
+    /// Also checkpoint every M minutes (0: off) [default: 10; with --resume: the run's].
+    #[arg(long)]
+    ckpt_minutes: Option<f64>,
     /// Validate every N steps (0: at the end only).
     #[arg(long, default_value_t = 0)]
     eval_every: u64,
@@ -256,9 +257,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let data_dir = a.data.clone().unwrap_or_else(|| PathBuf::from(&state.data));
         let data = load_data(&data_dir)?;
         let mut t = Trainer::resume(dir, &data, &a.out, &dev)?;
-        // Checkpoint cadence may change on resume; the rest of the settings are the run's.
-        t.config.ckpt_every = a.ckpt_every;
-        t.config.ckpt_minutes = a.ckpt_minutes;
+        // Checkpoint cadence may change on resume (only where given); the rest of the settings
+        // are the run's.
+        if let Some(n) = a.ckpt_every {
+            t.config.ckpt_every = n;
+        }
+        if let Some(m) = a.ckpt_minutes {
+            t.config.ckpt_minutes = m;
+        }
         if let Some(steps) = a.steps.filter(|&n| n != t.config.steps) {
             t.set_total_steps(steps)?;
         }
@@ -299,8 +305,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
             loss_on_padding: a.loss_on_padding,
             dropout: !a.no_dropout,
             max_context: a.max_context,
-            ckpt_every: a.ckpt_every,
-            ckpt_minutes: a.ckpt_minutes,
+            ckpt_every: a.ckpt_every.unwrap_or(0),
+            ckpt_minutes: a.ckpt_minutes.unwrap_or(10.0),
             eval_every: a.eval_every,
             valid_pieces: a.valid_pieces,
             block_first: a.block_first,

@@ -108,3 +108,77 @@ fn dataset_build_then_stats() {
     assert!(!ok);
     assert!(stderr.contains("manifest.json"), "{stderr}");
 }
+
+/// A resumed run keeps its checkpoint cadence unless the resume says otherwise.
+#[test]
+fn train_then_resume_keeps_the_run_settings() {
+    use improvnet::model::{BertConfig, Config};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (c, j) = (tmp.path().join("c"), tmp.path().join("j"));
+    copy("two_hands.mid", &c);
+    copy("chopin_nocturne_op15_1.mid", &c);
+    copy("pedal.mid", &j);
+    copy("restrike.mid", &j);
+    let data = tmp.path().join("ds");
+    let (ok, _, stderr) = improvnet(&[
+        "dataset",
+        "build",
+        "--genre",
+        "classical",
+        &s(&c),
+        "--genre",
+        "jazz",
+        &s(&j),
+        "--valid",
+        "1",
+        "--out",
+        &s(&data),
+    ]);
+    assert!(ok, "{stderr}");
+    let config = tmp.path().join("tiny.json");
+    let tiny = Config::from_parts(
+        BertConfig::sized(32, 1, 2, 64, 2048),
+        BertConfig::sized(32, 1, 2, 64, 512),
+    );
+    std::fs::write(&config, tiny.to_json_string()).unwrap();
+    let run = tmp.path().join("run");
+    let (ok, _, stderr) = improvnet(&[
+        "train",
+        "--data",
+        &s(&data),
+        "--config",
+        &s(&config),
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--ckpt-every",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(ok, "{stderr}");
+    let state = || -> serde_json::Value {
+        let text = std::fs::read_to_string(run.join("checkpoint/trainer_state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(state()["step"], 2);
+    let (ok, _, stderr) = improvnet(&[
+        "train",
+        "--resume",
+        &s(&run.join("checkpoint")),
+        "--steps",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(state()["step"], 3);
+    assert_eq!(state()["config"]["ckpt_every"], 1, "{}", state());
+    assert_eq!(state()["config"]["batch"], 1);
+}
