@@ -4,8 +4,9 @@
 #
 #   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES]
 #   INIT: a model folder to fine-tune, or a config.json to train from scratch: the Rust trainer
-#   writes its initial weights (`--copy-circuit --steps 0`: a model that already copies its
-#   corrupted input, with the labels' log-frequency output bias; src/train/induction.rs).
+#   writes its initial weights (`--copy-circuit --align-positions --steps 0`: a model that
+#   already copies its corrupted input, with the labels' log-frequency output bias;
+#   src/train/induction.rs).
 #   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small/config.json runs/gpu-v2 9
 set -euo pipefail
 bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}
@@ -16,8 +17,8 @@ t0=$(date +%s)
 "$bin" dataset samples "$data" --valid --count 1800 --seed 7 --out "$tmp/valid.samples"
 echo "samples drawn in $(( $(date +%s) - t0 )) s"
 if [[ $init == *.json ]]; then
-  "$bin" train --data "$data" --config "$init" --copy-circuit --steps 0 --valid-pieces 4 \
-    --out "$tmp/init-run"
+  "$bin" train --data "$data" --config "$init" --copy-circuit --align-positions --steps 0 \
+    --valid-pieces 4 --out "$tmp/init-run"
   start=(--init "$tmp/init-run/final")
 else
   start=(--init "$init")
