@@ -9,30 +9,53 @@ fn copy(name: &str, dir: &Path) {
     std::fs::copy(data(name), dir.join(name)).unwrap();
 }
 
-#[test]
-fn dataset_build_then_stats() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = tmp.path().join("c");
-    let j = tmp.path().join("j");
-    copy("two_hands.mid", &c);
-    copy("chopin_nocturne_op15_1.mid", &c);
-    copy("truncated.mid", &c);
-    copy("pedal.mid", &j);
-    copy("non_piano.mid", &j);
-    let out = tmp.path().join("ds");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let (ok, stdout, stderr) = improvnet(&[
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// `improvnet dataset build` of `classical` and `jazz` fixture files (copied under `tmp`) into
+/// `tmp/ds`, with `extra` flags: (success, stdout, stderr, the dataset folder).
+fn build(
+    tmp: &Path,
+    classical: &[&str],
+    jazz: &[&str],
+    extra: &[&str],
+) -> (bool, String, String, std::path::PathBuf) {
+    let (c, j, out) = (tmp.join("c"), tmp.join("j"), tmp.join("ds"));
+    classical.iter().for_each(|f| copy(f, &c));
+    jazz.iter().for_each(|f| copy(f, &j));
+    let (c, j, o) = (s(&c), s(&j), s(&out));
+    let mut args = vec![
         "dataset",
         "build",
         "--genre",
         "classical",
-        &s(&c),
+        &c,
         "--genre",
         "jazz",
-        &s(&j),
+        &j,
         "--out",
-        &s(&out),
-    ]);
+        &o,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = improvnet(&args);
+    (ok, stdout, stderr, out)
+}
+
+#[test]
+fn dataset_build_then_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr, out) = build(
+        tmp.path(),
+        &[
+            "two_hands.mid",
+            "chopin_nocturne_op15_1.mid",
+            "truncated.mid",
+        ],
+        &["pedal.mid", "non_piano.mid"],
+        &[],
+    );
+    let c = tmp.path().join("c");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("3 files kept, 2 dropped"), "{stdout}");
 
@@ -114,27 +137,12 @@ fn dataset_build_then_stats() {
 fn train_then_resume_keeps_the_run_settings() {
     use improvnet::model::{BertConfig, Config};
     let tmp = tempfile::tempdir().unwrap();
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let (c, j) = (tmp.path().join("c"), tmp.path().join("j"));
-    copy("two_hands.mid", &c);
-    copy("chopin_nocturne_op15_1.mid", &c);
-    copy("pedal.mid", &j);
-    copy("restrike.mid", &j);
-    let data = tmp.path().join("ds");
-    let (ok, _, stderr) = improvnet(&[
-        "dataset",
-        "build",
-        "--genre",
-        "classical",
-        &s(&c),
-        "--genre",
-        "jazz",
-        &s(&j),
-        "--valid",
-        "1",
-        "--out",
-        &s(&data),
-    ]);
+    let (ok, _, stderr, data) = build(
+        tmp.path(),
+        &["two_hands.mid", "chopin_nocturne_op15_1.mid"],
+        &["pedal.mid", "restrike.mid"],
+        &["--valid", "1"],
+    );
     assert!(ok, "{stderr}");
     let config = tmp.path().join("tiny.json");
     let tiny = Config::from_parts(

@@ -529,36 +529,41 @@ fn circuit_sized() -> Config {
     )
 }
 
+/// Validation of a `circuit_sized` model before any training.
+fn initial_report(ds: &Dataset, out: &Path, copy_circuit: bool, align: bool) -> train::EvalReport {
+    let t = Trainer::new(
+        &circuit_sized(),
+        None,
+        ds,
+        "fixture",
+        TrainConfig {
+            copy_circuit,
+            align_positions: align,
+            max_context: 5,
+            ..config(1)
+        },
+        out,
+        &Device::Cpu,
+    )
+    .unwrap();
+    t.evaluate().unwrap()
+}
+
+/// Token accuracy of one corruption in `r`.
+fn acc(r: &train::EvalReport, name: &str) -> f64 {
+    r.per_corruption
+        .iter()
+        .find(|(c, _)| c.name() == name)
+        .unwrap()
+        .1
+        .accuracy()
+}
+
 #[test]
 fn the_copy_circuit_copies_before_any_training() {
     let (tmp, ds) = fixture();
-    let report = |copy_circuit: bool| {
-        let t = Trainer::new(
-            &circuit_sized(),
-            None,
-            &ds,
-            "fixture",
-            TrainConfig {
-                copy_circuit,
-                max_context: 5,
-                ..config(1)
-            },
-            &tmp.path().join(format!("run-{copy_circuit}")),
-            &Device::Cpu,
-        )
-        .unwrap();
-        t.evaluate().unwrap()
-    };
-    let random = report(false);
-    let circuit = report(true);
-    let acc = |r: &train::EvalReport, name: &str| {
-        r.per_corruption
-            .iter()
-            .find(|(c, _)| c.name() == name)
-            .unwrap()
-            .1
-            .accuracy()
-    };
+    let random = initial_report(&ds, &tmp.path().join("random"), false, false);
+    let circuit = initial_report(&ds, &tmp.path().join("circuit"), true, false);
     eprintln!(
         "random {:.3} circuit {:.3} gap {:?}",
         random.all.accuracy(),
@@ -579,34 +584,8 @@ fn the_copy_circuit_copies_before_any_training() {
 #[test]
 fn the_alignment_prior_copies_length_keeping_blocks_in_place() {
     let (tmp, ds) = fixture();
-    let report = |align_positions: bool| {
-        let t = Trainer::new(
-            &circuit_sized(),
-            None,
-            &ds,
-            "fixture",
-            TrainConfig {
-                copy_circuit: true,
-                align_positions,
-                max_context: 5,
-                ..config(1)
-            },
-            &tmp.path().join(format!("run-{align_positions}")),
-            &Device::Cpu,
-        )
-        .unwrap();
-        t.evaluate().unwrap()
-    };
-    let content = report(false);
-    let aligned = report(true);
-    let acc = |r: &train::EvalReport, name: &str| {
-        r.per_corruption
-            .iter()
-            .find(|(c, _)| c.name() == name)
-            .unwrap()
-            .1
-            .accuracy()
-    };
+    let content = initial_report(&ds, &tmp.path().join("content"), true, false);
+    let aligned = initial_report(&ds, &tmp.path().join("aligned"), true, true);
     for name in [
         "incorrect_transposition",
         "permute_pitches",

@@ -41,7 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use super::error::TrainError;
 use super::init::{normals, stream};
 use crate::model::Config;
-use crate::tokens::{BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP};
+use crate::tokens::{Corruption, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP};
 
 /// The circuit's gains (chosen on `data/cj-v1` validation samples: accuracy at step 0 is flat
 /// around them; larger logits only make the wrong guesses more confident).
@@ -116,6 +116,20 @@ impl Mat {
     }
     fn zero_rows(&mut self, rows: std::ops::Range<usize>) {
         self.v[rows.start * self.cols..rows.end * self.cols].fill(0.0);
+    }
+    fn zero_cols(&mut self, cols: std::ops::Range<usize>) {
+        for r in 0..self.rows {
+            self.v[r * self.cols + cols.start..r * self.cols + cols.end].fill(0.0);
+        }
+    }
+    /// Rows `r`, `r + 1` read the sinusoid pair at columns `col`, `col + 1` rotated by −`angle`
+    /// (position j's pair becomes position j − angle/ω's), times `scale`.
+    fn set_rotation(&mut self, r: usize, col: usize, angle: f64, scale: f32) {
+        let (cs, sn) = (angle.cos() as f32, angle.sin() as f32);
+        self.set(r, col, cs * scale);
+        self.set(r, col + 1, sn * scale);
+        self.set(r + 1, col, -sn * scale);
+        self.set(r + 1, col + 1, cs * scale);
     }
 }
 
@@ -275,13 +289,9 @@ pub fn write_circuit(
         }
         for (f, wf) in w.iter().enumerate() {
             // The rotation by −k·ω maps position j's pair onto position j − k's.
-            let (cs, sn) = ((k as f64 * wf).cos() as f32, (k as f64 * wf).sin() as f32);
             let (r, col) = (rows.start + 2 * f, pos.start + 2 * f);
             let s = circuit.pos_scale;
-            q.set(r, col, cs * s);
-            q.set(r, col + 1, sn * s);
-            q.set(r + 1, col, -sn * s);
-            q.set(r + 1, col + 1, cs * s);
+            q.set_rotation(r, col, k as f64 * wf, s);
             key.set(r, col, s);
             key.set(r + 1, col + 1, s);
         }
@@ -364,7 +374,7 @@ pub fn write_circuit(
     }
     ed.put(&format!("{p}.decoder.weight"), head)?;
     if let Some(mark) = mark {
-        let layout = Layout { d, dh, c, pos, tok };
+        let layout = Layout { dh, c, pos, tok };
         write_alignment(&ed, &circuit, &layout, &w, &mark)?;
     }
     Ok(())
@@ -379,7 +389,6 @@ const SQUARE_EPS: f32 = 0.1;
 
 /// Where the circuit's pieces sit.
 struct Layout {
-    d: usize,
     dh: usize,
     c: usize,
     pos: std::ops::Range<usize>,
@@ -400,7 +409,8 @@ fn mark_corruptions(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) -> Vec<f64> {
         if norm < 1e-9 {
             continue; // PAD stays zero
         }
-        let corruption = (CORRUPTION_BASE..CORRUPTION_BASE + 9).contains(&(t as u32));
+        let corruption =
+            (CORRUPTION_BASE..CORRUPTION_BASE + Corruption::ALL.len() as u32).contains(&(t as u32));
         let (keep, add) = if corruption { (0.6, 0.8) } else { (1.0, 0.0) };
         code.iter_mut()
             .zip(&mark)
@@ -465,9 +475,7 @@ fn write_alignment(
     }
     let mut o = ed.get(&format!("{attn}.output.dense.weight"))?;
     o.zero_rows(rel.clone());
-    for r in 0..l.d {
-        o.v[r * o.cols + h.start..r * o.cols + h.end].fill(0.0);
-    }
+    o.zero_cols(h.clone());
     for i in 0..2 * pairs {
         o.set(rel.start + i, h.start + i, 1.0);
     }
@@ -483,9 +491,7 @@ fn write_alignment(
     up.zero_rows(0..neurons);
     up_b.v[..neurons].fill(0.0);
     down.zero_rows(rel.clone());
-    for r in 0..l.d {
-        down.v[r * down.cols..r * down.cols + neurons].fill(0.0);
-    }
+    down.zero_cols(0..neurons);
     // Unit sinusoid pairs arrive with amplitude about √2 (LayerNorm keeps the residual's
     // per-dimension variance at 1, and each subspace its share): |p + q|² = 2a²(1 + cos).
     let amp2 = 2.0f32;
@@ -532,13 +538,9 @@ fn write_alignment(
     let mut k = ed.get(&format!("{x}.self.key.weight"))?;
     let s = circuit.align_scale;
     for (f, &i) in sel.iter().enumerate() {
-        let (cs, sn) = (w[i].cos() as f32 * s, w[i].sin() as f32 * s);
         let r = l.c + 2 * f;
         // Rotation by +ω: position i's pair becomes position i + 1's.
-        q.set(r, col(f), cs);
-        q.set(r, col(f) + 1, -sn);
-        q.set(r + 1, col(f), sn);
-        q.set(r + 1, col(f) + 1, cs);
+        q.set_rotation(r, col(f), -w[i], s);
         k.set(r, rel.start + 2 * f, s);
         k.set(r + 1, rel.start + 2 * f + 1, s);
     }
