@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--passes", default="1,2,5,10")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--to", default="jazz")
+    ap.add_argument("--improvise-args", default="",
+                    help="more `improvnet improvise` flags, e.g. \"--candidates 4 --fit segment\"")
     ap.add_argument("--reference", nargs="*", default=[],
                     help="files of the target genre: a row with their own statistics")
     args = ap.parse_args()
@@ -117,7 +119,7 @@ def main():
                 print(f"{name}: rate {rate}, {passes[-1]} passes", flush=True)
                 run([args.bin, "improvise", piece, "--to", args.to, "--model", args.model,
                      "--passes", str(passes[-1]), "--rate", str(rate), "--seed", str(args.seed),
-                     "--write-passes", "true", "--out", out])
+                     "--write-passes", "true", "--out", out] + args.improvise_args.split())
             original = os.path.join(out, f"original_{name}.mid")
             for k in passes:
                 generated = os.path.join(out, f"pass_{k}", f"generated_{name}.mid")
@@ -133,7 +135,8 @@ def main():
     os.replace(os.path.join(args.out, ".rows.csv.tmp"), os.path.join(args.out, "rows.csv"))
 
     lines = [f"Mean over {len(args.pieces)} held-out pieces; model `{args.model}`, classifier "
-             f"`{args.classifier}`, `--to {args.to} --seed {args.seed}`.", "",
+             f"`{args.classifier}`, `--to {args.to} --seed {args.seed}"
+             + (f" {args.improvise_args}" if args.improvise_args else "") + "`.", "",
              "| | rate | passes | " + " | ".join(HEADERS) + " |",
              "|---|---:|---:|" + "---:|" * len(HEADERS)]
     orig = [mean(o[c] for o in originals.values()) for c in COLUMNS]

@@ -504,6 +504,10 @@ pub struct ScoreArgs {
     /// Segments masked and infilled per piece (0: skip the infilling score).
     #[arg(long, default_value_t = 2)]
     infill_per_piece: usize,
+    /// Samples per infill, the one that fits the neighbours' pitch classes kept (the `infill`
+    /// command's default; 1 = the original's single sample).
+    #[arg(long, default_value_t = improvnet::refine::options::INFILL_CANDIDATES)]
+    candidates: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Also write the report as Markdown here (written atomically).
@@ -515,6 +519,13 @@ pub struct ScoreArgs {
 
 pub fn score_model(a: ScoreArgs) -> Result<()> {
     set_threads(a.threads)?;
+    if !(1..=improvnet::refine::options::MAX_CANDIDATES).contains(&a.candidates) {
+        bail!(
+            "--candidates {}: use 1 to {}",
+            a.candidates,
+            improvnet::refine::options::MAX_CANDIDATES
+        );
+    }
     let model = crate::cli_refine::load_model(&a.model)?;
     let data = load_data(&a.data)?;
     let cfg = HeldOutConfig {
@@ -522,6 +533,7 @@ pub fn score_model(a: ScoreArgs) -> Result<()> {
         seed: a.seed,
         max_context: a.max_context,
         infill_per_piece: a.infill_per_piece,
+        candidates: a.candidates,
         block_first: a.block_first,
         ..HeldOutConfig::default()
     };

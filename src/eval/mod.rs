@@ -98,8 +98,16 @@ fn normalised<const N: usize>(mut h: [f64; N]) -> [f64; N] {
 /// KL(original ‖ generated) of the pitch-class histograms, ε = 1e-5 added to both and each
 /// renormalised (scipy's `entropy`). 0 for identical pitch content; lower is closer.
 pub fn pitch_class_kl(original: &Piece, generated: &Piece) -> f64 {
-    let p = normalised(pitch_class_histogram(original).map(|x| x + KL_EPSILON));
-    let q = normalised(pitch_class_histogram(generated).map(|x| x + KL_EPSILON));
+    histogram_kl(
+        &pitch_class_histogram(original),
+        &pitch_class_histogram(generated),
+    )
+}
+
+/// [`pitch_class_kl`] of two histograms already computed.
+pub fn histogram_kl(original: &[f64; 12], generated: &[f64; 12]) -> f64 {
+    let p = normalised(original.map(|x| x + KL_EPSILON));
+    let q = normalised(generated.map(|x| x + KL_EPSILON));
     p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum()
 }
 

@@ -17,12 +17,13 @@ use crate::corrupt::{corrupt, Behaviour, CorruptedSegment, CorruptionChoice};
 use crate::model::{
     ChordConstraint, ForbidTokens, GenerateOptions, ImprovNetModel, LogitsProcessor, SamplingParams,
 };
-use crate::music::{Note, Piece};
+use crate::music::{Note, Piece, Segment};
 use crate::tokens::{
     encoder_input, parse_notes, Genre, DUR_BASE, ENCODER_MAX_LEN, MAX_TIME_MS, ONSET_BASE, PAD,
     PIANO_BASE, TIME_STEP_MS, T_SEP,
 };
 
+use super::fit::{self, HarmonicFit};
 use super::options::{PassSpec, RandomMode, RefineOptions};
 use super::RefineError;
 
@@ -128,6 +129,8 @@ pub struct Engine<'m> {
     behaviour: Behaviour,
     target: Genre,
     random_mode: RandomMode,
+    candidates: usize,
+    fit: HarmonicFit,
 }
 
 impl<'m> Engine<'m> {
@@ -146,6 +149,8 @@ impl<'m> Engine<'m> {
             behaviour: opts.behaviour,
             target: opts.target,
             random_mode: opts.random_mode,
+            candidates: opts.candidates.max(1),
+            fit: opts.fit,
         }
     }
 
@@ -211,17 +216,39 @@ impl<'m> Engine<'m> {
             sampling: self.sampling,
             max_len: self.max_tokens,
         };
-        let mut forbid = ForbidTokens(forbidden_in_segment());
-        let mut chord = ChordConstraint::default();
-        let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(2);
-        if chord_constraint {
-            processors.push(&mut chord);
+        let reference = match self.candidates {
+            1 => None,
+            _ => self.fit.reference(piece, index, context),
+        };
+        let draws = if reference.is_some() {
+            self.candidates
+        } else {
+            1
+        };
+        let mut best: Option<(f64, Vec<Note>)> = None;
+        let mut tokens = 0;
+        for _ in 0..draws {
+            let mut forbid = ForbidTokens(forbidden_in_segment());
+            let mut chord = ChordConstraint::default();
+            let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(2);
+            if chord_constraint {
+                processors.push(&mut chord);
+            }
+            processors.push(&mut forbid);
+            let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
+            tokens += ids.len().saturating_sub(1);
+            let mut candidate = Segment {
+                window: piece.segments[index].window,
+                notes: parse_notes(&ids).notes,
+            };
+            candidate.notes.sort_by_key(|n| n.onset_ms);
+            let d = reference.map_or(0.0, |r| fit::distance(&r, &candidate));
+            if best.as_ref().map_or(true, |(b, _)| d < *b) {
+                best = Some((d, candidate.notes));
+            }
         }
-        processors.push(&mut forbid);
-        let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
-        let mut notes = parse_notes(&ids).notes;
-        notes.sort_by_key(|n| n.onset_ms);
-        Ok((notes, ids.len().saturating_sub(1)))
+        let (_, notes) = best.expect("at least one candidate is drawn");
+        Ok((notes, tokens))
     }
 
     /// Runs one pass over `targets` (windows, left to right), each refined with probability
@@ -394,5 +421,86 @@ mod tests {
         );
         drop_empty(&mut p);
         assert_eq!(p.segments.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod best_of_tests {
+    use super::*;
+    use crate::corrupt::Corruption;
+    use crate::model::{BertConfig, Config};
+    use crate::tokens::BlockElement;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn best_of_n_keeps_the_draw_closest_to_the_reference() {
+        let config = Config::from_parts(
+            BertConfig::sized(16, 1, 2, 32, 256),
+            BertConfig::sized(16, 1, 2, 32, 256),
+        );
+        let model = ImprovNetModel::random(&config, 3, &candle_core::Device::Cpu).unwrap();
+        let piece = Piece {
+            segments: (0..3)
+                .map(|window| Segment {
+                    window,
+                    notes: vec![Note::new(60 + 4 * window as u8, 90, 0, 400)],
+                })
+                .collect(),
+        };
+        let block = CorruptedSegment {
+            kind: Corruption::WholeMask,
+            genre: Genre::Jazz,
+            content: vec![BlockElement::Mask],
+        };
+        let context = Context {
+            before: 1,
+            after: 1,
+        };
+        let opts = |candidates| RefineOptions {
+            candidates,
+            max_tokens_per_segment: 90,
+            ..RefineOptions::default()
+        };
+        let reference = HarmonicFit::Neighbours
+            .reference(&piece, 1, context)
+            .unwrap();
+        let mut distinct = 0;
+        for seed in 0..4 {
+            // The four single draws, in the order the best-of-4 engine draws them.
+            let one = Engine::new(&model, &opts(1));
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let draws: Vec<Vec<Note>> = (0..4)
+                .map(|_| {
+                    one.regenerate(&piece, 1, context, &block, false, &mut rng)
+                        .unwrap()
+                })
+                .collect();
+            let dist = |notes: &Vec<Note>| {
+                fit::distance(
+                    &reference,
+                    &Segment {
+                        window: 1,
+                        notes: notes.clone(),
+                    },
+                )
+            };
+            let best = draws
+                .iter()
+                .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+                .unwrap();
+            distinct += (dist(best) < dist(&draws[0])) as usize;
+            let four = Engine::new(&model, &opts(4));
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (kept, tokens) = four
+                .regenerate_counted(&piece, 1, context, &block, false, &mut rng)
+                .unwrap();
+            assert_eq!(&kept, best, "seed {seed}");
+            assert!(tokens > 0);
+        }
+        assert!(
+            distinct > 0,
+            "no seed where a later draw fits better: a weak test"
+        );
     }
 }

@@ -3,17 +3,20 @@
 //! - [`options`] — the pass schedule, sampling, context and preservation settings; the
 //!   original's recipes as defaults.
 //! - [`engine`] — one left-to-right pass: corrupt, re-sample, replace; progress callbacks.
+//! - [`fit`] — best of N: the candidate whose pitch classes fit the music around it.
 //! - [`tasks`] — improvise, harmonize, continue, infill; structure preservation.
 //! - [`config`] — YAML recipes with the original's keys.
 
 pub mod config;
 pub mod engine;
 mod error;
+pub mod fit;
 pub mod options;
 pub mod tasks;
 
 pub use engine::{no_progress, Context, Engine, PassReport, Progress, RefineReport};
 pub use error::RefineError;
+pub use fit::HarmonicFit;
 pub use options::{HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
 pub use tasks::{
     check_monophonic, continue_piece, harmonize, improvise, infill, infill_windows,

@@ -20,11 +20,13 @@ use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
 use crate::eval::pitch_class_kl;
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
-use crate::refine::{Context, Engine, RefineOptions};
+use crate::refine::options::INFILL_CANDIDATES;
+use crate::refine::{Context, Engine, HarmonicFit, RefineOptions};
 use crate::tokens::Corruption;
-use crate::tokens::{BOS, EOS, PAD, SEP};
+use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
 
 use super::dataset::{Dataset, Split};
+use super::loss::{cross_entropy, inputs, trim};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
 use super::trainer::{row_scores, Metric};
 use super::TrainError;
@@ -44,6 +46,9 @@ pub struct HeldOutConfig {
     pub infill_context: usize,
     /// Sampling temperature of the infill (0.97, as the paper's infilling experiment).
     pub temperature: f32,
+    /// Samples per infill, the one whose pitch classes fit the neighbours kept (the `infill`
+    /// command's default; 1 = the original's single sample).
+    pub candidates: usize,
     /// Share of token-accuracy samples with the block first (a diagnosis of the block-first
     /// curriculum; 0 = the original's sampling, the score to report).
     pub block_first: f64,
@@ -58,9 +63,48 @@ impl Default for HeldOutConfig {
             infill_per_piece: 2,
             infill_context: 4,
             temperature: 0.97,
+            candidates: INFILL_CANDIDATES,
             block_first: 0.0,
         }
     }
+}
+
+/// The note field a target token carries: where a model gains or loses against the copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    PitchVelocity,
+    Onset,
+    Duration,
+}
+
+impl Field {
+    pub const ALL: [Field; 3] = [Field::PitchVelocity, Field::Onset, Field::Duration];
+
+    /// The field of a vocabulary id; `None` for `<S>`, `<E>` and the other specials.
+    pub fn of(id: u32) -> Option<Field> {
+        match id {
+            i if (PIANO_BASE..ONSET_BASE).contains(&i) => Some(Field::PitchVelocity),
+            i if (ONSET_BASE..DUR_BASE).contains(&i) => Some(Field::Onset),
+            i if (DUR_BASE..GENRE_BASE).contains(&i) => Some(Field::Duration),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::PitchVelocity => "pitch-velocity",
+            Field::Onset => "onset",
+            Field::Duration => "duration",
+        }
+    }
+}
+
+/// Target tokens of one field, and how many of them the model and the copy predict.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FieldScore {
+    pub tokens: f64,
+    pub model_correct: f64,
+    pub copy_correct: f64,
 }
 
 /// One corruption's teacher-forced scores.
@@ -70,6 +114,8 @@ pub struct CorruptionScore {
     pub model: Metric,
     /// "Copy the corrupted input": `correct` / `tokens` is its token accuracy (no loss).
     pub copy: Metric,
+    /// Both accuracies split by the target token's field, in [`Field::ALL`] order.
+    pub by_field: [FieldScore; 3],
 }
 
 impl CorruptionScore {
@@ -85,6 +131,8 @@ pub struct InfillScore {
     pub segments: usize,
     pub model_kl: f64,
     pub previous_kl: f64,
+    /// The previous and the next segment together as the prediction.
+    pub neighbours_kl: f64,
     /// Segments where the model's KL is below the repeated segment's.
     pub model_closer: usize,
     /// Mean notes per segment: original, model.
@@ -92,6 +140,8 @@ pub struct InfillScore {
     pub model_notes: f64,
     /// The sampling temperature of the infills.
     pub temperature: f32,
+    /// Samples drawn per infill, the best fit to the neighbours kept.
+    pub candidates: usize,
 }
 
 /// Teacher-forced loss with each sample's own encoder input and with another sample's.
@@ -156,6 +206,16 @@ impl HeldOutReport {
                 wins
             );
         }
+        s += "\nBy the target token's field (model / copy accuracy):\n\n\
+              | corruption | pitch-velocity | onset | duration |\n|---|---:|---:|---:|\n";
+        for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
+            s += &format!("| {} |", c.corruption.name());
+            for f in &c.by_field {
+                let n = f.tokens.max(1.0);
+                s += &format!(" {:.3} / {:.3} |", f.model_correct / n, f.copy_correct / n);
+            }
+            s += "\n";
+        }
         let e = &self.encoder_use;
         if e.swapped.samples > 0 {
             s += &format!(
@@ -172,14 +232,18 @@ impl HeldOutReport {
         if i.segments > 0 {
             s += &format!(
                 "\n| infilling ({} segments) | pitch-class KL | mean notes |\n|---|---:|---:|\n\
-                 | original | 0 | {:.1} |\n| model (whole_mask, T={}) | {:.3} | {:.1} |\n\
-                 | repeat previous segment | {:.3} | |\n\nModel closer than the repeat on {} of {} segments.\n",
+                 | original | 0 | {:.1} |\n| model (whole_mask, T={}, best of {}) | {:.3} | {:.1} |\n\
+                 | repeat previous segment | {:.3} | |\n\
+                 | previous and next segment together | {:.3} | |\n\n\
+                 Model closer than the repeat on {} of {} segments.\n",
                 i.segments,
                 i.original_notes,
                 i.temperature,
+                i.candidates,
                 i.model_kl,
                 i.model_notes,
                 i.previous_kl,
+                i.neighbours_kl,
                 i.model_closer,
                 i.segments
             );
@@ -218,6 +282,36 @@ pub fn copy_score(sample: &Sample) -> (f64, f64) {
     (correct, count)
 }
 
+/// Adds one sample's note tokens to `fields`: `model` holds the model's prediction for each
+/// target position (as the non-padding labels), the copy's is read from the encoder input.
+fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
+    let copy = copy_prediction(&sample.encoder_ids).unwrap_or_default();
+    for (i, &label) in sample.labels.iter().enumerate() {
+        let Some(field) = Field::of(label) else {
+            continue;
+        };
+        let f = &mut fields[field as usize];
+        f.tokens += 1.0;
+        f.model_correct += (model.get(i) == Some(&label)) as usize as f64;
+        f.copy_correct += (copy.get(i) == Some(&label)) as usize as f64;
+    }
+}
+
+/// Teacher-forced scores of one sample: `(nll, positions, correct)` and the argmax predictions.
+fn scored(
+    model: &ImprovNetModel,
+    sample: &Sample,
+    device: &Device,
+) -> Result<((f64, f64, f64), Vec<u32>), TrainError> {
+    let t = trim(&Batch::from_samples(vec![sample.clone()]), false);
+    let (enc, mask, dec) = inputs(&t, device)?;
+    let out = cross_entropy(&model.forward(&enc, &mask, &dec)?, &t)?;
+    Ok((
+        (out.row_nll[0], out.row_count[0], out.row_correct[0]),
+        out.pred,
+    ))
+}
+
 /// The scored pieces: the validation split's first `pieces` (0 = all).
 fn pieces(data: &Dataset, n: usize) -> Vec<&super::LabeledPiece> {
     let mut p = data.pieces(Split::Valid);
@@ -248,6 +342,7 @@ pub fn score(
             corruption: c,
             model: Metric::default(),
             copy: Metric::default(),
+            by_field: [FieldScore::default(); 3],
         })
         .collect();
     let mut encoder_use = EncoderUse::default();
@@ -264,11 +359,9 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            let batch = Batch::from_samples(vec![sample.clone()]);
-            let own = row_scores(model, &batch, false, device)?;
-            for &(_, nll, n, c) in &own {
-                per[ci].model.add(nll, n, c);
-            }
+            let ((nll, n, c), pred) = scored(model, &sample, device)?;
+            per[ci].model.add(nll, n, c);
+            add_fields(&mut per[ci].by_field, &sample, &pred);
             if let Some(prev) = previous.replace(sample.clone()) {
                 let swapped = Sample {
                     encoder_ids: prev.encoder_ids,
@@ -279,9 +372,7 @@ pub fn score(
                 for (_, nll, n, c) in row_scores(model, &batch, false, device)? {
                     encoder_use.swapped.add(nll, n, c);
                 }
-                for &(_, nll, n, c) in &own {
-                    encoder_use.own.add(nll, n, c);
-                }
+                encoder_use.own.add(nll, n, c);
             }
         }
     }
@@ -307,13 +398,18 @@ fn infill_scores(
     rng: &mut ChaCha8Rng,
     progress: &dyn Fn(&str),
 ) -> Result<InfillScore, TrainError> {
+    // Candidates are judged by the neighbours only: the masked segment itself, still in the
+    // piece handed to the engine, must never steer its own infill.
     let opts = RefineOptions {
         temperature: config.temperature,
+        candidates: config.candidates,
+        fit: HarmonicFit::Neighbours,
         ..RefineOptions::default()
     };
     let engine = Engine::new(model, &opts);
     let mut s = InfillScore {
         temperature: config.temperature,
+        candidates: config.candidates,
         ..InfillScore::default()
     };
     // The segments come from their own stream, so every model is scored on the same ones
@@ -347,8 +443,12 @@ fn infill_scores(
                 window: original.window,
                 notes,
             };
+            let around = Piece {
+                segments: vec![segs[index - 1].clone(), segs[index + 1].clone()],
+            };
             let model_kl = pitch_class_kl(&single(original), &single(&generated));
             let previous_kl = pitch_class_kl(&single(original), &single(&segs[index - 1]));
+            s.neighbours_kl += pitch_class_kl(&single(original), &around);
             s.segments += 1;
             s.model_kl += model_kl;
             s.previous_kl += previous_kl;
@@ -361,6 +461,7 @@ fn infill_scores(
         let n = s.segments as f64;
         s.model_kl /= n;
         s.previous_kl /= n;
+        s.neighbours_kl /= n;
         s.original_notes /= n;
         s.model_notes /= n;
     }

@@ -141,6 +141,8 @@ pub struct LossOutput {
     pub row_nll: Vec<f64>,
     pub row_count: Vec<f64>,
     pub row_correct: Vec<f64>,
+    /// The argmax prediction at every position, `[B * L]` as `t.labels`.
+    pub pred: Vec<u32>,
 }
 
 /// Mean cross-entropy of `logits` `[B, L, V]` over the positions of `t.loss_mask`.
@@ -170,6 +172,7 @@ pub fn cross_entropy_over(
         row_nll: vec![0.0; b],
         row_count: vec![0.0; b],
         row_correct: vec![0.0; b],
+        pred: Vec::new(),
     };
     for i in 0..b {
         for j in 0..l {
@@ -182,6 +185,7 @@ pub fn cross_entropy_over(
             }
         }
     }
+    out.pred = pred;
     Ok(out)
 }
 
