@@ -59,14 +59,11 @@ pub struct Common {
     /// Top-k sampling (0 = off).
     #[arg(long)]
     pub top_k: Option<usize>,
-    /// Samples per rewritten segment; the one whose pitch classes fit best is kept
-    /// (1 = one sample, as the original; infill defaults to 4). Costs N times the decoding.
+    /// Samples per rewritten segment; the one whose pitch classes fit the segments around it
+    /// best is kept (1 = one sample, as the original; infill defaults to 4). Costs N times the
+    /// decoding.
     #[arg(long)]
     pub candidates: Option<usize>,
-    /// What the candidates are judged against: `neighbours` (the segments around it) or
-    /// `segment` (the notes it replaces: new notes over the same harmony).
-    #[arg(long)]
-    pub fit: Option<String>,
     /// Segments (5 s each) of context before the rewritten one.
     #[arg(long)]
     pub context_before: Option<usize>,
@@ -167,9 +164,6 @@ fn settings(common: &Common, defaults: Settings, genre: Option<&str>) -> Result<
     }
     if let Some(v) = common.candidates {
         r.candidates = v;
-    }
-    if let Some(name) = &common.fit {
-        r.fit = name.parse().map_err(|e| anyhow!("--fit {name}: {e}"))?;
     }
     if let Some(v) = common.context_before {
         r.context_before = v;

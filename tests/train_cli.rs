@@ -130,6 +130,28 @@ fn dataset_build_then_stats() {
     let (ok, _, stderr) = improvnet(&["dataset", "stats", &s(&tmp.path().join("nothing"))]);
     assert!(!ok);
     assert!(stderr.contains("manifest.json"), "{stderr}");
+
+    // A corruption weight names one of the nine and a weight of 0 or more.
+    for (pair, named) in [
+        ("chorale=2", "chorale"),
+        ("skyline=-1", "skyline=-1"),
+        ("skyline", "NAME=W"),
+    ] {
+        let (ok, _, stderr) = improvnet(&[
+            "train",
+            "--data",
+            &s(&out),
+            "--steps",
+            "1",
+            "--corruption-weight",
+            pair,
+            "--out",
+            &s(&tmp.path().join("run")),
+        ]);
+        assert!(!ok, "{pair}");
+        assert!(stderr.contains(named), "{pair}: {stderr}");
+    }
+    assert!(!tmp.path().join("run").exists());
 }
 
 /// A resumed run keeps its checkpoint cadence unless the resume says otherwise.

@@ -23,7 +23,7 @@ use crate::tokens::{
     PIANO_BASE, TIME_STEP_MS, T_SEP,
 };
 
-use super::fit::{self, HarmonicFit};
+use super::fit;
 use super::options::{PassSpec, RandomMode, RefineOptions};
 use super::RefineError;
 
@@ -130,7 +130,6 @@ pub struct Engine<'m> {
     target: Genre,
     random_mode: RandomMode,
     candidates: usize,
-    fit: HarmonicFit,
 }
 
 impl<'m> Engine<'m> {
@@ -150,7 +149,6 @@ impl<'m> Engine<'m> {
             target: opts.target,
             random_mode: opts.random_mode,
             candidates: opts.candidates.max(1),
-            fit: opts.fit,
         }
     }
 
@@ -218,7 +216,7 @@ impl<'m> Engine<'m> {
         };
         let reference = match self.candidates {
             1 => None,
-            _ => self.fit.reference(piece, index, context),
+            _ => fit::neighbours(piece, index, context),
         };
         let draws = if reference.is_some() {
             self.candidates
@@ -462,9 +460,7 @@ mod best_of_tests {
             max_tokens_per_segment: 90,
             ..RefineOptions::default()
         };
-        let reference = HarmonicFit::Neighbours
-            .reference(&piece, 1, context)
-            .unwrap();
+        let reference = fit::neighbours(&piece, 1, context).unwrap();
         let mut distinct = 0;
         for seed in 0..4 {
             // The four single draws, in the order the best-of-4 engine draws them.

@@ -16,7 +16,6 @@ pub mod tasks;
 
 pub use engine::{no_progress, Context, Engine, PassReport, Progress, RefineReport};
 pub use error::RefineError;
-pub use fit::HarmonicFit;
 pub use options::{HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
 pub use tasks::{
     check_monophonic, continue_piece, harmonize, improvise, infill, infill_windows,

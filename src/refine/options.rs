@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::corrupt::{Behaviour, Corruption, CorruptionChoice};
 use crate::tokens::{Genre, DECODER_MAX_LEN};
 
-use super::{HarmonicFit, RefineError};
+use super::RefineError;
 
 /// Most candidates one segment may draw (each costs a full decode).
 pub const MAX_CANDIDATES: usize = 64;
@@ -101,11 +101,9 @@ pub struct RefineOptions {
     /// Corruptions repaired (default) or with the original's edge-case bugs.
     pub behaviour: Behaviour,
     pub seed: u64,
-    /// Samples drawn per regenerated segment; the one that fits `fit` best is kept (1: the
-    /// original's single sample).
+    /// Samples drawn per regenerated segment; the one whose pitch classes fit the neighbouring
+    /// segments best is kept ([`super::fit`]; 1: the original's single sample).
     pub candidates: usize,
-    /// What the candidates' pitch classes are judged against.
-    pub fit: HarmonicFit,
 }
 
 /// The default 10-pass recipe of `config_style_transfer.yaml` (spec §10.1).
@@ -145,7 +143,6 @@ impl Default for RefineOptions {
             behaviour: Behaviour::Fixed,
             seed: 0,
             candidates: 1,
-            fit: HarmonicFit::Neighbours,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::eval::pitch_class_kl;
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
-use crate::refine::{Context, Engine, HarmonicFit, RefineOptions};
+use crate::refine::{Context, Engine, RefineOptions};
 use crate::tokens::Corruption;
 use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
 
@@ -398,12 +398,11 @@ fn infill_scores(
     rng: &mut ChaCha8Rng,
     progress: &dyn Fn(&str),
 ) -> Result<InfillScore, TrainError> {
-    // Candidates are judged by the neighbours only: the masked segment itself, still in the
-    // piece handed to the engine, must never steer its own infill.
+    // Candidates are judged by the neighbours only (`refine::fit`): the masked segment itself,
+    // still in the piece handed to the engine, never steers its own infill.
     let opts = RefineOptions {
         temperature: config.temperature,
         candidates: config.candidates,
-        fit: HarmonicFit::Neighbours,
         ..RefineOptions::default()
     };
     let engine = Engine::new(model, &opts);

@@ -25,6 +25,21 @@ use crate::tokens::{
 
 use super::dataset::LabeledPiece;
 
+/// One of the nine drawn with probability proportional to `weights` (in [`Corruption::ALL`]
+/// order; their sum must be positive).
+pub fn weighted_corruption(weights: &[f64; 9], rng: &mut impl Rng) -> Corruption {
+    let mut x = rng.gen::<f64>() * weights.iter().sum::<f64>();
+    for (c, &w) in Corruption::ALL.iter().zip(weights) {
+        if x < w {
+            return *c;
+        }
+        x -= w;
+    }
+    // Rounding at the very top: the last corruption with any weight.
+    let last = weights.iter().rposition(|&w| w > 0.0).unwrap_or(0);
+    Corruption::ALL[last]
+}
+
 /// How training samples are drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleConfig {
@@ -46,6 +61,9 @@ pub struct SampleConfig {
     /// the block wherever it sits. Without it a small model trained on CPU stays on the
     /// token-frequency plateau (see `examples/copy_task.rs`).
     pub block_first: f64,
+    /// Relative weights of the nine corruptions (in [`Corruption::ALL`] order) when
+    /// `corruption` is `Random`; `None` draws them uniformly, as the original.
+    pub corruption_weights: Option<[f64; 9]>,
 }
 
 impl Default for SampleConfig {
@@ -58,6 +76,7 @@ impl Default for SampleConfig {
             context: (1, 5),
             context_drop: true,
             block_first: 0.0,
+            corruption_weights: None,
         }
     }
 }
@@ -171,7 +190,10 @@ pub fn training_sample(
         randint(rng, config.context)
     };
     let after = randint(rng, config.context);
-    let kind = config.corruption.pick(rng);
+    let kind = match (config.corruption, config.corruption_weights) {
+        (CorruptionChoice::Random, Some(w)) => weighted_corruption(&w, rng),
+        (choice, _) => choice.pick(rng),
+    };
     let n = piece.segments.len();
     let s = if n == 0 { 0 } else { rng.gen_range(0..n) };
 
@@ -403,6 +425,34 @@ pub fn classifier_batch(
 mod tests {
     use super::*;
     use crate::music::Note;
+    use rand::SeedableRng;
+
+    #[test]
+    fn corruption_weights_set_how_often_each_is_drawn() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut only = [0.0; 9];
+        only[3] = 2.0;
+        for _ in 0..200 {
+            assert_eq!(
+                weighted_corruption(&only, &mut rng),
+                Corruption::PermutePitches
+            );
+        }
+        // Transposition three times as often as each of the other eight: 3/11 of the draws.
+        let mut w = [1.0; 9];
+        let t = Corruption::ALL
+            .iter()
+            .position(|&c| c == Corruption::IncorrectTransposition)
+            .unwrap();
+        w[t] = 3.0;
+        let mut counts = [0usize; 9];
+        for _ in 0..11_000 {
+            let c = weighted_corruption(&w, &mut rng);
+            counts[Corruption::ALL.iter().position(|&x| x == c).unwrap()] += 1;
+        }
+        assert!((2800..3200).contains(&counts[t]), "{counts:?}");
+        assert!(counts.iter().all(|&n| n > 800), "{counts:?}");
+    }
 
     fn piece(pitches: &[u8]) -> Piece {
         Piece {

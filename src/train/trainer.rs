@@ -114,6 +114,10 @@ pub struct TrainConfig {
     /// places after the corruption token; [`super::induction`]).
     #[serde(default)]
     pub align_positions: bool,
+    /// Relative weights of the nine corruptions in training samples (in [`Corruption::ALL`]
+    /// order); `None` draws them uniformly, as the original. Validation stays uniform.
+    #[serde(default)]
+    pub corruption_weights: Option<[f64; 9]>,
 }
 
 fn one() -> usize {
@@ -143,6 +147,7 @@ impl Default for TrainConfig {
             unigram_bias: true,
             copy_circuit: false,
             align_positions: false,
+            corruption_weights: None,
         }
     }
 }
@@ -175,6 +180,13 @@ impl TrainConfig {
                 "--max-context must be at least 1".into(),
             ));
         }
+        if let Some(w) = &self.corruption_weights {
+            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+                return Err(TrainError::Config(format!(
+                    "corruption weights {w:?}: each must be 0 or more, and one above 0"
+                )));
+            }
+        }
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -196,6 +208,7 @@ impl TrainConfig {
     pub fn training_sample_config(&self) -> SampleConfig {
         SampleConfig {
             block_first: self.block_first,
+            corruption_weights: self.corruption_weights,
             ..self.sample_config()
         }
     }
