@@ -120,7 +120,7 @@ struct PassEntry {
 }
 
 /// The `generation:` block: the original's keys, then ours (`top_k`, `seed`,
-/// `random_corruption`, `max_tokens_per_segment`, `corruption_behaviour`).
+/// `random_corruption`, `max_tokens_per_segment`, `corruption_behaviour`, `candidates`).
 #[derive(Debug, Default, Deserialize)]
 struct Generation {
     convert_from: Option<GenreName>,
@@ -145,6 +145,7 @@ struct Generation {
     random_corruption: Option<RandomModeName>,
     max_tokens_per_segment: Option<usize>,
     corruption_behaviour: Option<BehaviourName>,
+    candidates: Option<usize>,
 }
 
 /// A whole config file. The other blocks belong to training and the model; they are accepted
@@ -273,6 +274,9 @@ pub fn parse_config(text: &str, path: &Path, base: Settings) -> Result<Loaded, R
     }
     if let Some(v) = g.random_corruption {
         s.refine.random_mode = v.0;
+    }
+    if let Some(v) = g.candidates {
+        s.refine.candidates = v;
     }
     if let Some(v) = g.max_tokens_per_segment {
         s.refine.max_tokens_per_segment = v;
