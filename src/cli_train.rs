@@ -156,6 +156,10 @@ pub struct ClassifierArgs {
     /// about 5× cheaper per step on a CPU). Saved in the classifier's config.json.
     #[arg(long)]
     context: Option<usize>,
+    /// Vary each training window's velocities and durations, so the genre is learned from
+    /// the notes rather than from how a file was rendered or pedalled.
+    #[arg(long)]
+    vary_rendering: bool,
     #[arg(long)]
     threads: Option<usize>,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -461,6 +465,7 @@ pub fn train_classifier(a: ClassifierArgs) -> Result<()> {
         warmup_ratio: a.warmup_ratio,
         seed: a.seed,
         valid_windows: a.windows,
+        vary_rendering: a.vary_rendering,
         ..ClassifierTrainConfig::default()
     };
     let stop = stop_flag()?;

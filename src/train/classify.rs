@@ -60,6 +60,9 @@ pub struct ClassifierTrainConfig {
     /// Validation windows drawn per validation piece (fixed, seeded).
     pub valid_windows: usize,
     pub dropout: bool,
+    /// Training windows with varied velocities and durations (validation keeps them as they
+    /// are): see [`super::sample::vary_rendering`].
+    pub vary_rendering: bool,
 }
 
 impl Default for ClassifierTrainConfig {
@@ -75,6 +78,7 @@ impl Default for ClassifierTrainConfig {
             seed: 444,
             valid_windows: 8,
             dropout: true,
+            vary_rendering: false,
         }
     }
 }
@@ -217,7 +221,10 @@ impl ClassifierRun {
         let c = self.config.clone();
         let per_epoch = self.train.len().div_ceil(c.batch);
         let schedule = Schedule::new(c.lr, c.warmup_ratio, (per_epoch * c.epochs) as u64);
-        let wcfg = window_config(self.model.config());
+        let wcfg = ClassifierConfig {
+            vary_rendering: c.vary_rendering,
+            ..window_config(self.model.config())
+        };
         let best_dir = out.join("best");
         let mut best = (f64::INFINITY, 0usize);
         let mut epochs_run = 0;
