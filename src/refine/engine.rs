@@ -241,7 +241,7 @@ impl<'m> Engine<'m> {
             };
             candidate.notes.sort_by_key(|n| n.onset_ms);
             let d = reference.map_or(0.0, |r| fit::distance(&r, &candidate));
-            if best.as_ref().map_or(true, |(b, _)| d < *b) {
+            if best.as_ref().is_none_or(|(b, _)| d < *b) {
                 best = Some((d, candidate.notes));
             }
         }

@@ -297,17 +297,20 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
     }
 }
 
-/// Teacher-forced scores of one sample: `(nll, positions, correct)` and the argmax predictions.
+/// Teacher-forced scores of one sample: summed nll, positions, correct positions, and the
+/// argmax prediction at each position.
 fn scored(
     model: &ImprovNetModel,
     sample: &Sample,
     device: &Device,
-) -> Result<((f64, f64, f64), Vec<u32>), TrainError> {
+) -> Result<(f64, f64, f64, Vec<u32>), TrainError> {
     let t = trim(&Batch::from_samples(vec![sample.clone()]), false);
     let (enc, mask, dec) = inputs(&t, device)?;
     let out = cross_entropy(&model.forward(&enc, &mask, &dec)?, &t)?;
     Ok((
-        (out.row_nll[0], out.row_count[0], out.row_correct[0]),
+        out.row_nll[0],
+        out.row_count[0],
+        out.row_correct[0],
         out.pred,
     ))
 }
@@ -359,7 +362,7 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            let ((nll, n, c), pred) = scored(model, &sample, device)?;
+            let (nll, n, c, pred) = scored(model, &sample, device)?;
             per[ci].model.add(nll, n, c);
             add_fields(&mut per[ci].by_field, &sample, &pred);
             if let Some(prev) = previous.replace(sample.clone()) {
