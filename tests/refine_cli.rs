@@ -528,8 +528,9 @@ fn eval_adds_genre_probabilities_with_a_classifier() {
 }
 
 /// The shipped genre classifier (`models/genre-classifier-tiny`, the default of `classify`) on two
-/// real performances it never saw: a Chopin nocturne reads as classical, and Joplin's rag has
-/// several times its P(jazz).
+/// real performances it never saw: a Chopin nocturne reads as classical and Joplin's rag, played
+/// by a person with pedal, as jazz (a classifier trained without `--vary-rendering` called it
+/// classical: 0.22 jazz).
 #[test]
 fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
     let chopin = data("chopin_nocturne_op15_1.mid");
@@ -549,6 +550,7 @@ fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
     };
     let (chopin_classical, chopin_jazz) = p("chopin_nocturne_op15_1.mid");
     let (_, joplin_jazz) = p("joplin_maple_leaf_rag.mid");
-    assert!(chopin_classical > 0.8, "{table}");
+    assert!(chopin_classical > 0.75, "{table}");
+    assert!(joplin_jazz > 0.5, "{table}");
     assert!(joplin_jazz > 3.0 * chopin_jazz, "{table}");
 }
