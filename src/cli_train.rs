@@ -551,24 +551,13 @@ fn corruption_weights(pairs: &[String]) -> Result<Option<[f64; 9]>> {
             .with_context(|| {
                 format!("--corruption-weight {pair}: the weight must be a number, 0 or more")
             })?;
-        let i = Corruption::ALL
-            .iter()
-            .position(|&x| x == c)
-            .expect("one of the nine");
-        w[i] = v;
+        w[c.index()] = v;
     }
     Ok(Some(w))
 }
 
 pub fn score_model(a: ScoreArgs) -> Result<()> {
     set_threads(a.threads)?;
-    if !(1..=improvnet::refine::options::MAX_CANDIDATES).contains(&a.candidates) {
-        bail!(
-            "--candidates {}: use 1 to {}",
-            a.candidates,
-            improvnet::refine::options::MAX_CANDIDATES
-        );
-    }
     let model = crate::cli_refine::load_model(&a.model)?;
     let data = load_data(&a.data)?;
     let cfg = HeldOutConfig {

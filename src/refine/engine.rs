@@ -355,8 +355,9 @@ mod tests {
     use super::*;
     use crate::corrupt::Corruption;
     use crate::model::{BertConfig, Config};
-    use crate::music::Segment;
-    use crate::tokens::{Token, SEP};
+    use crate::tokens::{BlockElement, Token, SEP};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     fn piece(segments: u32, notes_each: u16) -> Piece {
         Piece {
@@ -371,14 +372,17 @@ mod tests {
         }
     }
 
+    /// A random one-layer model with `positions` encoder and decoder positions.
+    fn tiny_model(positions: usize, seed: u64) -> ImprovNetModel {
+        let part = BertConfig::sized(16, 1, 2, 32, positions);
+        let config = Config::from_parts(part.clone(), part);
+        ImprovNetModel::random(&config, seed, &candle_core::Device::Cpu).unwrap()
+    }
+
     #[test]
     fn long_windows_lose_far_context_not_the_block() {
         // Encoder of 64 positions; 10 notes (30 tokens) per segment.
-        let config = Config::from_parts(
-            BertConfig::sized(16, 1, 2, 32, 64),
-            BertConfig::sized(16, 1, 2, 32, 64),
-        );
-        let model = ImprovNetModel::random(&config, 0, &candle_core::Device::Cpu).unwrap();
+        let model = tiny_model(64, 0);
         let engine = Engine::new(&model, &RefineOptions::default());
         let p = piece(5, 10);
         let block = CorruptedSegment {
@@ -420,24 +424,10 @@ mod tests {
         drop_empty(&mut p);
         assert_eq!(p.segments.len(), 2);
     }
-}
-
-#[cfg(test)]
-mod best_of_tests {
-    use super::*;
-    use crate::corrupt::Corruption;
-    use crate::model::{BertConfig, Config};
-    use crate::tokens::BlockElement;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn best_of_n_keeps_the_draw_closest_to_the_reference() {
-        let config = Config::from_parts(
-            BertConfig::sized(16, 1, 2, 32, 256),
-            BertConfig::sized(16, 1, 2, 32, 256),
-        );
-        let model = ImprovNetModel::random(&config, 3, &candle_core::Device::Cpu).unwrap();
+        let model = tiny_model(256, 3);
         let piece = Piece {
             segments: (0..3)
                 .map(|window| Segment {

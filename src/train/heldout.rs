@@ -17,18 +17,17 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
-use crate::eval::pitch_class_kl;
+use crate::eval::{histogram_kl, pitch_class_histogram, pitch_class_kl};
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
-use crate::refine::{Context, Engine, RefineOptions};
+use crate::refine::{fit, Context, Engine, RefineOptions};
 use crate::tokens::Corruption;
 use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
 
 use super::dataset::{Dataset, Split};
-use super::loss::{cross_entropy, inputs, trim};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
-use super::trainer::{row_scores, Metric};
+use super::trainer::{batch_loss, row_scores, Metric};
 use super::TrainError;
 
 /// What to score and how.
@@ -297,22 +296,15 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
     }
 }
 
-/// Teacher-forced scores of one sample: summed nll, positions, correct positions, and the
-/// argmax prediction at each position.
-fn scored(
-    model: &ImprovNetModel,
-    sample: &Sample,
-    device: &Device,
-) -> Result<(f64, f64, f64, Vec<u32>), TrainError> {
-    let t = trim(&Batch::from_samples(vec![sample.clone()]), false);
-    let (enc, mask, dec) = inputs(&t, device)?;
-    let out = cross_entropy(&model.forward(&enc, &mask, &dec)?, &t)?;
-    Ok((
-        out.row_nll[0],
-        out.row_count[0],
-        out.row_correct[0],
-        out.pred,
-    ))
+/// The engine settings of the infills. Candidates are judged by the neighbours only
+/// (`refine::fit`): the masked segment itself, still in the piece handed to the engine, never
+/// steers its own infill.
+fn infill_options(config: &HeldOutConfig) -> RefineOptions {
+    RefineOptions {
+        temperature: config.temperature,
+        candidates: config.candidates,
+        ..RefineOptions::default()
+    }
 }
 
 /// The scored pieces: the validation split's first `pieces` (0 = all).
@@ -332,6 +324,10 @@ pub fn score(
     device: &Device,
     progress: &dyn Fn(&str),
 ) -> Result<HeldOutReport, TrainError> {
+    // A bad infill setting fails now, not after the token-accuracy part.
+    infill_options(config)
+        .validate()
+        .map_err(|e| TrainError::Config(format!("infilling: {e}")))?;
     let chosen = pieces(data, config.pieces);
     if chosen.is_empty() {
         return Err(TrainError::Config(
@@ -362,9 +358,15 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            let (nll, n, c, pred) = scored(model, &sample, device)?;
+            let own = batch_loss(
+                model,
+                &Batch::from_samples(vec![sample.clone()]),
+                false,
+                device,
+            )?;
+            let (nll, n, c) = (own.row_nll[0], own.row_count[0], own.row_correct[0]);
             per[ci].model.add(nll, n, c);
-            add_fields(&mut per[ci].by_field, &sample, &pred);
+            add_fields(&mut per[ci].by_field, &sample, &own.pred);
             if let Some(prev) = previous.replace(sample.clone()) {
                 let swapped = Sample {
                     encoder_ids: prev.encoder_ids,
@@ -401,14 +403,7 @@ fn infill_scores(
     rng: &mut ChaCha8Rng,
     progress: &dyn Fn(&str),
 ) -> Result<InfillScore, TrainError> {
-    // Candidates are judged by the neighbours only (`refine::fit`): the masked segment itself,
-    // still in the piece handed to the engine, never steers its own infill.
-    let opts = RefineOptions {
-        temperature: config.temperature,
-        candidates: config.candidates,
-        ..RefineOptions::default()
-    };
-    let engine = Engine::new(model, &opts);
+    let engine = Engine::new(model, &infill_options(config));
     let mut s = InfillScore {
         temperature: config.temperature,
         candidates: config.candidates,
@@ -445,12 +440,20 @@ fn infill_scores(
                 window: original.window,
                 notes,
             };
-            let around = Piece {
-                segments: vec![segs[index - 1].clone(), segs[index + 1].clone()],
-            };
             let model_kl = pitch_class_kl(&single(original), &single(&generated));
             let previous_kl = pitch_class_kl(&single(original), &single(&segs[index - 1]));
-            s.neighbours_kl += pitch_class_kl(&single(original), &around);
+            let around = fit::neighbours(
+                &p.piece,
+                index,
+                Context {
+                    before: 1,
+                    after: 1,
+                },
+            );
+            s.neighbours_kl += histogram_kl(
+                &pitch_class_histogram(&single(original)),
+                &around.unwrap_or_default(),
+            );
             s.segments += 1;
             s.model_kl += model_kl;
             s.previous_kl += previous_kl;

@@ -491,7 +491,7 @@ mod tests {
     fn corruption_weights_set_how_often_each_is_drawn() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut only = [0.0; 9];
-        only[3] = 2.0;
+        only[Corruption::PermutePitches.index()] = 2.0;
         for _ in 0..200 {
             assert_eq!(
                 weighted_corruption(&only, &mut rng),
@@ -500,15 +500,11 @@ mod tests {
         }
         // Transposition three times as often as each of the other eight: 3/11 of the draws.
         let mut w = [1.0; 9];
-        let t = Corruption::ALL
-            .iter()
-            .position(|&c| c == Corruption::IncorrectTransposition)
-            .unwrap();
+        let t = Corruption::IncorrectTransposition.index();
         w[t] = 3.0;
         let mut counts = [0usize; 9];
         for _ in 0..11_000 {
-            let c = weighted_corruption(&w, &mut rng);
-            counts[Corruption::ALL.iter().position(|&x| x == c).unwrap()] += 1;
+            counts[weighted_corruption(&w, &mut rng).index()] += 1;
         }
         assert!((2800..3200).contains(&counts[t]), "{counts:?}");
         assert!(counts.iter().all(|&n| n > 800), "{counts:?}");

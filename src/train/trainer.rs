@@ -20,7 +20,7 @@ use super::checkpoint;
 use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
 use super::init::{init_bert, set_output_bias, stream, stream_seed, unigram_log_frequencies};
-use super::loss::{cross_entropy, cross_entropy_over, inputs, loss_positions, trim};
+use super::loss::{cross_entropy, cross_entropy_over, inputs, loss_positions, trim, LossOutput};
 use super::optim::{named_vars, AdamW, AdamWConfig};
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
@@ -713,6 +713,19 @@ impl Trainer {
     }
 }
 
+/// One forward pass over `batch` without dropout, scored: per-row sums and argmax predictions.
+pub(crate) fn batch_loss(
+    model: &ImprovNetModel,
+    batch: &Batch,
+    loss_on_padding: bool,
+    device: &Device,
+) -> Result<LossOutput, TrainError> {
+    let t = trim(batch, loss_on_padding);
+    let (enc, mask, dec) = inputs(&t, device)?;
+    let logits = model.forward(&enc, &mask, &dec)?;
+    Ok(cross_entropy(&logits, &t)?)
+}
+
 /// Per row of `batch`, from one forward pass without dropout: its corruption, summed negative
 /// log-likelihood, counted positions and correct argmax predictions.
 pub(crate) fn row_scores(
@@ -721,10 +734,7 @@ pub(crate) fn row_scores(
     loss_on_padding: bool,
     device: &Device,
 ) -> Result<Vec<(Corruption, f64, f64, f64)>, TrainError> {
-    let t = trim(batch, loss_on_padding);
-    let (enc, mask, dec) = inputs(&t, device)?;
-    let logits = model.forward(&enc, &mask, &dec)?;
-    let out = cross_entropy(&logits, &t)?;
+    let out = batch_loss(model, batch, loss_on_padding, device)?;
     Ok(batch
         .meta
         .iter()
