@@ -104,6 +104,10 @@ pub struct FieldScore {
     pub tokens: f64,
     pub model_correct: f64,
     pub copy_correct: f64,
+    /// Pitch-velocity targets only: predictions with the right pitch, whatever their
+    /// velocity (tells a wrong pitch from a wrong loudness).
+    pub model_pitch_correct: f64,
+    pub copy_pitch_correct: f64,
 }
 
 /// One corruption's teacher-forced scores.
@@ -206,12 +210,20 @@ impl HeldOutReport {
             );
         }
         s += "\nBy the target token's field (model / copy accuracy):\n\n\
-              | corruption | pitch-velocity | onset | duration |\n|---|---:|---:|---:|\n";
+              | corruption | pitch-velocity | pitch alone | onset | duration |\n\
+              |---|---:|---:|---:|---:|\n";
         for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
             s += &format!("| {} |", c.corruption.name());
-            for f in &c.by_field {
+            for (k, f) in c.by_field.iter().enumerate() {
                 let n = f.tokens.max(1.0);
                 s += &format!(" {:.3} / {:.3} |", f.model_correct / n, f.copy_correct / n);
+                if k == Field::PitchVelocity as usize {
+                    s += &format!(
+                        " {:.3} / {:.3} |",
+                        f.model_pitch_correct / n,
+                        f.copy_pitch_correct / n
+                    );
+                }
             }
             s += "\n";
         }
@@ -293,7 +305,18 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
         f.tokens += 1.0;
         f.model_correct += (model.get(i) == Some(&label)) as usize as f64;
         f.copy_correct += (copy.get(i) == Some(&label)) as usize as f64;
+        if field == Field::PitchVelocity {
+            let pitch = |id: Option<&u32>| id.and_then(|&id| piano_pitch(id));
+            let target = piano_pitch(label);
+            f.model_pitch_correct += (pitch(model.get(i)) == target) as usize as f64;
+            f.copy_pitch_correct += (pitch(copy.get(i)) == target) as usize as f64;
+        }
     }
+}
+
+/// The pitch of a pitch-velocity token (`PIANO_BASE + velocity_bin * 128 + pitch`).
+fn piano_pitch(id: u32) -> Option<u32> {
+    (Field::of(id) == Some(Field::PitchVelocity)).then(|| (id - PIANO_BASE) % 128)
 }
 
 /// The engine settings of the infills. Candidates are judged by the neighbours only
@@ -497,5 +520,53 @@ mod tests {
         assert_eq!(copy_prediction(&[5, 6]), None);
         let masked = [SEP, CORRUPTION_BASE + 2, GENRE_BASE, MASK, SEP];
         assert_eq!(copy_prediction(&masked).unwrap(), vec![BOS, MASK, EOS]);
+    }
+
+    #[test]
+    fn fields_tell_a_wrong_pitch_from_a_wrong_velocity() {
+        use super::super::sample::SampleMeta;
+        use crate::tokens::{Genre, Tail};
+        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
+        let (onset, dur) = (ONSET_BASE + 3, DUR_BASE + 5);
+        let corruption = Corruption::IncorrectTransposition;
+        let block = [pv(4, 63), onset, dur, pv(4, 67), onset, dur];
+        let mut encoder_ids = vec![SEP, CORRUPTION_BASE + corruption.index() as u32, GENRE_BASE];
+        encoder_ids.extend(block);
+        encoder_ids.push(SEP);
+        // The original: the first note was moved up a semitone, the second left alone.
+        let labels = vec![BOS, pv(4, 62), onset, dur, pv(4, 67), onset, dur, EOS];
+        let sample = Sample {
+            attention_mask: vec![1; encoder_ids.len()],
+            encoder_ids,
+            labels,
+            meta: SampleMeta {
+                genre: Genre::Classical,
+                corruption,
+                segment: 0,
+                context_before: 0,
+                context_after: 0,
+                transpose: 0,
+                tail: Tail::Keep,
+            },
+        };
+        // The model repairs the first pitch at the wrong loudness and keeps the second.
+        let model = [BOS, pv(6, 62), onset, dur, pv(4, 67), onset, dur, EOS];
+        let mut fields = [FieldScore::default(); 3];
+        add_fields(&mut fields, &sample, &model);
+        let pvf = fields[Field::PitchVelocity as usize];
+        assert_eq!(
+            (pvf.tokens, pvf.model_correct, pvf.copy_correct),
+            (2.0, 1.0, 1.0)
+        );
+        assert_eq!(
+            (pvf.model_pitch_correct, pvf.copy_pitch_correct),
+            (2.0, 1.0)
+        );
+        let on = fields[Field::Onset as usize];
+        assert_eq!(
+            (on.tokens, on.model_correct, on.copy_correct),
+            (2.0, 2.0, 2.0)
+        );
+        assert_eq!(on.model_pitch_correct, 0.0);
     }
 }
