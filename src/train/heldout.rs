@@ -22,7 +22,7 @@ use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
 use crate::refine::{fit, Context, Engine, RefineOptions};
-use crate::tokens::Corruption;
+use crate::tokens::{Corruption, Token};
 use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
 
 use super::dataset::{Dataset, Split};
@@ -314,9 +314,12 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
     }
 }
 
-/// The pitch of a pitch-velocity token (`PIANO_BASE + velocity_bin * 128 + pitch`).
-fn piano_pitch(id: u32) -> Option<u32> {
-    (Field::of(id) == Some(Field::PitchVelocity)).then(|| (id - PIANO_BASE) % 128)
+/// The pitch of a pitch-velocity token; `None` for every other id.
+fn piano_pitch(id: u32) -> Option<u8> {
+    match Token::from_id(id)? {
+        Token::PianoNote { pitch, .. } => Some(pitch),
+        _ => None,
+    }
 }
 
 /// The engine settings of the infills. Candidates are judged by the neighbours only
