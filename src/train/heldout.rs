@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
-use crate::eval::{histogram_kl, pitch_class_histogram, pitch_class_kl};
+use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
@@ -466,8 +466,13 @@ fn infill_scores(
                 window: original.window,
                 notes,
             };
-            let model_kl = pitch_class_kl(&single(original), &single(&generated));
-            let previous_kl = pitch_class_kl(&single(original), &single(&segs[index - 1]));
+            // Every baseline is measured against the same histogram of the original.
+            let reference = pitch_class_histogram(&single(original));
+            let kl_to = |segment: &Segment| {
+                histogram_kl(&reference, &pitch_class_histogram(&single(segment)))
+            };
+            let model_kl = kl_to(&generated);
+            let previous_kl = kl_to(&segs[index - 1]);
             let around = fit::neighbours(
                 &p.piece,
                 index,
@@ -476,10 +481,7 @@ fn infill_scores(
                     after: 1,
                 },
             );
-            s.neighbours_kl += histogram_kl(
-                &pitch_class_histogram(&single(original)),
-                &around.unwrap_or_default(),
-            );
+            s.neighbours_kl += histogram_kl(&reference, &around.unwrap_or_default());
             s.segments += 1;
             s.model_kl += model_kl;
             s.previous_kl += previous_kl;
