@@ -119,6 +119,9 @@ pub struct CorruptionScore {
     pub copy: Metric,
     /// Both accuracies split by the target token's field, in [`Field::ALL`] order.
     pub by_field: [FieldScore; 3],
+    /// The permutations only: "count the block" ([`multiset_prediction`]), a rule that knows no
+    /// music and still beats the copy: what the model could reach by counting alone.
+    pub counting: Option<Metric>,
 }
 
 impl CorruptionScore {
@@ -227,6 +230,25 @@ impl HeldOutReport {
             }
             s += "\n";
         }
+        let counted: Vec<_> = self
+            .per_corruption
+            .iter()
+            .filter_map(|c| c.counting.as_ref().map(|m| (c, m)))
+            .collect();
+        if !counted.is_empty() {
+            s += "\n\"Count the block\" (a rule that knows no music: each pitch is the block's most \
+                  common one not used yet) against the model and the copy:\n\n\
+                  | corruption | count the block | model | copy |\n|---|---:|---:|---:|\n";
+            for (c, m) in counted {
+                s += &format!(
+                    "| {} | {:.3} | {:.3} | {:.3} |\n",
+                    c.corruption.name(),
+                    m.accuracy(),
+                    c.model.accuracy(),
+                    c.copy.accuracy()
+                );
+            }
+        }
         let e = &self.encoder_use;
         if e.swapped.samples > 0 {
             s += &format!(
@@ -278,19 +300,86 @@ pub fn copy_prediction(encoder_ids: &[u32]) -> Option<Vec<u32>> {
 
 /// Target positions the copy baseline gets right, and the positions counted (non-padding).
 pub fn copy_score(sample: &Sample) -> (f64, f64) {
-    let pred = copy_prediction(&sample.encoder_ids).unwrap_or_default();
-    let mut correct = 0.0;
-    let mut count = 0.0;
-    for (i, &label) in sample.labels.iter().enumerate() {
-        if label == PAD {
-            continue;
+    prediction_score(
+        sample,
+        &copy_prediction(&sample.encoder_ids).unwrap_or_default(),
+    )
+}
+
+/// Pitch-velocity ids: `PIANO_BASE + velocity_bin * 128 + pitch`.
+const PITCHES: usize = 128;
+const VELOCITY_BINS: usize = ((ONSET_BASE - PIANO_BASE) as usize) / PITCHES;
+
+/// "Count the block" for the two permutations (`None` for the other corruptions): a shuffle keeps
+/// the block's multiset of pitches (and, for `permute_pitch_velocity`, of velocities), so at each
+/// pitch-velocity target the most common pitch the targets before it have not used yet is a
+/// better guess than the shuffled pitch that happens to sit there (the copy is right only when
+/// the shuffle put an equal pitch in place). Teacher forced like the model: the targets before
+/// position `i` are `labels[..i]`. The velocity is the copy's for `permute_pitches` (kept in
+/// place) and the most common unused one for `permute_pitch_velocity`; ties go to the copy's
+/// value, then to the lowest. Every other token is the copy's.
+pub fn multiset_prediction(
+    encoder_ids: &[u32],
+    labels: &[u32],
+    corruption: Corruption,
+) -> Option<Vec<u32>> {
+    let shuffle_velocity = match corruption {
+        Corruption::PermutePitches => false,
+        Corruption::PermutePitchVelocity => true,
+        _ => return None,
+    };
+    let copy = copy_prediction(encoder_ids)?;
+    let split = |id: u32| {
+        Field::of(id)
+            .filter(|&f| f == Field::PitchVelocity)
+            .map(|_| {
+                (
+                    ((id - PIANO_BASE) as usize) / PITCHES,
+                    ((id - PIANO_BASE) as usize) % PITCHES,
+                )
+            })
+    };
+    let (mut pitches, mut velocities) = ([0i32; PITCHES], [0i32; VELOCITY_BINS]);
+    for (v, p) in copy.iter().filter_map(|&id| split(id)) {
+        pitches[p] += 1;
+        velocities[v] += 1;
+    }
+    // The most common entry still unused; the copy's on a tie, then the lowest.
+    fn most_common(counts: &[i32], prefer: usize) -> usize {
+        let best = counts.iter().copied().max().unwrap_or(0);
+        if best <= 0 || counts[prefer] == best {
+            return prefer;
         }
-        count += 1.0;
-        if pred.get(i) == Some(&label) {
-            correct += 1.0;
+        counts.iter().position(|&c| c == best).unwrap_or(prefer)
+    }
+    let mut out = copy.clone();
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let (Some((cv, cp)), Some(_)) = (split(*slot), labels.get(i).and_then(|&l| split(l))) {
+            let p = most_common(&pitches, cp);
+            let v = if shuffle_velocity {
+                most_common(&velocities, cv)
+            } else {
+                cv
+            };
+            *slot = PIANO_BASE + (v * PITCHES + p) as u32;
+        }
+        if let Some((v, p)) = labels.get(i).and_then(|&l| split(l)) {
+            pitches[p] -= 1;
+            velocities[v] -= 1;
         }
     }
-    (correct, count)
+    Some(out)
+}
+
+/// Positions of `sample` that `pred` gets right, and the positions counted (non-padding).
+fn prediction_score(sample: &Sample, pred: &[u32]) -> (f64, f64) {
+    let counted = sample.labels.iter().enumerate().filter(|(_, &l)| l != PAD);
+    counted.fold((0.0, 0.0), |(correct, count), (i, &label)| {
+        (
+            correct + (pred.get(i) == Some(&label)) as usize as f64,
+            count + 1.0,
+        )
+    })
 }
 
 /// Adds one sample's note tokens to `fields`: `model` holds the model's prediction for each
@@ -368,6 +457,7 @@ pub fn score(
             model: Metric::default(),
             copy: Metric::default(),
             by_field: [FieldScore::default(); 3],
+            counting: None,
         })
         .collect();
     let mut encoder_use = EncoderUse::default();
@@ -384,6 +474,13 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
+            if let Some(pred) = multiset_prediction(&sample.encoder_ids, &sample.labels, c) {
+                let (correct, count) = prediction_score(&sample, &pred);
+                per[ci]
+                    .counting
+                    .get_or_insert_with(Metric::default)
+                    .add(0.0, count, correct);
+            }
             let own = batch_loss(
                 model,
                 &Batch::from_samples(vec![sample.clone()]),
@@ -525,6 +622,83 @@ mod tests {
         assert_eq!(copy_prediction(&[5, 6]), None);
         let masked = [SEP, CORRUPTION_BASE + 2, GENRE_BASE, MASK, SEP];
         assert_eq!(copy_prediction(&masked).unwrap(), vec![BOS, MASK, EOS]);
+    }
+
+    #[test]
+    fn counting_the_block_guesses_the_most_common_unused_pitch() {
+        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
+        let (o, d) = (ONSET_BASE, DUR_BASE);
+        let enc_of = |c: Corruption, block: &[u32]| {
+            let mut e = vec![SEP, CORRUPTION_BASE + c.index() as u32, GENRE_BASE];
+            e.extend_from_slice(block);
+            e.push(SEP);
+            e
+        };
+        // Original pitches 60 60 64 60 at velocity bins 1 2 3 4, shuffled to 64 60 60 60.
+        let block = [
+            pv(1, 64),
+            o,
+            d,
+            pv(2, 60),
+            o,
+            d,
+            pv(3, 60),
+            o,
+            d,
+            pv(4, 60),
+            o,
+            d,
+        ];
+        let labels = [
+            BOS,
+            pv(1, 60),
+            o,
+            d,
+            pv(2, 60),
+            o,
+            d,
+            pv(3, 64),
+            o,
+            d,
+            pv(4, 60),
+            o,
+            d,
+            EOS,
+        ];
+        let enc = enc_of(Corruption::PermutePitches, &block);
+        let pred = multiset_prediction(&enc, &labels, Corruption::PermutePitches).unwrap();
+        // 60 is the most common pitch (3 of 4) until the targets have used two of them; then
+        // 60 and 64 tie and the copy's 60 wins; the last target leaves only 60.
+        assert_eq!(
+            pred,
+            vec![
+                BOS,
+                pv(1, 60),
+                o,
+                d,
+                pv(2, 60),
+                o,
+                d,
+                pv(3, 60),
+                o,
+                d,
+                pv(4, 60),
+                o,
+                d,
+                EOS
+            ]
+        );
+        assert_eq!(copy_prediction(&enc).unwrap()[1], pv(1, 64));
+        // Velocities shuffled too: the most common unused bin (all tie: the copy's).
+        let enc = enc_of(Corruption::PermutePitchVelocity, &block);
+        let pred = multiset_prediction(&enc, &labels, Corruption::PermutePitchVelocity).unwrap();
+        assert_eq!(pred[1], pv(1, 60));
+        // Nothing to count for the other corruptions.
+        let enc = enc_of(Corruption::IncorrectTransposition, &block);
+        assert_eq!(
+            multiset_prediction(&enc, &labels, Corruption::IncorrectTransposition),
+            None
+        );
     }
 
     #[test]
