@@ -49,6 +49,20 @@ fn shipped_configs_equal_the_defaults() {
     }
 }
 
+/// The form-keeping jazz recipe is the style-transfer defaults with ten skyline passes at rate 1.0
+/// and half the section-opening segments kept (the model card's best-measured lever).
+#[test]
+fn the_skyline_recipe_differs_from_style_transfer_only_in_passes_and_preservation() {
+    let mut base = Settings::harmony();
+    base.novel_peaks_pct = 0.77;
+    let loaded = load_config(&config("jazz_skyline.yaml"), base).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let mut expected = Settings::style_transfer();
+    expected.refine.passes = vec![PassSpec::new(1.0, Corruption::Skyline); 10];
+    expected.novel_peaks_pct = 0.5;
+    assert_eq!(loaded.settings, expected);
+}
+
 /// The original's `config_style_transfer.yaml`, blocks and cluster paths as they are.
 const ORIGINAL: &str = r#"
 model:
