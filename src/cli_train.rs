@@ -110,6 +110,11 @@ pub struct TrainArgs {
     /// pitches do not lose the copy its place.
     #[arg(long)]
     align_positions: bool,
+    /// With --copy-circuit: the codes of one pitch's velocities share a part, and so do the
+    /// pitches of one pitch class, so that the output head can read "how often does this pitch
+    /// (class) occur in the block" (an experiment: see the model card)
+    #[arg(long)]
+    pitch_codes: bool,
     /// Weight of one corruption in the training samples, NAME=W (repeatable; the others keep
     /// weight 1), e.g. `--corruption-weight permute_pitches=3` to practise it three times as
     /// often. Validation stays uniform.
@@ -323,6 +328,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             unigram_bias: !a.zero_output_bias,
             copy_circuit: a.copy_circuit,
             align_positions: a.align_positions,
+            pitch_codes: a.pitch_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
         };
         let mc = model_config(&a.config)?;

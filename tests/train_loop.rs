@@ -625,6 +625,21 @@ fn the_alignment_prior_needs_the_copy_circuit() {
     .err()
     .expect("alignment without the circuit");
     assert!(err.to_string().contains("add --copy-circuit"), "{err}");
+    let err = Trainer::new(
+        &circuit_sized(),
+        None,
+        &ds,
+        "fixture",
+        TrainConfig {
+            pitch_codes: true,
+            ..config(1)
+        },
+        &tmp.path().join("run2"),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("pitch codes without the circuit");
+    assert!(err.to_string().contains("--pitch-codes"), "{err}");
 }
 
 #[test]

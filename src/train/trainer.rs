@@ -114,6 +114,10 @@ pub struct TrainConfig {
     /// places after the corruption token; [`super::induction`]).
     #[serde(default)]
     pub align_positions: bool,
+    /// With `copy_circuit`: pitch-velocity codes share a part per pitch and per pitch class
+    /// ([`super::induction`], `share_pitch_codes`).
+    #[serde(default)]
+    pub pitch_codes: bool,
     /// Relative weights of the nine corruptions in training samples (in [`Corruption::ALL`]
     /// order); `None` draws them uniformly, as the original. Validation stays uniform.
     #[serde(default)]
@@ -147,6 +151,7 @@ impl Default for TrainConfig {
             unigram_bias: true,
             copy_circuit: false,
             align_positions: false,
+            pitch_codes: false,
             corruption_weights: None,
         }
     }
@@ -190,6 +195,11 @@ impl TrainConfig {
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
+            ));
+        }
+        if self.pitch_codes && !self.copy_circuit {
+            return Err(TrainError::Config(
+                "--pitch-codes shapes the copy circuit's codes: add --copy-circuit".into(),
             ));
         }
         Ok(())
@@ -348,6 +358,7 @@ impl Trainer {
                         &model_config,
                         config.seed,
                         config.align_positions,
+                        config.pitch_codes,
                     )?;
                 }
                 if config.unigram_bias {
