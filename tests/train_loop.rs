@@ -607,39 +607,33 @@ fn the_alignment_prior_copies_length_keeping_blocks_in_place() {
     assert!(aligned.all.accuracy() > content.all.accuracy());
 }
 
-#[test]
-fn the_alignment_prior_needs_the_copy_circuit() {
+/// The error `Trainer::new` gives for `cfg` on a `circuit_sized` model.
+fn new_run_error(cfg: TrainConfig) -> String {
     let (tmp, ds) = fixture();
-    let err = Trainer::new(
+    let t = Trainer::new(
         &circuit_sized(),
         None,
         &ds,
         "fixture",
-        TrainConfig {
-            align_positions: true,
-            ..config(1)
-        },
+        cfg,
         &tmp.path().join("run"),
         &Device::Cpu,
-    )
-    .err()
-    .expect("alignment without the circuit");
-    assert!(err.to_string().contains("add --copy-circuit"), "{err}");
-    let err = Trainer::new(
-        &circuit_sized(),
-        None,
-        &ds,
-        "fixture",
-        TrainConfig {
-            pitch_codes: true,
-            ..config(1)
-        },
-        &tmp.path().join("run2"),
-        &Device::Cpu,
-    )
-    .err()
-    .expect("pitch codes without the circuit");
-    assert!(err.to_string().contains("--pitch-codes"), "{err}");
+    );
+    t.err().expect("a config error").to_string()
+}
+
+#[test]
+fn the_alignment_prior_needs_the_copy_circuit() {
+    let err = new_run_error(TrainConfig {
+        align_positions: true,
+        ..config(1)
+    });
+    assert!(err.contains("add --copy-circuit"), "{err}");
+    let err = new_run_error(TrainConfig {
+        pitch_codes: true,
+        ..config(1)
+    });
+    assert!(err.contains("--pitch-codes"), "{err}");
 }
 
 #[test]

@@ -306,10 +306,6 @@ pub fn copy_score(sample: &Sample) -> (f64, f64) {
     )
 }
 
-/// Pitch-velocity ids: `PIANO_BASE + velocity_bin * 128 + pitch`.
-const PITCHES: usize = 128;
-const VELOCITY_BINS: usize = ((ONSET_BASE - PIANO_BASE) as usize) / PITCHES;
-
 /// "Count the block" for the two permutations (`None` for the other corruptions): a shuffle keeps
 /// the block's multiset of pitches (and, for `permute_pitch_velocity`, of velocities), so at each
 /// pitch-velocity target the most common pitch the targets before it have not used yet is a
@@ -329,43 +325,38 @@ pub fn multiset_prediction(
         _ => return None,
     };
     let copy = copy_prediction(encoder_ids)?;
-    let split = |id: u32| {
-        Field::of(id)
-            .filter(|&f| f == Field::PitchVelocity)
-            .map(|_| {
-                (
-                    ((id - PIANO_BASE) as usize) / PITCHES,
-                    ((id - PIANO_BASE) as usize) % PITCHES,
-                )
-            })
-    };
-    let (mut pitches, mut velocities) = ([0i32; PITCHES], [0i32; VELOCITY_BINS]);
-    for (v, p) in copy.iter().filter_map(|&id| split(id)) {
-        pitches[p] += 1;
-        velocities[v] += 1;
+    let note_at = |ids: &[u32], i: usize| ids.get(i).and_then(|&id| piano_note(id));
+    // Counts by MIDI value (pitch 0..=127; velocities are bin values, also below 128).
+    let (mut pitches, mut velocities) = ([0i32; 128], [0i32; 128]);
+    for (p, v) in copy.iter().filter_map(|&id| piano_note(id)) {
+        pitches[usize::from(p)] += 1;
+        velocities[usize::from(v)] += 1;
     }
-    // The most common entry still unused; the copy's on a tie, then the lowest.
-    fn most_common(counts: &[i32], prefer: usize) -> usize {
+    // The most common value still unused; the copy's on a tie, then the lowest.
+    fn most_common(counts: &[i32; 128], prefer: u8) -> u8 {
         let best = counts.iter().copied().max().unwrap_or(0);
-        if best <= 0 || counts[prefer] == best {
+        if best <= 0 || counts[usize::from(prefer)] == best {
             return prefer;
         }
-        counts.iter().position(|&c| c == best).unwrap_or(prefer)
+        counts
+            .iter()
+            .position(|&c| c == best)
+            .map_or(prefer, |i| i as u8)
     }
     let mut out = copy.clone();
     for (i, slot) in out.iter_mut().enumerate() {
-        if let (Some((cv, cp)), Some(_)) = (split(*slot), labels.get(i).and_then(|&l| split(l))) {
-            let p = most_common(&pitches, cp);
-            let v = if shuffle_velocity {
+        if let (Some((cp, cv)), Some(_)) = (note_at(&copy, i), note_at(labels, i)) {
+            let pitch = most_common(&pitches, cp);
+            let velocity = if shuffle_velocity {
                 most_common(&velocities, cv)
             } else {
                 cv
             };
-            *slot = PIANO_BASE + (v * PITCHES + p) as u32;
+            *slot = Token::PianoNote { pitch, velocity }.id();
         }
-        if let Some((v, p)) = labels.get(i).and_then(|&l| split(l)) {
-            pitches[p] -= 1;
-            velocities[v] -= 1;
+        if let Some((p, v)) = note_at(labels, i) {
+            pitches[usize::from(p)] -= 1;
+            velocities[usize::from(v)] -= 1;
         }
     }
     Some(out)
@@ -405,8 +396,13 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
 
 /// The pitch of a pitch-velocity token; `None` for every other id.
 fn piano_pitch(id: u32) -> Option<u8> {
+    piano_note(id).map(|(pitch, _)| pitch)
+}
+
+/// The pitch and velocity of a pitch-velocity token; `None` for every other id.
+fn piano_note(id: u32) -> Option<(u8, u8)> {
     match Token::from_id(id)? {
-        Token::PianoNote { pitch, .. } => Some(pitch),
+        Token::PianoNote { pitch, velocity } => Some((pitch, velocity)),
         _ => None,
     }
 }

@@ -41,9 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use super::error::TrainError;
 use super::init::{normals, stream};
 use crate::model::Config;
-use crate::tokens::{
-    Corruption, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP,
-};
+use crate::tokens::{Corruption, Token, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP};
 
 /// The circuit's gains (chosen on `data/cj-v1` validation samples: accuracy at step 0 is flat
 /// around them; larger logits only make the wrong guesses more confident).
@@ -190,9 +188,11 @@ fn share_pitch_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
     let pitch = unit_codes(rng, 128, dim);
     let class = unit_codes(rng, 12, dim);
     let [own, wp, wc] = PITCH_CODE_MIX;
-    for id in PIANO_BASE..ONSET_BASE.min(codes.len() as u32) {
-        let p = ((id - PIANO_BASE) % 128) as usize;
-        let code = &mut codes[id as usize];
+    for (id, code) in codes.iter_mut().enumerate() {
+        let Some(Token::PianoNote { pitch: p, .. }) = Token::from_id(id as u32) else {
+            continue;
+        };
+        let p = usize::from(p);
         for (k, x) in code.iter_mut().enumerate() {
             *x = own * *x + wp * pitch[p][k] + wc * class[p % 12][k];
         }
@@ -594,6 +594,7 @@ const SALT_PITCH_CODES: u64 = 32;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::{ONSET_BASE, PIANO_BASE};
     use rand::SeedableRng;
 
     fn cos(a: &[f64], b: &[f64]) -> f64 {
