@@ -16,7 +16,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
+use crate::corrupt::{corrupt, Behaviour, CorruptionChoice, PIANO_HIGH, PIANO_LOW};
 use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
@@ -119,9 +119,10 @@ pub struct CorruptionScore {
     pub copy: Metric,
     /// Both accuracies split by the target token's field, in [`Field::ALL`] order.
     pub by_field: [FieldScore; 3],
-    /// The permutations only: "count the block" ([`multiset_prediction`]), a rule that knows no
-    /// music and still beats the copy: what the model could reach by counting alone.
-    pub counting: Option<Metric>,
+    /// A rule that knows no harmony and still beats the copy ([`rule_prediction`]): "count the
+    /// block" for the permutations, "hear it again" for transposition; `None` for the others.
+    /// What the model could reach by counting or remembering alone.
+    pub rule: Option<Metric>,
 }
 
 impl CorruptionScore {
@@ -230,19 +231,22 @@ impl HeldOutReport {
             }
             s += "\n";
         }
-        let counted: Vec<_> = self
+        let ruled: Vec<_> = self
             .per_corruption
             .iter()
-            .filter_map(|c| c.counting.as_ref().map(|m| (c, m)))
+            .filter_map(|c| c.rule.as_ref().map(|m| (c, m)))
             .collect();
-        if !counted.is_empty() {
-            s += "\n\"Count the block\" (a rule that knows no music: each pitch is the block's most \
-                  common one not used yet) against the model and the copy:\n\n\
-                  | corruption | count the block | model | copy |\n|---|---:|---:|---:|\n";
-            for (c, m) in counted {
+        if !ruled.is_empty() {
+            s += "\nRules that know no harmony, against the model and the copy: \"count the block\" \
+                  (each pitch is the block's most common one not used yet), \"hear it again\" \
+                  (a pitch moves to a neighbour within 5 semitones only where that neighbour \
+                  sounds 12 times as often before it and around it):\n\n\
+                  | corruption | rule | rule acc | model | copy |\n|---|---|---:|---:|---:|\n";
+            for (c, m) in ruled {
                 s += &format!(
-                    "| {} | {:.3} | {:.3} | {:.3} |\n",
+                    "| {} | {} | {:.3} | {:.3} | {:.3} |\n",
                     c.corruption.name(),
+                    rule_name(c.corruption).unwrap_or("-"),
                     m.accuracy(),
                     c.model.accuracy(),
                     c.copy.accuracy()
@@ -362,6 +366,80 @@ pub fn multiset_prediction(
     Some(out)
 }
 
+/// The name of the rule [`rule_prediction`] applies to `corruption`, if any.
+pub fn rule_name(corruption: Corruption) -> Option<&'static str> {
+    match corruption {
+        Corruption::PermutePitches | Corruption::PermutePitchVelocity => Some("count the block"),
+        Corruption::IncorrectTransposition => Some("hear it again"),
+        _ => None,
+    }
+}
+
+/// The no-harmony rule for `corruption` ([`rule_name`]): [`multiset_prediction`] for the
+/// permutations, [`repetition_prediction`] for transposition, `None` for the others.
+pub fn rule_prediction(
+    encoder_ids: &[u32],
+    labels: &[u32],
+    corruption: Corruption,
+) -> Option<Vec<u32>> {
+    match corruption {
+        Corruption::IncorrectTransposition => repetition_prediction(encoder_ids, labels),
+        _ => multiset_prediction(encoder_ids, labels, corruption),
+    }
+}
+
+/// "Hear it again" for `incorrect_transposition`: the corruption moves each note with
+/// probability 1/2 by a shift drawn from −5..=5 (0 included, spec §6), so the block's pitch is
+/// the original with probability 6/11 and each of its ten neighbours is with 1/22. Music repeats
+/// its pitches: as the prior of an original pitch take 1/2 + the times it sounds in the context
+/// (the encoder's notes outside the block) and in the targets before it (teacher forced, like the
+/// model), zero off the piano's 88 keys (where
+/// the sampler's transposition keeps the originals; a corrupted pitch may leave them). The guess is the most probable of the eleven: a neighbour
+/// wins only where its prior is more than 12 times the copy's. Velocity and every other token
+/// are the copy's. `None` without a block.
+pub fn repetition_prediction(encoder_ids: &[u32], labels: &[u32]) -> Option<Vec<u32>> {
+    let open = encoder_ids.iter().position(|&t| t == SEP)?;
+    let copy = copy_prediction(encoder_ids)?;
+    // The block is `SEP corruption genre` + the copy's body + `SEP`.
+    let close = open + 3 + (copy.len() - 2);
+    let mut heard = [0.0f64; 128];
+    let outside = encoder_ids[..open]
+        .iter()
+        .chain(encoder_ids.get(close + 1..)?);
+    for (p, _) in outside.filter_map(|&id| piano_note(id)) {
+        heard[usize::from(p)] += 1.0;
+    }
+    let prior = |heard: &[f64; 128], pitch: i32| match u8::try_from(pitch) {
+        Ok(p) if (PIANO_LOW..=PIANO_HIGH).contains(&p) => 0.5 + heard[usize::from(p)],
+        _ => 0.0,
+    };
+    const STAY: f64 = 12.0; // (6/11) / (1/22)
+    let mut out = copy.clone();
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let (Some((o, velocity)), Some(_)) = (
+            copy.get(i).and_then(|&id| piano_note(id)),
+            labels.get(i).and_then(|&id| piano_note(id)),
+        ) {
+            let o = i32::from(o);
+            let mut best = (STAY * prior(&heard, o), o);
+            for c in (o - 5..=o + 5).filter(|&c| c != o) {
+                let p = prior(&heard, c);
+                if p > best.0 {
+                    best = (p, c);
+                }
+            }
+            if best.1 != o {
+                let pitch = best.1 as u8; // within the piano's keys: its prior is positive
+                *slot = Token::PianoNote { pitch, velocity }.id();
+            }
+        }
+        if let Some((p, _)) = labels.get(i).and_then(|&id| piano_note(id)) {
+            heard[usize::from(p)] += 1.0;
+        }
+    }
+    Some(out)
+}
+
 /// Positions of `sample` that `pred` gets right, and the positions counted (non-padding).
 fn prediction_score(sample: &Sample, pred: &[u32]) -> (f64, f64) {
     let counted = sample.labels.iter().enumerate().filter(|(_, &l)| l != PAD);
@@ -453,7 +531,7 @@ pub fn score(
             model: Metric::default(),
             copy: Metric::default(),
             by_field: [FieldScore::default(); 3],
-            counting: None,
+            rule: None,
         })
         .collect();
     let mut encoder_use = EncoderUse::default();
@@ -470,10 +548,10 @@ pub fn score(
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
             let (correct, count) = copy_score(&sample);
             per[ci].copy.add(0.0, count, correct);
-            if let Some(pred) = multiset_prediction(&sample.encoder_ids, &sample.labels, c) {
+            if let Some(pred) = rule_prediction(&sample.encoder_ids, &sample.labels, c) {
                 let (correct, count) = prediction_score(&sample, &pred);
                 per[ci]
-                    .counting
+                    .rule
                     .get_or_insert_with(Metric::default)
                     .add(0.0, count, correct);
             }
@@ -618,6 +696,47 @@ mod tests {
         assert_eq!(copy_prediction(&[5, 6]), None);
         let masked = [SEP, CORRUPTION_BASE + 2, GENRE_BASE, MASK, SEP];
         assert_eq!(copy_prediction(&masked).unwrap(), vec![BOS, MASK, EOS]);
+    }
+
+    #[test]
+    fn hearing_it_again_moves_a_pitch_only_to_a_much_more_familiar_neighbour() {
+        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
+        let (o, d) = (ONSET_BASE, DUR_BASE);
+        // Context: 60 six times, 62 once; then the block, then a context note after it (64).
+        let mut enc = vec![pv(1, 60); 6];
+        enc.push(pv(1, 62));
+        enc.extend([
+            SEP,
+            CORRUPTION_BASE + Corruption::IncorrectTransposition.index() as u32,
+        ]);
+        enc.push(GENRE_BASE);
+        let block = [61, 62, 67, 110];
+        for (k, &p) in block.iter().enumerate() {
+            enc.extend([o, d, pv(2 + k as u32, p)]);
+        }
+        enc.extend([SEP, pv(1, 64), PAD, PAD]);
+        let originals = [60, 62, 67, 108];
+        let mut labels = vec![BOS];
+        for (k, &p) in originals.iter().enumerate() {
+            labels.extend([o, d, pv(2 + k as u32, p)]);
+        }
+        labels.push(EOS);
+        let pred = repetition_prediction(&enc, &labels).unwrap();
+        let pitches: Vec<u32> = [3, 6, 9, 12].iter().map(|&i| pred[i]).collect();
+        // 61, never heard (prior 0.5, × 12 = 6), moves to 60 (prior 6.5); 62, heard once (1.5 ×
+        // 12 = 18), stays though 60 has now been heard seven times (the first target counts);
+        // 67 has no familiar neighbour; 110 is off the keys and goes to the lowest key within
+        // reach on a tie (105). Velocities and the onset and duration tokens are the copy's.
+        assert_eq!(pitches, vec![pv(2, 60), pv(3, 62), pv(4, 67), pv(5, 105)]);
+        assert_eq!(pred[..3], [BOS, o, d]);
+        assert_eq!(pred.len(), labels.len());
+        assert_eq!(
+            rule_prediction(&enc, &labels, Corruption::IncorrectTransposition),
+            Some(pred)
+        );
+        assert_eq!(rule_prediction(&enc, &labels, Corruption::Skyline), None);
+        // Without a block there is nothing to repair.
+        assert_eq!(repetition_prediction(&[pv(1, 60)], &labels), None);
     }
 
     #[test]
