@@ -7,8 +7,9 @@ thousand steps. It trains the very same model (HF `EncoderDecoderModel`, BERT2BE
 names `improvnet` loads) on the very same §7 samples (the Rust code draws them), with the same loss
 (cross-entropy on the non-pad labels, decoder input = labels shifted right behind `<S>`), AdamW
 (weight decay 0.01 except biases and LayerNorms), linear warmup, cosine decay, clip 3.0, dropout
-from the config. The schedule runs on a wall-clock budget (`--minutes`): the cosine decays over the
-time given, so a run of any length ends at the low learning rate.
+from the config (`--no-dropout`: none, as the shipped CPU recipe). The schedule runs on a
+wall-clock budget (`--minutes`): the cosine decays over the time given, so a run of any length
+ends at the low learning rate.
 
     improvnet dataset samples data/cj-v1 --count 600000 --out /tmp/train.samples
     improvnet dataset samples data/cj-v1 --valid --count 2000 --seed 7 --out /tmp/valid.samples
@@ -101,20 +102,24 @@ def batches(data, size, rng, bucket=64):
                 yield groups[g]
 
 
-def bert_config(c):
+def bert_config(c, dropout=True):
     keys = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
             "intermediate_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
             "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "is_decoder",
             "add_cross_attention", "pad_token_id"]
     cfg = BertConfig(**{k: c[k] for k in keys if k in c})
     cfg.tie_word_embeddings = False
+    if not dropout:
+        cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
     return cfg
 
 
-def build_model(config_path, weights):
+def build_model(config_path, weights, dropout=True):
+    """The model, and its config as read: `dropout=False` trains without dropout but saves the
+    config's rates unchanged, as `improvnet train --no-dropout` does."""
     c = json.load(open(config_path))
     cfg = EncoderDecoderConfig.from_encoder_decoder_configs(
-        bert_config(c["encoder"]), bert_config(c["decoder"]))
+        bert_config(c["encoder"], dropout), bert_config(c["decoder"], dropout))
     cfg.decoder_start_token_id = BOS
     cfg.pad_token_id = PAD
     cfg.tie_word_embeddings = False
@@ -235,6 +240,8 @@ def main():
     ap.add_argument("--zero-output-bias", action="store_true",
                     help="from scratch, keep HF's zero output bias instead of the labels' "
                          "log-frequencies")
+    ap.add_argument("--no-dropout", action="store_true",
+                    help="train without dropout (the shipped CPU recipe); config.json keeps its rates")
     ap.add_argument("--seed", type=int, default=444)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
@@ -255,7 +262,7 @@ def main():
 
     config_path = os.path.join(args.init, "config.json") if args.init else args.config
     weights = os.path.join(args.init, "model.safetensors") if args.init else None
-    model, config = build_model(config_path, weights)
+    model, config = build_model(config_path, weights, dropout=not args.no_dropout)
     t0 = time.time()
     train = read_samples(args.train)
     if weights is None and not args.zero_output_bias:
