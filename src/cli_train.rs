@@ -120,6 +120,12 @@ pub struct TrainArgs {
     /// often. Validation stays uniform.
     #[arg(long = "corruption-weight", value_name = "NAME=W")]
     corruption_weight: Vec<String>,
+    /// Share of the target (0..=1) that moves from the label to the belief of a rule that knows
+    /// no harmony, at the pitches of the permutations ("count the block") and of transposition
+    /// ("hear it again"; both in src/train/rules.rs): a teacher that says how likely each
+    /// candidate is where the label names one. 0 (default): the labels alone, as the original.
+    #[arg(long, default_value_t = 0.0)]
+    rule_teacher: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -330,6 +336,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             align_positions: a.align_positions,
             pitch_codes: a.pitch_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
+            rule_teacher: a.rule_teacher,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -707,3 +707,33 @@ fn zero_steps_write_and_validate_the_initial_weights() {
     let again = t2.evaluate().unwrap();
     assert!((again.all.loss() - at_init.all.loss()).abs() < 1e-4);
 }
+
+#[test]
+fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
+    let (tmp, ds) = fixture();
+    // Only the corruptions a rule speaks for: the permutations and transposition.
+    let ruled = Some([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+    let run = |teacher: f64| {
+        let cfg = TrainConfig {
+            rule_teacher: teacher,
+            corruption_weights: ruled,
+            ..config(3)
+        };
+        let out = tmp.path().join(format!("run-{teacher}"));
+        let mut t = Trainer::new(&tiny(), None, &ds, "fixture", cfg, &out, &Device::Cpu).unwrap();
+        (0..3)
+            .map(|_| t.train_step().unwrap().loss)
+            .collect::<Vec<f64>>()
+    };
+    let (plain, taught) = (run(0.0), run(0.5));
+    // Same batches and weights at step 1: the logged loss is the labels' cross-entropy.
+    assert_eq!(plain[0], taught[0]);
+    // The teacher changed the gradients, so once the warmup's learning rate is above 0 (it is
+    // 0 at step 1), step 3 starts from other weights.
+    assert_ne!(plain[2], taught[2]);
+    let err = new_run_error(TrainConfig {
+        rule_teacher: 1.5,
+        ..config(1)
+    });
+    assert!(err.contains("--rule-teacher 1.5"), "{err}");
+}

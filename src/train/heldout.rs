@@ -16,16 +16,17 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::corrupt::{corrupt, Behaviour, CorruptionChoice, PIANO_HIGH, PIANO_LOW};
+use crate::corrupt::{corrupt, Behaviour, CorruptionChoice};
 use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
 use crate::refine::{fit, Context, Engine, RefineOptions};
-use crate::tokens::{Corruption, Token};
+use crate::tokens::Corruption;
 use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
 
 use super::dataset::{Dataset, Split};
+use super::rules::{piano_note, rule_name, rule_prediction};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
 use super::trainer::{batch_loss, row_scores, Metric};
 use super::TrainError;
@@ -310,136 +311,6 @@ pub fn copy_score(sample: &Sample) -> (f64, f64) {
     )
 }
 
-/// "Count the block" for the two permutations (`None` for the other corruptions): a shuffle keeps
-/// the block's multiset of pitches (and, for `permute_pitch_velocity`, of velocities), so at each
-/// pitch-velocity target the most common pitch the targets before it have not used yet is a
-/// better guess than the shuffled pitch that happens to sit there (the copy is right only when
-/// the shuffle put an equal pitch in place). Teacher forced like the model: the targets before
-/// position `i` are `labels[..i]`. The velocity is the copy's for `permute_pitches` (kept in
-/// place) and the most common unused one for `permute_pitch_velocity`; ties go to the copy's
-/// value, then to the lowest. Every other token is the copy's.
-pub fn multiset_prediction(
-    encoder_ids: &[u32],
-    labels: &[u32],
-    corruption: Corruption,
-) -> Option<Vec<u32>> {
-    let shuffle_velocity = match corruption {
-        Corruption::PermutePitches => false,
-        Corruption::PermutePitchVelocity => true,
-        _ => return None,
-    };
-    let copy = copy_prediction(encoder_ids)?;
-    let note_at = |ids: &[u32], i: usize| ids.get(i).and_then(|&id| piano_note(id));
-    // Counts by MIDI value (pitch 0..=127; velocities are bin values, also below 128).
-    let (mut pitches, mut velocities) = ([0i32; 128], [0i32; 128]);
-    for (p, v) in copy.iter().filter_map(|&id| piano_note(id)) {
-        pitches[usize::from(p)] += 1;
-        velocities[usize::from(v)] += 1;
-    }
-    // The most common value still unused; the copy's on a tie, then the lowest.
-    fn most_common(counts: &[i32; 128], prefer: u8) -> u8 {
-        let best = counts.iter().copied().max().unwrap_or(0);
-        if best <= 0 || counts[usize::from(prefer)] == best {
-            return prefer;
-        }
-        counts
-            .iter()
-            .position(|&c| c == best)
-            .map_or(prefer, |i| i as u8)
-    }
-    let mut out = copy.clone();
-    for (i, slot) in out.iter_mut().enumerate() {
-        if let (Some((cp, cv)), Some(_)) = (note_at(&copy, i), note_at(labels, i)) {
-            let pitch = most_common(&pitches, cp);
-            let velocity = if shuffle_velocity {
-                most_common(&velocities, cv)
-            } else {
-                cv
-            };
-            *slot = Token::PianoNote { pitch, velocity }.id();
-        }
-        if let Some((p, v)) = note_at(labels, i) {
-            pitches[usize::from(p)] -= 1;
-            velocities[usize::from(v)] -= 1;
-        }
-    }
-    Some(out)
-}
-
-/// The name of the rule [`rule_prediction`] applies to `corruption`, if any.
-pub fn rule_name(corruption: Corruption) -> Option<&'static str> {
-    match corruption {
-        Corruption::PermutePitches | Corruption::PermutePitchVelocity => Some("count the block"),
-        Corruption::IncorrectTransposition => Some("hear it again"),
-        _ => None,
-    }
-}
-
-/// The no-harmony rule for `corruption` ([`rule_name`]): [`multiset_prediction`] for the
-/// permutations, [`repetition_prediction`] for transposition, `None` for the others.
-pub fn rule_prediction(
-    encoder_ids: &[u32],
-    labels: &[u32],
-    corruption: Corruption,
-) -> Option<Vec<u32>> {
-    match corruption {
-        Corruption::IncorrectTransposition => repetition_prediction(encoder_ids, labels),
-        _ => multiset_prediction(encoder_ids, labels, corruption),
-    }
-}
-
-/// "Hear it again" for `incorrect_transposition`: the corruption moves each note with
-/// probability 1/2 by a shift drawn from −5..=5 (0 included, spec §6), so the block's pitch is
-/// the original with probability 6/11 and each of its ten neighbours is with 1/22. Music repeats
-/// its pitches: as the prior of an original pitch take 1/2 + the times it sounds in the context
-/// (the encoder's notes outside the block) and in the targets before it (teacher forced, like the
-/// model), zero off the piano's 88 keys (where
-/// the sampler's transposition keeps the originals; a corrupted pitch may leave them). The guess is the most probable of the eleven: a neighbour
-/// wins only where its prior is more than 12 times the copy's. Velocity and every other token
-/// are the copy's. `None` without a block.
-pub fn repetition_prediction(encoder_ids: &[u32], labels: &[u32]) -> Option<Vec<u32>> {
-    let open = encoder_ids.iter().position(|&t| t == SEP)?;
-    let copy = copy_prediction(encoder_ids)?;
-    // The block is `SEP corruption genre` + the copy's body + `SEP`.
-    let close = open + 3 + (copy.len() - 2);
-    let mut heard = [0.0f64; 128];
-    let outside = encoder_ids[..open]
-        .iter()
-        .chain(encoder_ids.get(close + 1..)?);
-    for (p, _) in outside.filter_map(|&id| piano_note(id)) {
-        heard[usize::from(p)] += 1.0;
-    }
-    let prior = |heard: &[f64; 128], pitch: i32| match u8::try_from(pitch) {
-        Ok(p) if (PIANO_LOW..=PIANO_HIGH).contains(&p) => 0.5 + heard[usize::from(p)],
-        _ => 0.0,
-    };
-    const STAY: f64 = 12.0; // (6/11) / (1/22)
-    let mut out = copy.clone();
-    for (i, slot) in out.iter_mut().enumerate() {
-        if let (Some((o, velocity)), Some(_)) = (
-            copy.get(i).and_then(|&id| piano_note(id)),
-            labels.get(i).and_then(|&id| piano_note(id)),
-        ) {
-            let o = i32::from(o);
-            let mut best = (STAY * prior(&heard, o), o);
-            for c in (o - 5..=o + 5).filter(|&c| c != o) {
-                let p = prior(&heard, c);
-                if p > best.0 {
-                    best = (p, c);
-                }
-            }
-            if best.1 != o {
-                let pitch = best.1 as u8; // within the piano's keys: its prior is positive
-                *slot = Token::PianoNote { pitch, velocity }.id();
-            }
-        }
-        if let Some((p, _)) = labels.get(i).and_then(|&id| piano_note(id)) {
-            heard[usize::from(p)] += 1.0;
-        }
-    }
-    Some(out)
-}
-
 /// Positions of `sample` that `pred` gets right, and the positions counted (non-padding).
 fn prediction_score(sample: &Sample, pred: &[u32]) -> (f64, f64) {
     let counted = sample.labels.iter().enumerate().filter(|(_, &l)| l != PAD);
@@ -475,14 +346,6 @@ fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
 /// The pitch of a pitch-velocity token; `None` for every other id.
 fn piano_pitch(id: u32) -> Option<u8> {
     piano_note(id).map(|(pitch, _)| pitch)
-}
-
-/// The pitch and velocity of a pitch-velocity token; `None` for every other id.
-fn piano_note(id: u32) -> Option<(u8, u8)> {
-    match Token::from_id(id)? {
-        Token::PianoNote { pitch, velocity } => Some((pitch, velocity)),
-        _ => None,
-    }
 }
 
 /// The engine settings of the infills. Candidates are judged by the neighbours only
@@ -696,124 +559,6 @@ mod tests {
         assert_eq!(copy_prediction(&[5, 6]), None);
         let masked = [SEP, CORRUPTION_BASE + 2, GENRE_BASE, MASK, SEP];
         assert_eq!(copy_prediction(&masked).unwrap(), vec![BOS, MASK, EOS]);
-    }
-
-    #[test]
-    fn hearing_it_again_moves_a_pitch_only_to_a_much_more_familiar_neighbour() {
-        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
-        let (o, d) = (ONSET_BASE, DUR_BASE);
-        // Context: 60 six times, 62 once; then the block, then a context note after it (64).
-        let mut enc = vec![pv(1, 60); 6];
-        enc.push(pv(1, 62));
-        enc.extend([
-            SEP,
-            CORRUPTION_BASE + Corruption::IncorrectTransposition.index() as u32,
-        ]);
-        enc.push(GENRE_BASE);
-        let block = [61, 62, 67, 110];
-        for (k, &p) in block.iter().enumerate() {
-            enc.extend([o, d, pv(2 + k as u32, p)]);
-        }
-        enc.extend([SEP, pv(1, 64), PAD, PAD]);
-        let originals = [60, 62, 67, 108];
-        let mut labels = vec![BOS];
-        for (k, &p) in originals.iter().enumerate() {
-            labels.extend([o, d, pv(2 + k as u32, p)]);
-        }
-        labels.push(EOS);
-        let pred = repetition_prediction(&enc, &labels).unwrap();
-        let pitches: Vec<u32> = [3, 6, 9, 12].iter().map(|&i| pred[i]).collect();
-        // 61, never heard (prior 0.5, × 12 = 6), moves to 60 (prior 6.5); 62, heard once (1.5 ×
-        // 12 = 18), stays though 60 has now been heard seven times (the first target counts);
-        // 67 has no familiar neighbour; 110 is off the keys and goes to the lowest key within
-        // reach on a tie (105). Velocities and the onset and duration tokens are the copy's.
-        assert_eq!(pitches, vec![pv(2, 60), pv(3, 62), pv(4, 67), pv(5, 105)]);
-        assert_eq!(pred[..3], [BOS, o, d]);
-        assert_eq!(pred.len(), labels.len());
-        assert_eq!(
-            rule_prediction(&enc, &labels, Corruption::IncorrectTransposition),
-            Some(pred)
-        );
-        assert_eq!(rule_prediction(&enc, &labels, Corruption::Skyline), None);
-        // Without a block there is nothing to repair.
-        assert_eq!(repetition_prediction(&[pv(1, 60)], &labels), None);
-    }
-
-    #[test]
-    fn counting_the_block_guesses_the_most_common_unused_pitch() {
-        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
-        let (o, d) = (ONSET_BASE, DUR_BASE);
-        let enc_of = |c: Corruption, block: &[u32]| {
-            let mut e = vec![SEP, CORRUPTION_BASE + c.index() as u32, GENRE_BASE];
-            e.extend_from_slice(block);
-            e.push(SEP);
-            e
-        };
-        // Original pitches 60 60 64 60 at velocity bins 1 2 3 4, shuffled to 64 60 60 60.
-        let block = [
-            pv(1, 64),
-            o,
-            d,
-            pv(2, 60),
-            o,
-            d,
-            pv(3, 60),
-            o,
-            d,
-            pv(4, 60),
-            o,
-            d,
-        ];
-        let labels = [
-            BOS,
-            pv(1, 60),
-            o,
-            d,
-            pv(2, 60),
-            o,
-            d,
-            pv(3, 64),
-            o,
-            d,
-            pv(4, 60),
-            o,
-            d,
-            EOS,
-        ];
-        let enc = enc_of(Corruption::PermutePitches, &block);
-        let pred = multiset_prediction(&enc, &labels, Corruption::PermutePitches).unwrap();
-        // 60 is the most common pitch (3 of 4) until the targets have used two of them; then
-        // 60 and 64 tie and the copy's 60 wins; the last target leaves only 60.
-        assert_eq!(
-            pred,
-            vec![
-                BOS,
-                pv(1, 60),
-                o,
-                d,
-                pv(2, 60),
-                o,
-                d,
-                pv(3, 60),
-                o,
-                d,
-                pv(4, 60),
-                o,
-                d,
-                EOS
-            ]
-        );
-        assert_eq!(copy_prediction(&enc).unwrap()[1], pv(1, 64));
-        // Velocities shuffled too: the most common unused bin (all tie: the copy's).
-        let enc = enc_of(Corruption::PermutePitchVelocity, &block);
-        let pred = multiset_prediction(&enc, &labels, Corruption::PermutePitchVelocity).unwrap();
-        assert_eq!(pred[1], pv(1, 60));
-        // Nothing to count for the other corruptions.
-        let enc = enc_of(Corruption::IncorrectTransposition, &block);
-        assert_eq!(
-            multiset_prediction(&enc, &labels, Corruption::IncorrectTransposition),
-            None
-        );
     }
 
     #[test]

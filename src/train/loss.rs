@@ -7,6 +7,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
+use super::rules::TargetShare;
 use super::sample::Batch;
 use crate::model::{BOS, PAD};
 use crate::tokens::{DECODER_MAX_LEN, ENCODER_MAX_LEN};
@@ -189,6 +190,37 @@ pub fn cross_entropy_over(
     Ok(out)
 }
 
+/// What [`cross_entropy_over`]'s loss becomes when, at some positions, `shares` of the target
+/// move from the label to other tokens ([`super::rules::target_mix`]): the term to add so that
+/// the sum is the cross-entropy against `(1 − Σ share) · label + Σ share · token`, over the same
+/// `denominator`. Per share that is `share · (log p(label) − log p(token))`. `None` without
+/// shares.
+pub fn target_mix_term(
+    logits: &Tensor,
+    t: &TrimmedBatch,
+    shares: &[TargetShare],
+    denominator: f64,
+) -> Result<Option<Tensor>> {
+    let (b, l, v) = logits.dims3()?;
+    let mut index = Vec::with_capacity(2 * shares.len());
+    let mut weight = Vec::with_capacity(2 * shares.len());
+    for s in shares.iter().filter(|s| s.row < b && s.position < l) {
+        let at = s.row * l + s.position;
+        index.extend([(at * v) as u32 + t.labels[at], (at * v) as u32 + s.token]);
+        weight.extend([s.share, -s.share]);
+    }
+    if index.is_empty() {
+        return Ok(None);
+    }
+    let dev = logits.device();
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?.flatten_all()?;
+    let picked = logp.index_select(&Tensor::from_slice(&index, index.len(), dev)?, 0)?;
+    let weight = Tensor::from_slice(&weight, weight.len(), dev)?.to_dtype(picked.dtype())?;
+    Ok(Some(
+        ((picked * weight)?.sum_all()? / denominator.max(1.0))?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +262,44 @@ mod tests {
         let full = trim(&batch, true);
         assert_eq!(full.dec_len, DECODER_MAX_LEN);
         assert!(full.loss_mask.iter().all(|&m| m == 1.0));
+    }
+
+    #[test]
+    fn the_mix_term_turns_the_loss_into_cross_entropy_against_the_mixed_target() {
+        let dev = Device::Cpu;
+        let v = 16;
+        let t = TrimmedBatch {
+            size: 1,
+            enc_len: 1,
+            dec_len: 3,
+            enc_ids: vec![5],
+            enc_mask: vec![1],
+            dec_ids: vec![1, 2, 10],
+            labels: vec![2, 10, 11],
+            loss_mask: vec![1.0; 3],
+            tokens: 4,
+        };
+        let values: Vec<f32> = (0..3 * v).map(|i| ((i * 7) % 11) as f32 * 0.3).collect();
+        let logits = Tensor::from_slice(&values, (1, 3, v), &dev).unwrap();
+        // Position 1 (label 10): 0.25 of the target goes to token 3, 0.25 to token 10 itself.
+        let share = |token, share| TargetShare {
+            row: 0,
+            position: 1,
+            token,
+            share,
+        };
+        let shares = [share(3, 0.25), share(10, 0.25)];
+        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap().loss;
+        let term = target_mix_term(&logits, &t, &shares, 3.0).unwrap().unwrap();
+        let mixed = (ce + term).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let logp = |row: usize, tok: usize| {
+            let r = &values[row * v..(row + 1) * v];
+            let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+            r[tok] as f64 - z
+        };
+        // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
+        let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
+        assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
+        assert!(target_mix_term(&logits, &t, &[], 3.0).unwrap().is_none());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`init`] — seeded HF-style initialisation and the run's seed streams.
 //! - [`checkpoint`] — atomic checkpoint folders (HF model + optimizer + state).
 //! - [`trainer`] — the seq2seq loop; [`classify`] — the genre classifier's loop.
+//! - [`rules`] — "count the block" and "hear it again": baselines, and a teacher for the targets.
 //! - [`export`] — §7 samples to a file, for a trainer outside this crate (PyTorch on a GPU).
 //! - [`bench`] — training throughput; [`plot`] — the loss curve as SVG.
 
@@ -22,6 +23,7 @@ pub mod init;
 pub mod loss;
 pub mod optim;
 pub mod plot;
+pub mod rules;
 pub mod sample;
 pub mod schedule;
 pub mod trainer;

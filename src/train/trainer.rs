@@ -20,8 +20,11 @@ use super::checkpoint;
 use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
 use super::init::{init_bert, set_output_bias, stream, stream_seed, unigram_log_frequencies};
-use super::loss::{cross_entropy, cross_entropy_over, inputs, loss_positions, trim, LossOutput};
+use super::loss::{
+    cross_entropy, cross_entropy_over, inputs, loss_positions, target_mix_term, trim, LossOutput,
+};
 use super::optim::{named_vars, AdamW, AdamWConfig};
+use super::rules::target_mix;
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -122,6 +125,11 @@ pub struct TrainConfig {
     /// order); `None` draws them uniformly, as the original. Validation stays uniform.
     #[serde(default)]
     pub corruption_weights: Option<[f64; 9]>,
+    /// Share of the target that moves from the label to a rule's belief wherever a rule that
+    /// knows no harmony has one ([`super::rules::target_mix`]: the permutations' and
+    /// transposition's pitches); 0 trains on the labels alone, as the original.
+    #[serde(default)]
+    pub rule_teacher: f64,
 }
 
 fn one() -> usize {
@@ -153,6 +161,7 @@ impl Default for TrainConfig {
             align_positions: false,
             pitch_codes: false,
             corruption_weights: None,
+            rule_teacher: 0.0,
         }
     }
 }
@@ -191,6 +200,12 @@ impl TrainConfig {
                     "corruption weights {w:?}: each must be 0 or more, and one above 0"
                 )));
             }
+        }
+        if !(0.0..=1.0).contains(&self.rule_teacher) {
+            return Err(TrainError::Config(format!(
+                "--rule-teacher {} must be a share between 0 and 1",
+                self.rule_teacher
+            )));
         }
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
@@ -483,13 +498,12 @@ impl Trainer {
         let mut grads = GradStore::default();
         let (mut loss, mut tokens, mut enc_len, mut dec_len) = (0f64, 0usize, 0usize, 0usize);
         for first in (0..batch.size).step_by(micro) {
-            let t = trim(
-                &batch.rows(first, first + micro),
-                self.config.loss_on_padding,
-            );
+            let rows = batch.rows(first, first + micro);
+            let t = trim(&rows, self.config.loss_on_padding);
             let (enc, mask, dec) = inputs(&t, &self.device)?;
             let logits = self.model.forward_t(&enc, &mask, &dec, &train)?;
             let out = cross_entropy_over(&logits, &t, denominator)?;
+            // The logged loss stays the labels' cross-entropy; the teacher only moves gradients.
             let part = out.loss.to_scalar::<f32>()? as f64;
             if !part.is_finite() {
                 return Err(TrainError::NonFinite {
@@ -498,7 +512,12 @@ impl Trainer {
                 });
             }
             loss += part;
-            let g = out.loss.backward()?;
+            let mix = target_mix(&rows, self.config.rule_teacher);
+            let objective = match target_mix_term(&logits, &t, &mix, denominator)? {
+                Some(term) => (&out.loss + term)?,
+                None => out.loss,
+            };
+            let g = objective.backward()?;
             // Keep the parameters' gradients only; the rest of `g` is freed here.
             for var in self.optimizer.vars() {
                 if let Some(x) = g.get(var.as_tensor()) {
