@@ -144,6 +144,8 @@ pub struct LossOutput {
     pub row_correct: Vec<f64>,
     /// The argmax prediction at every position, `[B * L]` as `t.labels`.
     pub pred: Vec<u32>,
+    /// Log-probabilities `[B * L, V]` (differentiable), for [`target_mix_term`].
+    pub log_probs: Tensor,
 }
 
 /// Mean cross-entropy of `logits` `[B, L, V]` over the positions of `t.loss_mask`.
@@ -174,6 +176,7 @@ pub fn cross_entropy_over(
         row_count: vec![0.0; b],
         row_correct: vec![0.0; b],
         pred: Vec::new(),
+        log_probs: logp,
     };
     for i in 0..b {
         for j in 0..l {
@@ -193,15 +196,16 @@ pub fn cross_entropy_over(
 /// What [`cross_entropy_over`]'s loss becomes when, at some positions, `shares` of the target
 /// move from the label to other tokens ([`super::rules::target_mix`]): the term to add so that
 /// the sum is the cross-entropy against `(1 − Σ share) · label + Σ share · token`, over the same
-/// `denominator`. Per share that is `share · (log p(label) − log p(token))`. `None` without
-/// shares.
+/// `denominator`. Per share that is `share · (log p(label) − log p(token))`, read from the
+/// `log_probs` that [`cross_entropy_over`] returned. `None` without shares.
 pub fn target_mix_term(
-    logits: &Tensor,
+    log_probs: &Tensor,
     t: &TrimmedBatch,
     shares: &[TargetShare],
     denominator: f64,
 ) -> Result<Option<Tensor>> {
-    let (b, l, v) = logits.dims3()?;
+    let (b, l) = (t.size, t.dec_len);
+    let v = log_probs.dim(D::Minus1)?;
     let mut index = Vec::with_capacity(2 * shares.len());
     let mut weight = Vec::with_capacity(2 * shares.len());
     for s in shares.iter().filter(|s| s.row < b && s.position < l) {
@@ -212,8 +216,8 @@ pub fn target_mix_term(
     if index.is_empty() {
         return Ok(None);
     }
-    let dev = logits.device();
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?.flatten_all()?;
+    let dev = log_probs.device();
+    let logp = log_probs.flatten_all()?;
     let picked = logp.index_select(&Tensor::from_slice(&index, index.len(), dev)?, 0)?;
     let weight = Tensor::from_slice(&weight, weight.len(), dev)?.to_dtype(picked.dtype())?;
     Ok(Some(
@@ -289,9 +293,11 @@ mod tests {
             share,
         };
         let shares = [share(3, 0.25), share(10, 0.25)];
-        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap().loss;
-        let term = target_mix_term(&logits, &t, &shares, 3.0).unwrap().unwrap();
-        let mixed = (ce + term).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
+        let term = target_mix_term(&ce.log_probs, &t, &shares, 3.0)
+            .unwrap()
+            .unwrap();
+        let mixed = (ce.loss + term).unwrap().to_scalar::<f32>().unwrap() as f64;
         let logp = |row: usize, tok: usize| {
             let r = &values[row * v..(row + 1) * v];
             let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
@@ -300,6 +306,9 @@ mod tests {
         // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
         let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
         assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
-        assert!(target_mix_term(&logits, &t, &[], 3.0).unwrap().is_none());
+        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
+        assert!(target_mix_term(&ce.log_probs, &t, &[], 3.0)
+            .unwrap()
+            .is_none());
     }
 }

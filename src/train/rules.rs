@@ -83,6 +83,15 @@ pub fn beliefs(
     labels: &[u32],
     corruption: Corruption,
 ) -> Option<Vec<NoteBelief>> {
+    copy_and_beliefs(encoder_ids, labels, corruption).map(|(_, found)| found)
+}
+
+/// [`copy_prediction`] and [`beliefs`], the copy read once.
+fn copy_and_beliefs(
+    encoder_ids: &[u32],
+    labels: &[u32],
+    corruption: Corruption,
+) -> Option<(Vec<u32>, Vec<NoteBelief>)> {
     rule_name(corruption)?;
     let copy = copy_prediction(encoder_ids)?;
     let open = encoder_ids.iter().position(|&t| t == SEP)?;
@@ -111,7 +120,7 @@ pub fn beliefs(
             rule.heard(note);
         }
     }
-    Some(out)
+    Some((copy, out))
 }
 
 /// The rule's guess for every target: the copy, with each pitch-velocity target replaced by the
@@ -121,8 +130,7 @@ pub fn rule_prediction(
     labels: &[u32],
     corruption: Corruption,
 ) -> Option<Vec<u32>> {
-    let found = beliefs(encoder_ids, labels, corruption)?;
-    let mut out = copy_prediction(encoder_ids)?;
+    let (mut out, found) = copy_and_beliefs(encoder_ids, labels, corruption)?;
     for b in found {
         let (pitch, velocity) = b.guess();
         out[b.position] = Token::PianoNote { pitch, velocity }.id();
@@ -146,7 +154,7 @@ const STAY: f64 = 12.0;
 
 impl Rule {
     fn belief(&self, position: usize, copy: (u8, u8)) -> NoteBelief {
-        let present = |counts: &Vec<f64>| -> Vec<(u8, f64)> {
+        let present = |counts: &[f64]| -> Vec<(u8, f64)> {
             (0..=127u8)
                 .map(|v| (v, counts[usize::from(v)]))
                 .filter(|w| w.1 > 0.0)
@@ -156,7 +164,7 @@ impl Rule {
             Rule::Count {
                 pitches,
                 velocities,
-            } => (present(pitches), velocities.as_ref().map(present)),
+            } => (present(pitches), velocities.as_deref().map(present)),
             Rule::Hear(heard) => {
                 let prior = |c: i32| match u8::try_from(c) {
                     Ok(p) if (PIANO_LOW..=PIANO_HIGH).contains(&p) => 0.5 + heard[usize::from(p)],

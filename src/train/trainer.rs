@@ -513,7 +513,7 @@ impl Trainer {
             }
             loss += part;
             let mix = target_mix(&rows, self.config.rule_teacher);
-            let objective = match target_mix_term(&logits, &t, &mix, denominator)? {
+            let objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
             };
