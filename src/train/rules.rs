@@ -97,11 +97,11 @@ fn copy_and_beliefs(
     let open = encoder_ids.iter().position(|&t| t == SEP)?;
     let mut rule = match corruption {
         Corruption::IncorrectTransposition => {
-            // The block is `SEP corruption genre` + the copy's body + `SEP`.
+            // The block is `SEP corruption genre` + the copy's body + `SEP`; a block cut short
+            // by the encoder's length has no context after it, but still has its notes.
             let close = open + 3 + (copy.len() - 2);
-            let outside = encoder_ids[..open]
-                .iter()
-                .chain(encoder_ids.get(close + 1..)?);
+            let after = encoder_ids.get(close + 1..).unwrap_or_default();
+            let outside = encoder_ids[..open].iter().chain(after);
             Rule::Hear(tally(outside.copied(), |n| n.0))
         }
         _ => Rule::Count {
@@ -311,6 +311,10 @@ mod tests {
         assert!((dist.iter().map(|d| d.1).sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((dist.iter().find(|d| d.0 == pv(2, 60)).unwrap().1 - 6.5 / 19.0).abs() < 1e-12);
         assert_eq!(rule_prediction(&enc, &labels, Corruption::Skyline), None);
+        // A block the encoder's length cut short (no closing SEP) is still repaired, from the
+        // context before it (64, after it, never mattered).
+        let cut = enc.iter().rposition(|&t| t == SEP).unwrap();
+        assert_eq!(rule_prediction(&enc[..cut], &labels, t), Some(pred.clone()));
         // Without a block there is nothing to repair.
         assert_eq!(rule_prediction(&[pv(1, 60)], &labels, t), None);
     }
