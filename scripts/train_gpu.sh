@@ -2,14 +2,17 @@
 # Train the shipped model on one GPU: the Rust binary draws the §7 samples (all cores), PyTorch
 # trains on them (scripts/train_torch.py). What models/improvnet-small/MODEL_CARD.md reports.
 #
-#   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES]
+#   scripts/train_gpu.sh BIN DATA INIT OUT MINUTES [TRAIN_SAMPLES [TRAIN_TORCH_ARGS...]]
 #   INIT: a model folder to fine-tune, or a config.json to train from scratch: the Rust trainer
 #   writes its initial weights (`--copy-circuit --align-positions --steps 0`: a model that
 #   already copies its corrupted input, with the labels' log-frequency output bias;
 #   src/train/induction.rs).
+#   TRAIN_TORCH_ARGS go to scripts/train_torch.py after the defaults (a later flag wins there),
+#   e.g. `--no-dropout` or `--lr 1e-4` for a fine-tune.
 #   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small/config.json runs/gpu-v2 9
 set -euo pipefail
 bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}
+extra=("${@:7}")
 tmp=${TMPDIR:-/tmp}
 mkdir -p "$out"
 t0=$(date +%s)
@@ -25,4 +28,4 @@ else
 fi
 python3 scripts/train_torch.py "${start[@]}" --train "$tmp/train.samples" \
   --valid "$tmp/valid.samples" --minutes "$minutes" --out "$out" --batch 64 --lr 1e-3 \
-  --warmup-steps 300 --eval-every 30 --save-every 60
+  --warmup-steps 300 --eval-every 30 --save-every 60 "${extra[@]}"
