@@ -69,46 +69,67 @@ impl Default for HeldOutConfig {
     }
 }
 
-/// The note field a target token carries: where a model gains or loses against the copy.
+/// What a target is judged on: a whole token of one note field, or one half of a
+/// pitch-velocity token (tells a wrong pitch from a wrong loudness). Where a model gains or
+/// loses against the copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
     PitchVelocity,
+    /// A pitch-velocity target's pitch, whatever the velocity.
+    Pitch,
+    /// A pitch-velocity target's velocity, whatever the pitch.
+    Velocity,
     Onset,
     Duration,
 }
 
 impl Field {
-    pub const ALL: [Field; 3] = [Field::PitchVelocity, Field::Onset, Field::Duration];
+    pub const ALL: [Field; 5] = [
+        Field::PitchVelocity,
+        Field::Pitch,
+        Field::Velocity,
+        Field::Onset,
+        Field::Duration,
+    ];
 
-    /// The field of a vocabulary id; `None` for `<S>`, `<E>` and the other specials.
-    pub fn of(id: u32) -> Option<Field> {
-        match id {
-            i if (PIANO_BASE..ONSET_BASE).contains(&i) => Some(Field::PitchVelocity),
-            i if (ONSET_BASE..DUR_BASE).contains(&i) => Some(Field::Onset),
-            i if (DUR_BASE..GENRE_BASE).contains(&i) => Some(Field::Duration),
-            _ => None,
+    /// Whether the target `label` is judged on this field (`<S>`, `<E>` and the other
+    /// specials are on none).
+    fn judges(self, label: u32) -> bool {
+        let range = match self {
+            Field::PitchVelocity | Field::Pitch | Field::Velocity => PIANO_BASE..ONSET_BASE,
+            Field::Onset => ONSET_BASE..DUR_BASE,
+            Field::Duration => DUR_BASE..GENRE_BASE,
+        };
+        range.contains(&label)
+    }
+
+    /// Whether `guess` gets this field of `label` right.
+    fn right(self, label: u32, guess: Option<u32>) -> bool {
+        let part = |id: Option<u32>, half: fn((u8, u8)) -> u8| id.and_then(piano_note).map(half);
+        match self {
+            Field::Pitch => part(guess, |n| n.0) == part(Some(label), |n| n.0),
+            Field::Velocity => part(guess, |n| n.1) == part(Some(label), |n| n.1),
+            _ => guess == Some(label),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Field::PitchVelocity => "pitch-velocity",
+            Field::Pitch => "pitch alone",
+            Field::Velocity => "velocity alone",
             Field::Onset => "onset",
             Field::Duration => "duration",
         }
     }
 }
 
-/// Target tokens of one field, and how many of them the model and the copy predict.
+/// Target tokens judged on one field, and how many of them the model and the copy get right.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FieldScore {
     pub tokens: f64,
     pub model_correct: f64,
     pub copy_correct: f64,
-    /// Pitch-velocity targets only: predictions with the right pitch, whatever their
-    /// velocity (tells a wrong pitch from a wrong loudness).
-    pub model_pitch_correct: f64,
-    pub copy_pitch_correct: f64,
 }
 
 /// One corruption's teacher-forced scores.
@@ -119,7 +140,7 @@ pub struct CorruptionScore {
     /// "Copy the corrupted input": `correct` / `tokens` is its token accuracy (no loss).
     pub copy: Metric,
     /// Both accuracies split by the target token's field, in [`Field::ALL`] order.
-    pub by_field: [FieldScore; 3],
+    pub by_field: [FieldScore; 5],
     /// A rule that knows no harmony and still beats the copy ([`rule_prediction`]): "count the
     /// block" for the permutations, "hear it again" for transposition; `None` for the others.
     /// What the model could reach by counting or remembering alone.
@@ -214,21 +235,16 @@ impl HeldOutReport {
                 wins
             );
         }
-        s += "\nBy the target token's field (model / copy accuracy):\n\n\
-              | corruption | pitch-velocity | pitch alone | onset | duration |\n\
-              |---|---:|---:|---:|---:|\n";
+        s += "\nBy the target token's field (model / copy accuracy):\n\n| corruption |";
+        for f in Field::ALL {
+            s += &format!(" {} |", f.name());
+        }
+        s += &format!("\n|---|{}\n", "---:|".repeat(Field::ALL.len()));
         for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
             s += &format!("| {} |", c.corruption.name());
-            for (k, f) in c.by_field.iter().enumerate() {
+            for f in &c.by_field {
                 let n = f.tokens.max(1.0);
                 s += &format!(" {:.3} / {:.3} |", f.model_correct / n, f.copy_correct / n);
-                if k == Field::PitchVelocity as usize {
-                    s += &format!(
-                        " {:.3} / {:.3} |",
-                        f.model_pitch_correct / n,
-                        f.copy_pitch_correct / n
-                    );
-                }
             }
             s += "\n";
         }
@@ -324,28 +340,17 @@ fn prediction_score(sample: &Sample, pred: &[u32]) -> (f64, f64) {
 
 /// Adds one sample's note tokens to `fields`: `model` holds the model's prediction for each
 /// target position (as the non-padding labels), the copy's is read from the encoder input.
-fn add_fields(fields: &mut [FieldScore; 3], sample: &Sample, model: &[u32]) {
+fn add_fields(fields: &mut [FieldScore; 5], sample: &Sample, model: &[u32]) {
     let copy = copy_prediction(&sample.encoder_ids).unwrap_or_default();
     for (i, &label) in sample.labels.iter().enumerate() {
-        let Some(field) = Field::of(label) else {
-            continue;
-        };
-        let f = &mut fields[field as usize];
-        f.tokens += 1.0;
-        f.model_correct += (model.get(i) == Some(&label)) as usize as f64;
-        f.copy_correct += (copy.get(i) == Some(&label)) as usize as f64;
-        if field == Field::PitchVelocity {
-            let pitch = |id: Option<&u32>| id.and_then(|&id| piano_pitch(id));
-            let target = piano_pitch(label);
-            f.model_pitch_correct += (pitch(model.get(i)) == target) as usize as f64;
-            f.copy_pitch_correct += (pitch(copy.get(i)) == target) as usize as f64;
+        for (field, f) in Field::ALL.into_iter().zip(fields.iter_mut()) {
+            if field.judges(label) {
+                f.tokens += 1.0;
+                f.model_correct += field.right(label, model.get(i).copied()) as usize as f64;
+                f.copy_correct += field.right(label, copy.get(i).copied()) as usize as f64;
+            }
         }
     }
-}
-
-/// The pitch of a pitch-velocity token; `None` for every other id.
-fn piano_pitch(id: u32) -> Option<u8> {
-    piano_note(id).map(|(pitch, _)| pitch)
 }
 
 /// The engine settings of the infills. Candidates are judged by the neighbours only
@@ -393,7 +398,7 @@ pub fn score(
             corruption: c,
             model: Metric::default(),
             copy: Metric::default(),
-            by_field: [FieldScore::default(); 3],
+            by_field: [FieldScore::default(); 5],
             rule: None,
         })
         .collect();
@@ -590,22 +595,16 @@ mod tests {
         };
         // The model repairs the first pitch at the wrong loudness and keeps the second.
         let model = [BOS, pv(6, 62), onset, dur, pv(4, 67), onset, dur, EOS];
-        let mut fields = [FieldScore::default(); 3];
+        let mut fields = [FieldScore::default(); 5];
         add_fields(&mut fields, &sample, &model);
-        let pvf = fields[Field::PitchVelocity as usize];
-        assert_eq!(
-            (pvf.tokens, pvf.model_correct, pvf.copy_correct),
-            (2.0, 1.0, 1.0)
-        );
-        assert_eq!(
-            (pvf.model_pitch_correct, pvf.copy_pitch_correct),
-            (2.0, 1.0)
-        );
-        let on = fields[Field::Onset as usize];
-        assert_eq!(
-            (on.tokens, on.model_correct, on.copy_correct),
-            (2.0, 2.0, 2.0)
-        );
-        assert_eq!(on.model_pitch_correct, 0.0);
+        let score = |f: Field| {
+            let s = fields[Field::ALL.iter().position(|&g| g == f).unwrap()];
+            (s.tokens, s.model_correct, s.copy_correct)
+        };
+        assert_eq!(score(Field::PitchVelocity), (2.0, 1.0, 1.0));
+        assert_eq!(score(Field::Pitch), (2.0, 2.0, 1.0));
+        assert_eq!(score(Field::Velocity), (2.0, 1.0, 2.0));
+        assert_eq!(score(Field::Onset), (2.0, 2.0, 2.0));
+        assert_eq!(score(Field::Duration), (2.0, 2.0, 2.0));
     }
 }
