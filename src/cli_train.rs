@@ -115,6 +115,10 @@ pub struct TrainArgs {
     /// (class) occur in the block" (an experiment: see the model card)
     #[arg(long)]
     pitch_codes: bool,
+    /// With --copy-circuit: the codes of one velocity's pitches share a part, so that the output
+    /// head can read a note's loudness apart from its pitch (an experiment: see the model card)
+    #[arg(long)]
+    velocity_codes: bool,
     /// Weight of one corruption in the training samples, NAME=W (repeatable; the others keep
     /// weight 1), e.g. `--corruption-weight permute_pitches=3` to practise it three times as
     /// often. Validation stays uniform.
@@ -335,6 +339,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             copy_circuit: a.copy_circuit,
             align_positions: a.align_positions,
             pitch_codes: a.pitch_codes,
+            velocity_codes: a.velocity_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
             rule_teacher: a.rule_teacher,
         };

@@ -634,6 +634,11 @@ fn the_alignment_prior_needs_the_copy_circuit() {
         ..config(1)
     });
     assert!(err.contains("--pitch-codes"), "{err}");
+    let err = new_run_error(TrainConfig {
+        velocity_codes: true,
+        ..config(1)
+    });
+    assert!(err.contains("--velocity-codes shapes"), "{err}");
 }
 
 #[test]

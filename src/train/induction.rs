@@ -41,7 +41,9 @@ use rand_chacha::ChaCha8Rng;
 use super::error::TrainError;
 use super::init::{normals, stream};
 use crate::model::Config;
-use crate::tokens::{Corruption, Token, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP};
+use crate::tokens::{
+    Corruption, Token, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, PIANO_BASE, SEP,
+};
 
 /// The circuit's gains (chosen on `data/cj-v1` validation samples: accuracy at step 0 is flat
 /// around them; larger logits only make the wrong guesses more confident).
@@ -201,6 +203,39 @@ fn share_pitch_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
     }
 }
 
+/// The ten velocities of the pitch-velocity tokens (§3).
+const VELOCITY_BINS: usize = 10;
+
+/// Weight of the shared velocity part in [`share_velocity_codes`], against a unit code.
+const VELOCITY_CODE_MIX: f64 = 0.5;
+
+/// Gives the pitch-velocity tokens of one velocity a shared part (`--velocity-codes`):
+/// code(v, p) ∝ code(v, p) + 0.5 velocity(v), a random unit vector per velocity, so two pitches
+/// at one velocity have codes at cosine ≈ 0.2 (and, on top of `--pitch-codes`, two velocities
+/// of one pitch ≈ 0.36).
+///
+/// Why: a shuffle of the pitches keeps each note's loudness in place, but with the pitch codes
+/// alone nothing ties one velocity across pitches, so a model that finds the right pitch
+/// elsewhere in the block brings that note's loudness along (a quarter of the notes of
+/// `runs/pc2-teach3`, MODEL_CARD.md). A shared part lets the output head read "this pitch" and
+/// "that loudness" from two places.
+fn share_velocity_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
+    let dim = codes.first().map_or(0, |c| c.len());
+    let velocity = unit_codes(rng, VELOCITY_BINS, dim);
+    for (id, code) in codes.iter_mut().enumerate() {
+        if !matches!(Token::from_id(id as u32), Some(Token::PianoNote { .. })) {
+            continue;
+        }
+        // Pitch-velocity ids run pitch-fastest: one block of 128 per velocity.
+        let bin = (id - PIANO_BASE as usize) / 128;
+        for (x, s) in code.iter_mut().zip(&velocity[bin]) {
+            *x += VELOCITY_CODE_MIX * s;
+        }
+        let norm = code.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        code.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
 /// A random orthogonal matrix (Gram–Schmidt on Gaussian rows).
 fn orthogonal(rng: &mut ChaCha8Rng, dim: usize) -> Vec<Vec<f64>> {
     let mut rows: Vec<Vec<f64>> = Vec::with_capacity(dim);
@@ -237,6 +272,7 @@ pub fn write_circuit(
     seed: u64,
     align: bool,
     pitch_codes: bool,
+    velocity_codes: bool,
 ) -> Result<(), TrainError> {
     let circuit = Circuit::for_config(config, align)?;
     let data = vars.data().lock().expect("var map lock");
@@ -258,6 +294,9 @@ pub fn write_circuit(
     codes[PAD as usize] = vec![0.0; c];
     if pitch_codes {
         share_pitch_codes(&mut stream(seed, SALT_PITCH_CODES, 0), &mut codes);
+    }
+    if velocity_codes {
+        share_velocity_codes(&mut stream(seed, SALT_VELOCITY_CODES, 0), &mut codes);
     }
     let mix = [orthogonal(&mut rng, c), orthogonal(&mut rng, c)];
     let w = frequencies(c / 2);
@@ -590,11 +629,13 @@ const SALT_CIRCUIT: u64 = 31;
 /// Seed stream of the shared pitch and pitch-class codes (apart, so that `--pitch-codes` leaves
 /// every other part of the circuit as it is for the same seed).
 const SALT_PITCH_CODES: u64 = 32;
+/// Seed stream of the shared velocity codes (apart, for the same reason).
+const SALT_VELOCITY_CODES: u64 = 33;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{ONSET_BASE, PIANO_BASE};
+    use crate::tokens::ONSET_BASE;
     use rand::SeedableRng;
 
     fn cos(a: &[f64], b: &[f64]) -> f64 {
@@ -626,6 +667,36 @@ mod tests {
         assert!(n.abs() < 0.05, "neighbour {n}");
         // Unit length kept; every other token's code untouched.
         assert!((cos(&codes[pv(3, 60)], &codes[pv(3, 60)]) - 1.0).abs() < 1e-9);
+        for id in (0..PIANO_BASE).chain(ONSET_BASE..2306) {
+            assert_eq!(codes[id as usize], before[id as usize]);
+        }
+    }
+
+    #[test]
+    fn velocity_codes_tie_the_pitches_of_a_velocity() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let before = unit_codes(&mut rng, 2306, 36);
+        let mut codes = before.clone();
+        share_pitch_codes(&mut ChaCha8Rng::seed_from_u64(6), &mut codes);
+        share_velocity_codes(&mut ChaCha8Rng::seed_from_u64(7), &mut codes);
+        let pv = |vel: u32, pitch: u32| (PIANO_BASE + vel * 128 + pitch) as usize;
+        let mean = |pairs: &[(usize, usize)]| {
+            pairs
+                .iter()
+                .map(|&(a, b)| cos(&codes[a], &codes[b]))
+                .sum::<f64>()
+                / pairs.len() as f64
+        };
+        let pitches = 21..=96u32;
+        let same_velocity: Vec<_> = pitches.clone().map(|p| (pv(4, p), pv(4, p + 1))).collect();
+        let same_pitch: Vec<_> = pitches.clone().map(|p| (pv(1, p), pv(6, p))).collect();
+        let neither: Vec<_> = pitches.map(|p| (pv(1, p), pv(6, p + 1))).collect();
+        // Expected: 0.5² / 1.25 = 0.2; 0.45 / 1.25 ≈ 0.36; 0.
+        let (v, s, n) = (mean(&same_velocity), mean(&same_pitch), mean(&neither));
+        assert!((v - 0.20).abs() < 0.05, "same velocity {v}");
+        assert!((s - 0.36).abs() < 0.05, "same pitch {s}");
+        assert!(n.abs() < 0.05, "neither {n}");
+        assert!((cos(&codes[pv(9, 108)], &codes[pv(9, 108)]) - 1.0).abs() < 1e-9);
         for id in (0..PIANO_BASE).chain(ONSET_BASE..2306) {
             assert_eq!(codes[id as usize], before[id as usize]);
         }

@@ -121,6 +121,10 @@ pub struct TrainConfig {
     /// ([`super::induction`], `share_pitch_codes`).
     #[serde(default)]
     pub pitch_codes: bool,
+    /// With `copy_circuit`: pitch-velocity codes share a part per velocity
+    /// ([`super::induction`], `share_velocity_codes`).
+    #[serde(default)]
+    pub velocity_codes: bool,
     /// Relative weights of the nine corruptions in training samples (in [`Corruption::ALL`]
     /// order); `None` draws them uniformly, as the original. Validation stays uniform.
     #[serde(default)]
@@ -160,6 +164,7 @@ impl Default for TrainConfig {
             copy_circuit: false,
             align_positions: false,
             pitch_codes: false,
+            velocity_codes: false,
             corruption_weights: None,
             rule_teacher: 0.0,
         }
@@ -212,10 +217,15 @@ impl TrainConfig {
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
             ));
         }
-        if self.pitch_codes && !self.copy_circuit {
-            return Err(TrainError::Config(
-                "--pitch-codes shapes the copy circuit's codes: add --copy-circuit".into(),
-            ));
+        for (on, flag) in [
+            (self.pitch_codes, "--pitch-codes"),
+            (self.velocity_codes, "--velocity-codes"),
+        ] {
+            if on && !self.copy_circuit {
+                return Err(TrainError::Config(format!(
+                    "{flag} shapes the copy circuit's codes: add --copy-circuit"
+                )));
+            }
         }
         Ok(())
     }
@@ -374,6 +384,7 @@ impl Trainer {
                         config.seed,
                         config.align_positions,
                         config.pitch_codes,
+                        config.velocity_codes,
                     )?;
                 }
                 if config.unigram_bias {
