@@ -224,7 +224,8 @@ pub enum Token {
     Sep,
 }
 
-fn velocity_index_exact(velocity: u8) -> Option<u32> {
+/// The row of a velocity that is one of [`VELOCITY_BINS`]; `None` for any other.
+pub fn velocity_index_exact(velocity: u8) -> Option<u32> {
     VELOCITY_BINS
         .iter()
         .position(|&v| v == velocity)

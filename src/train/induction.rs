@@ -42,7 +42,8 @@ use super::error::TrainError;
 use super::init::{normals, stream};
 use crate::model::Config;
 use crate::tokens::{
-    Corruption, Token, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, PIANO_BASE, SEP,
+    velocity_index_exact, Corruption, Token, BOS, CORRUPTION_BASE, EOS, GENRE_BASE, PAD, SEP,
+    VELOCITY_BINS,
 };
 
 /// The circuit's gains (chosen on `data/cj-v1` validation samples: accuracy at step 0 is flat
@@ -164,9 +165,9 @@ impl Editor<'_> {
 fn unit_codes(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<Vec<f64>> {
     (0..n)
         .map(|_| {
-            let v: Vec<f64> = normals(rng, dim, 1.0);
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-            v.iter().map(|x| x / norm).collect()
+            let mut v: Vec<f64> = normals(rng, dim, 1.0);
+            normalize(&mut v);
+            v
         })
         .collect()
 }
@@ -198,13 +199,15 @@ fn share_pitch_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
         for (k, x) in code.iter_mut().enumerate() {
             *x = own * *x + wp * pitch[p][k] + wc * class[p % 12][k];
         }
-        let norm = code.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        code.iter_mut().for_each(|x| *x /= norm);
+        normalize(code);
     }
 }
 
-/// The ten velocities of the pitch-velocity tokens (§3).
-const VELOCITY_BINS: usize = 10;
+/// Scales `v` to unit length (a zero vector stays zero).
+fn normalize(v: &mut [f64]) {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
 
 /// Weight of the shared velocity part in [`share_velocity_codes`], against a unit code.
 const VELOCITY_CODE_MIX: f64 = 0.5;
@@ -221,18 +224,18 @@ const VELOCITY_CODE_MIX: f64 = 0.5;
 /// "that loudness" from two places.
 fn share_velocity_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
     let dim = codes.first().map_or(0, |c| c.len());
-    let velocity = unit_codes(rng, VELOCITY_BINS, dim);
+    let velocity = unit_codes(rng, VELOCITY_BINS.len(), dim);
     for (id, code) in codes.iter_mut().enumerate() {
-        if !matches!(Token::from_id(id as u32), Some(Token::PianoNote { .. })) {
+        let Some(Token::PianoNote { velocity: v, .. }) = Token::from_id(id as u32) else {
             continue;
-        }
-        // Pitch-velocity ids run pitch-fastest: one block of 128 per velocity.
-        let bin = (id - PIANO_BASE as usize) / 128;
-        for (x, s) in code.iter_mut().zip(&velocity[bin]) {
+        };
+        let Some(bin) = velocity_index_exact(v) else {
+            continue;
+        };
+        for (x, s) in code.iter_mut().zip(&velocity[bin as usize]) {
             *x += VELOCITY_CODE_MIX * s;
         }
-        let norm = code.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        code.iter_mut().for_each(|x| *x /= norm);
+        normalize(code);
     }
 }
 
@@ -286,11 +289,12 @@ pub fn write_circuit(
     let vocab = config.decoder.vocab_size;
     let mut rng = stream(seed, SALT_CIRCUIT, 0);
     let mut codes = unit_codes(&mut rng, vocab, c);
-    let genres: Vec<f64> = (0..c)
+    // `<S>` starts every target: its code is the genres' together.
+    let mut bos: Vec<f64> = (0..c)
         .map(|k| (0..3).map(|g| codes[(GENRE_BASE + g) as usize][k]).sum())
         .collect();
-    let norm = genres.iter().map(|x| x * x).sum::<f64>().sqrt();
-    codes[BOS as usize] = genres.iter().map(|x| x / norm).collect();
+    normalize(&mut bos);
+    codes[BOS as usize] = bos;
     codes[PAD as usize] = vec![0.0; c];
     if pitch_codes {
         share_pitch_codes(&mut stream(seed, SALT_PITCH_CODES, 0), &mut codes);
@@ -635,70 +639,67 @@ const SALT_VELOCITY_CODES: u64 = 33;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::ONSET_BASE;
+    use crate::tokens::{ONSET_BASE, PIANO_BASE};
     use rand::SeedableRng;
 
     fn cos(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
-    #[test]
-    fn pitch_codes_tie_velocities_of_a_pitch_and_octaves_of_a_class() {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let before = unit_codes(&mut rng, 2306, 36);
+    /// Pitch-velocity id of velocity row `vel` and `pitch`.
+    fn pv(vel: u32, pitch: u32) -> usize {
+        (PIANO_BASE + vel * 128 + pitch) as usize
+    }
+
+    /// The mean cosine of `codes` over `pairs`.
+    fn mean_cos(codes: &[Vec<f64>], pairs: impl Iterator<Item = (usize, usize)>) -> f64 {
+        let cosines: Vec<f64> = pairs.map(|(a, b)| cos(&codes[a], &codes[b])).collect();
+        cosines.iter().sum::<f64>() / cosines.len() as f64
+    }
+
+    /// Random unit codes for the whole vocabulary, before and after `shape`; checks that
+    /// the shaped codes keep unit length and every other token's code is untouched.
+    fn shaped(shape: impl Fn(&mut [Vec<f64>])) -> Vec<Vec<f64>> {
+        let before = unit_codes(&mut ChaCha8Rng::seed_from_u64(5), 2306, 36);
         let mut codes = before.clone();
-        share_pitch_codes(&mut ChaCha8Rng::seed_from_u64(6), &mut codes);
-        let pv = |vel: u32, pitch: u32| (PIANO_BASE + vel * 128 + pitch) as usize;
-        let mean = |pairs: &[(usize, usize)]| {
-            pairs
-                .iter()
-                .map(|&(a, b)| cos(&codes[a], &codes[b]))
-                .sum::<f64>()
-                / pairs.len() as f64
-        };
-        let pitches = 21..=96u32;
-        let same_pitch: Vec<_> = pitches.clone().map(|p| (pv(1, p), pv(6, p))).collect();
-        let octave: Vec<_> = pitches.clone().map(|p| (pv(1, p), pv(6, p + 12))).collect();
-        let neighbour: Vec<_> = pitches.map(|p| (pv(1, p), pv(6, p + 1))).collect();
-        // Expected: (0.5² + 0.45²) / 1.015 ≈ 0.45, 0.45² / 1.015 ≈ 0.20, 0.
-        let (s, o, n) = (mean(&same_pitch), mean(&octave), mean(&neighbour));
-        assert!((s - 0.45).abs() < 0.05, "same pitch {s}");
-        assert!((o - 0.20).abs() < 0.05, "octave {o}");
-        assert!(n.abs() < 0.05, "neighbour {n}");
-        // Unit length kept; every other token's code untouched.
-        assert!((cos(&codes[pv(3, 60)], &codes[pv(3, 60)]) - 1.0).abs() < 1e-9);
+        shape(&mut codes);
+        for id in [pv(3, 60), pv(9, 108)] {
+            assert!((cos(&codes[id], &codes[id]) - 1.0).abs() < 1e-9);
+        }
         for id in (0..PIANO_BASE).chain(ONSET_BASE..2306) {
             assert_eq!(codes[id as usize], before[id as usize]);
         }
+        codes
+    }
+
+    #[test]
+    fn pitch_codes_tie_velocities_of_a_pitch_and_octaves_of_a_class() {
+        let codes = shaped(|c| share_pitch_codes(&mut ChaCha8Rng::seed_from_u64(6), c));
+        let pitches = || 21..=96u32;
+        let same_pitch = mean_cos(&codes, pitches().map(|p| (pv(1, p), pv(6, p))));
+        let octave = mean_cos(&codes, pitches().map(|p| (pv(1, p), pv(6, p + 12))));
+        let neighbour = mean_cos(&codes, pitches().map(|p| (pv(1, p), pv(6, p + 1))));
+        // Expected: (0.5² + 0.45²) / 1.015 ≈ 0.45, 0.45² / 1.015 ≈ 0.20, 0.
+        let (s, o, n) = (same_pitch, octave, neighbour);
+        assert!((s - 0.45).abs() < 0.05, "same pitch {s}");
+        assert!((o - 0.20).abs() < 0.05, "octave {o}");
+        assert!(n.abs() < 0.05, "neighbour {n}");
     }
 
     #[test]
     fn velocity_codes_tie_the_pitches_of_a_velocity() {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let before = unit_codes(&mut rng, 2306, 36);
-        let mut codes = before.clone();
-        share_pitch_codes(&mut ChaCha8Rng::seed_from_u64(6), &mut codes);
-        share_velocity_codes(&mut ChaCha8Rng::seed_from_u64(7), &mut codes);
-        let pv = |vel: u32, pitch: u32| (PIANO_BASE + vel * 128 + pitch) as usize;
-        let mean = |pairs: &[(usize, usize)]| {
-            pairs
-                .iter()
-                .map(|&(a, b)| cos(&codes[a], &codes[b]))
-                .sum::<f64>()
-                / pairs.len() as f64
-        };
-        let pitches = 21..=96u32;
-        let same_velocity: Vec<_> = pitches.clone().map(|p| (pv(4, p), pv(4, p + 1))).collect();
-        let same_pitch: Vec<_> = pitches.clone().map(|p| (pv(1, p), pv(6, p))).collect();
-        let neither: Vec<_> = pitches.map(|p| (pv(1, p), pv(6, p + 1))).collect();
+        let codes = shaped(|c| {
+            share_pitch_codes(&mut ChaCha8Rng::seed_from_u64(6), c);
+            share_velocity_codes(&mut ChaCha8Rng::seed_from_u64(7), c);
+        });
+        let pitches = || 21..=96u32;
+        let same_velocity = mean_cos(&codes, pitches().map(|p| (pv(4, p), pv(4, p + 1))));
+        let same_pitch = mean_cos(&codes, pitches().map(|p| (pv(1, p), pv(6, p))));
+        let neither = mean_cos(&codes, pitches().map(|p| (pv(1, p), pv(6, p + 1))));
         // Expected: 0.5² / 1.25 = 0.2; 0.45 / 1.25 ≈ 0.36; 0.
-        let (v, s, n) = (mean(&same_velocity), mean(&same_pitch), mean(&neither));
+        let (v, s, n) = (same_velocity, same_pitch, neither);
         assert!((v - 0.20).abs() < 0.05, "same velocity {v}");
         assert!((s - 0.36).abs() < 0.05, "same pitch {s}");
         assert!(n.abs() < 0.05, "neither {n}");
-        assert!((cos(&codes[pv(9, 108)], &codes[pv(9, 108)]) - 1.0).abs() < 1e-9);
-        for id in (0..PIANO_BASE).chain(ONSET_BASE..2306) {
-            assert_eq!(codes[id as usize], before[id as usize]);
-        }
     }
 }

@@ -294,6 +294,9 @@ mod tests {
         };
         let shares = [share(3, 0.25), share(10, 0.25)];
         let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
+        assert!(target_mix_term(&ce.log_probs, &t, &[], 3.0)
+            .unwrap()
+            .is_none());
         let term = target_mix_term(&ce.log_probs, &t, &shares, 3.0)
             .unwrap()
             .unwrap();
@@ -306,9 +309,5 @@ mod tests {
         // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
         let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
         assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
-        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
-        assert!(target_mix_term(&ce.log_probs, &t, &[], 3.0)
-            .unwrap()
-            .is_none());
     }
 }
