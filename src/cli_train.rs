@@ -130,6 +130,12 @@ pub struct TrainArgs {
     /// candidate is where the label names one. 0 (default): the labels alone, as the original.
     #[arg(long, default_value_t = 0.0)]
     rule_teacher: f64,
+    /// Largest loudness shift of a training window, in velocity bins either way (0..=7): the
+    /// window's velocities move together by a drawn number of bins that keeps them inside
+    /// 15..=120, as transposition moves its pitches, so the rare loud and soft bins are
+    /// practised too. 0 (default): the velocities as played, as the original.
+    #[arg(long, default_value_t = 0, value_name = "BINS")]
+    velocity_shift: u8,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -342,6 +348,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             velocity_codes: a.velocity_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
             rule_teacher: a.rule_teacher,
+            velocity_shift: a.velocity_shift,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -590,6 +590,7 @@ mod tests {
                 context_before: 0,
                 context_after: 0,
                 transpose: 0,
+                velocity_shift: 0,
                 tail: Tail::Keep,
             },
         };

@@ -246,6 +246,7 @@ mod tests {
                 context_before: 1,
                 context_after: 1,
                 transpose: 0,
+                velocity_shift: 0,
                 tail: crate::tokens::Tail::Keep,
             },
         }

@@ -134,6 +134,10 @@ pub struct TrainConfig {
     /// transposition's pitches); 0 trains on the labels alone, as the original.
     #[serde(default)]
     pub rule_teacher: f64,
+    /// Largest loudness shift of a training window, in velocity bins
+    /// ([`SampleConfig::max_velocity_shift`]); 0 keeps the velocities as played, as the original.
+    #[serde(default)]
+    pub velocity_shift: u8,
 }
 
 fn one() -> usize {
@@ -167,6 +171,7 @@ impl Default for TrainConfig {
             velocity_codes: false,
             corruption_weights: None,
             rule_teacher: 0.0,
+            velocity_shift: 0,
         }
     }
 }
@@ -212,6 +217,13 @@ impl TrainConfig {
                 self.rule_teacher
             )));
         }
+        // Eight bins are written (15..=120): a shift of 7 moves the softest to the loudest.
+        if self.velocity_shift > 7 {
+            return Err(TrainError::Config(format!(
+                "--velocity-shift {} must be within 0..=7 (velocity bins)",
+                self.velocity_shift
+            )));
+        }
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -244,6 +256,7 @@ impl TrainConfig {
         SampleConfig {
             block_first: self.block_first,
             corruption_weights: self.corruption_weights,
+            max_velocity_shift: self.velocity_shift,
             ..self.sample_config()
         }
     }
