@@ -435,6 +435,19 @@ fn held_out_scores_against_the_baselines() {
         .contains(&Corruption::PitchVelocityMask));
     let md = report.markdown();
     assert!(md.contains("| pitch_velocity_mask | "), "{md}");
+    // The kept-notes tables count exactly the notes the copy gets right, once by loudness and
+    // once by octave.
+    let copied: f64 = report
+        .per_corruption
+        .iter()
+        .filter(|c| c.keeps_tokens())
+        .map(|c| c.by_field[0].copy_correct)
+        .sum();
+    assert!(copied > 0.0);
+    let notes = |cells: &[(f64, f64)]| cells.iter().map(|c| c.0).sum::<f64>();
+    assert_eq!(notes(&report.kept.by_velocity), copied);
+    assert_eq!(notes(&report.kept.by_octave), copied);
+    assert!(md.contains("| velocity |") && md.contains("| pitches |"), "{md}");
     // A model that samples differently (the copy circuit stops at the block's end) is scored on
     // the same infill segments: the baseline does not move.
     let circuit = Trainer::new(

@@ -23,7 +23,9 @@ use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
 use crate::refine::{fit, Context, Engine, RefineOptions};
 use crate::tokens::Corruption;
-use crate::tokens::{BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP};
+use crate::tokens::{
+    BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP, VELOCITY_BINS,
+};
 
 use super::dataset::{Dataset, Split};
 use super::rules::{piano_note, rule_name, rule_prediction};
@@ -188,10 +190,77 @@ impl EncoderUse {
     }
 }
 
+/// The notes a corruption left in place (the copy gets them right) and how many of them the
+/// model keeps, by loudness and by octave, over the corruptions that keep tokens. Why: a model
+/// that copies a common note and loses a rare one (a loud bin, a high octave) falls behind the
+/// copy on exactly the corruptions it should win, and the per-corruption scores hide it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptNotes {
+    /// (left in place, kept by the model) per velocity bin, in [`VELOCITY_BINS`] order.
+    pub by_velocity: [(f64, f64); VELOCITY_BINS.len()],
+    /// (left in place, kept by the model) per octave, `pitch / 12` (0..=10).
+    pub by_octave: [(f64, f64); 11],
+}
+
+impl KeptNotes {
+    /// Adds one sample: `copy` and `model` are predictions of its target positions.
+    fn add(&mut self, sample: &Sample, copy: &[u32], model: &[u32]) {
+        for (i, &label) in sample.labels.iter().enumerate() {
+            let Some((pitch, velocity)) = piano_note(label) else {
+                continue;
+            };
+            if copy.get(i) != Some(&label) {
+                continue;
+            }
+            let kept = (model.get(i) == Some(&label)) as usize as f64;
+            let row = VELOCITY_BINS.iter().position(|&v| v == velocity);
+            for cell in [
+                row.map(|r| &mut self.by_velocity[r]),
+                Some(&mut self.by_octave[usize::from(pitch / 12)]),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                cell.0 += 1.0;
+                cell.1 += kept;
+            }
+        }
+    }
+
+    /// Two one-row tables (the share kept, and how many notes), empty columns left out.
+    fn markdown(&self) -> String {
+        let table = |name: &str, cells: &[(f64, f64)], label: &dyn Fn(usize) -> String| {
+            let used: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].0 > 0.0).collect();
+            let mut s = format!("| {name} |");
+            for &i in &used {
+                s += &format!(" {} |", label(i));
+            }
+            s += &format!("\n|---|{}\n| kept |", "---:|".repeat(used.len()));
+            for &i in &used {
+                s += &format!(" {:.3} |", cells[i].1 / cells[i].0);
+            }
+            s += "\n| notes |";
+            for &i in &used {
+                s += &format!(" {} |", cells[i].0);
+            }
+            s + "\n"
+        };
+        let octave = |o: usize| format!("{}–{}", o * 12, (o * 12 + 11).min(127));
+        format!(
+            "{}\n{}",
+            table("velocity", &self.by_velocity, &|r| VELOCITY_BINS[r]
+                .to_string()),
+            table("pitches", &self.by_octave, &octave)
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HeldOutReport {
     pub pieces: usize,
     pub per_corruption: Vec<CorruptionScore>,
+    /// The notes left in place that the model keeps, by loudness and octave.
+    pub kept: KeptNotes,
     pub encoder_use: EncoderUse,
     pub infill: InfillScore,
 }
@@ -270,6 +339,11 @@ impl HeldOutReport {
                 );
             }
         }
+        if self.kept.by_octave.iter().any(|c| c.0 > 0.0) {
+            s += "\nNotes the corruption left in place (the copy keeps them all), kept by the \
+                  model, by loudness and by octave (all corruptions that keep tokens):\n\n";
+            s += &self.kept.markdown();
+        }
         let e = &self.encoder_use;
         if e.swapped.samples > 0 {
             s += &format!(
@@ -338,10 +412,9 @@ fn prediction_score(sample: &Sample, pred: &[u32]) -> (f64, f64) {
     })
 }
 
-/// Adds one sample's note tokens to `fields`: `model` holds the model's prediction for each
-/// target position (as the non-padding labels), the copy's is read from the encoder input.
-fn add_fields(fields: &mut [FieldScore; 5], sample: &Sample, model: &[u32]) {
-    let copy = copy_prediction(&sample.encoder_ids).unwrap_or_default();
+/// Adds one sample's note tokens to `fields`: `copy` and `model` hold the copy's and the
+/// model's prediction for each target position (as the non-padding labels).
+fn add_fields(fields: &mut [FieldScore; 5], sample: &Sample, copy: &[u32], model: &[u32]) {
     for (i, &label) in sample.labels.iter().enumerate() {
         for (field, f) in Field::ALL.into_iter().zip(fields.iter_mut()) {
             if field.judges(label) {
@@ -403,6 +476,7 @@ pub fn score(
         })
         .collect();
     let mut encoder_use = EncoderUse::default();
+    let mut kept = KeptNotes::default();
     let mut previous: Option<Sample> = None;
     for (k, p) in chosen.iter().enumerate() {
         progress(&format!("token accuracy: piece {}/{}", k + 1, chosen.len()));
@@ -414,7 +488,8 @@ pub fn score(
                 ..SampleConfig::default()
             };
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
-            let (correct, count) = copy_score(&sample);
+            let copy = copy_prediction(&sample.encoder_ids).unwrap_or_default();
+            let (correct, count) = prediction_score(&sample, &copy);
             per[ci].copy.add(0.0, count, correct);
             if let Some(pred) = rule_prediction(&sample.encoder_ids, &sample.labels, c) {
                 let (correct, count) = prediction_score(&sample, &pred);
@@ -431,7 +506,10 @@ pub fn score(
             )?;
             let (nll, n, c) = (own.row_nll[0], own.row_count[0], own.row_correct[0]);
             per[ci].model.add(nll, n, c);
-            add_fields(&mut per[ci].by_field, &sample, &own.pred);
+            add_fields(&mut per[ci].by_field, &sample, &copy, &own.pred);
+            if per[ci].keeps_tokens() {
+                kept.add(&sample, &copy, &own.pred);
+            }
             if let Some(prev) = previous.replace(sample.clone()) {
                 let swapped = Sample {
                     encoder_ids: prev.encoder_ids,
@@ -450,6 +528,7 @@ pub fn score(
     Ok(HeldOutReport {
         pieces: chosen.len(),
         per_corruption: per,
+        kept,
         encoder_use,
         infill,
     })
@@ -596,8 +675,9 @@ mod tests {
         };
         // The model repairs the first pitch at the wrong loudness and keeps the second.
         let model = [BOS, pv(6, 62), onset, dur, pv(4, 67), onset, dur, EOS];
+        let copy = copy_prediction(&sample.encoder_ids).unwrap();
         let mut fields = [FieldScore::default(); 5];
-        add_fields(&mut fields, &sample, &model);
+        add_fields(&mut fields, &sample, &copy, &model);
         let score = |f: Field| {
             let s = fields[Field::ALL.iter().position(|&g| g == f).unwrap()];
             (s.tokens, s.model_correct, s.copy_correct)
@@ -607,5 +687,21 @@ mod tests {
         assert_eq!(score(Field::Velocity), (2.0, 1.0, 2.0));
         assert_eq!(score(Field::Onset), (2.0, 2.0, 2.0));
         assert_eq!(score(Field::Duration), (2.0, 2.0, 2.0));
+        // Kept notes: only the second was left in place (60 is row 4, 67 in octave 5), and the
+        // model keeps it; a model that changes its loudness does not.
+        let mut kept = KeptNotes::default();
+        kept.add(&sample, &copy, &model);
+        let mut dropped = model;
+        dropped[4] = pv(3, 67);
+        kept.add(&sample, &copy, &dropped);
+        let mut want = KeptNotes::default();
+        want.by_velocity[4] = (2.0, 1.0);
+        want.by_octave[5] = (2.0, 1.0);
+        assert_eq!(kept, want);
+        assert_eq!(
+            kept.markdown(),
+            "| velocity | 60 |\n|---|---:|\n| kept | 0.500 |\n| notes | 2 |\n\n\
+             | pitches | 60–71 |\n|---|---:|\n| kept | 0.500 |\n| notes | 2 |\n"
+        );
     }
 }
