@@ -447,7 +447,10 @@ fn held_out_scores_against_the_baselines() {
     let notes = |cells: &[(f64, f64)]| cells.iter().map(|c| c.0).sum::<f64>();
     assert_eq!(notes(&report.kept.by_velocity), copied);
     assert_eq!(notes(&report.kept.by_octave), copied);
-    assert!(md.contains("| velocity |") && md.contains("| pitches |"), "{md}");
+    assert!(
+        md.contains("| velocity |") && md.contains("| pitches |"),
+        "{md}"
+    );
     // A model that samples differently (the copy circuit stops at the block's end) is scored on
     // the same infill segments: the baseline does not move.
     let circuit = Trainer::new(
