@@ -2,7 +2,8 @@
 //!
 //! One sample per piece per epoch. Every draw comes from the rng passed in, in this order:
 //! transposition, context before, context after, corruption, segment, the loudness shift (only
-//! when on), the corruption's own draws, then the context drop. The same rng state gives the same sample.
+//! when on), the corruption's own draws, then the context drop. The same rng state gives the
+//! same sample.
 //!
 //! Transposition: the original adds `randint(-12, 12)` to every pitch of the piece. We draw the
 //! shift uniformly from the shifts in `-max_transpose..=max_transpose` that keep every pitch of
