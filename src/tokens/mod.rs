@@ -10,7 +10,7 @@ pub use layout::{
     piece_tokens, push_note_tokens, segment_tokens, BlockElement, CorruptedSegment, MaskedNote,
     Padded, ParsedNotes, PitchVelocity, Tail, CLASSIFIER_MAX_LEN, DECODER_MAX_LEN, ENCODER_MAX_LEN,
 };
-pub use vocab::velocity_index_exact;
+pub use vocab::{velocity_index_exact, velocity_row};
 pub use vocab::{
     Corruption, Genre, Token, UnknownName, BOS, CORRUPTION_BASE, DUR_BASE, D_TOKEN, EOS,
     GENRE_BASE, MASK, MASK_DUR, MASK_ONSET, MASK_PITCH_VELOCITY, MAX_TIME_MS, ONSET_BASE, PAD,

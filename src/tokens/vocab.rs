@@ -232,6 +232,12 @@ pub fn velocity_index_exact(velocity: u8) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// The row of any velocity in [`VELOCITY_BINS`]: its bin's, or else the nearest bin's, the row
+/// its note token gets ([`Token::id`] snaps the same way).
+pub fn velocity_row(velocity: u8) -> u32 {
+    u32::from(VELOCITY_ROW[usize::from(velocity)])
+}
+
 /// The row of every velocity: its bin's, or else the nearest bin's (ties to the lower one), as
 /// [`Token::id`] snaps. A table, because this runs for every note of every tokenized piece.
 const VELOCITY_ROW: [u8; 256] = {

@@ -24,7 +24,8 @@ use crate::refine::options::INFILL_CANDIDATES;
 use crate::refine::{fit, Context, Engine, RefineOptions};
 use crate::tokens::Corruption;
 use crate::tokens::{
-    BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP, VELOCITY_BINS,
+    velocity_index_exact, BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP,
+    VELOCITY_BINS,
 };
 
 use super::dataset::{Dataset, Split};
@@ -213,9 +214,9 @@ impl KeptNotes {
                 continue;
             }
             let kept = (model.get(i) == Some(&label)) as usize as f64;
-            let row = VELOCITY_BINS.iter().position(|&v| v == velocity);
+            let row = velocity_index_exact(velocity);
             for cell in [
-                row.map(|r| &mut self.by_velocity[r]),
+                row.map(|r| &mut self.by_velocity[r as usize]),
                 Some(&mut self.by_octave[usize::from(pitch / 12)]),
             ]
             .into_iter()

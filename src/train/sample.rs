@@ -27,8 +27,8 @@ use crate::corrupt::{
 };
 use crate::music::{Piece, Segment};
 use crate::tokens::{
-    classifier_input, decoder_target, encoder_input_with_tail, pad, velocity_index_exact,
-    Corruption, Genre, Tail, CLASSIFIER_MAX_LEN, DECODER_MAX_LEN, ENCODER_MAX_LEN, VELOCITY_BINS,
+    classifier_input, decoder_target, encoder_input_with_tail, pad, velocity_row, Corruption,
+    Genre, Tail, CLASSIFIER_MAX_LEN, DECODER_MAX_LEN, ENCODER_MAX_LEN, VELOCITY_BINS,
 };
 
 use super::dataset::LabeledPiece;
@@ -151,19 +151,13 @@ fn shift_range(values: impl Iterator<Item = u8>, max: u8, range: (u8, u8)) -> (i
 /// The velocity bins the tokenizer writes (15..=120): a shift keeps the window inside them.
 const VELOCITY_ROWS_WRITTEN: (u8, u8) = (1, 8);
 
-/// A velocity's bin row (its nearest bin's, as the tokenizer snaps).
-fn velocity_row(velocity: u8) -> u8 {
-    let bin = crate::music::quantize::quantize_velocity(velocity);
-    velocity_index_exact(bin).unwrap_or(0) as u8
-}
-
 /// The loudness shifts, in bins, that keep every velocity of `window` inside 15..=120, within
 /// `-max..=max`; `(0, 0)` when none does or the window has no notes.
 pub fn velocity_shift_range(window: &Piece, max: u8) -> (i8, i8) {
     let rows = window
         .segments
         .iter()
-        .flat_map(|s| s.notes.iter().map(|n| velocity_row(n.velocity)));
+        .flat_map(|s| s.notes.iter().map(|n| velocity_row(n.velocity) as u8));
     shift_range(rows, max, VELOCITY_ROWS_WRITTEN)
 }
 
@@ -511,6 +505,7 @@ pub fn classifier_batch(
 mod tests {
     use super::*;
     use crate::music::Note;
+    use crate::tokens::velocity_index_exact;
     use rand::SeedableRng;
 
     #[test]
@@ -567,17 +562,22 @@ mod tests {
         assert!(counts.iter().all(|&n| n > 800), "{counts:?}");
     }
 
-    fn piece(pitches: &[u8]) -> Piece {
+    /// A piece of consecutive segments, one per `values` entry, its notes from `notes(i, value)`.
+    fn segments(values: &[u8], notes: impl Fn(usize, u8) -> Vec<Note>) -> Piece {
         Piece {
-            segments: pitches
+            segments: values
                 .iter()
                 .enumerate()
-                .map(|(i, &p)| Segment {
+                .map(|(i, &v)| Segment {
                     window: i as u32,
-                    notes: vec![Note::new(p, 90, 0, 500)],
+                    notes: notes(i, v),
                 })
                 .collect(),
         }
+    }
+
+    fn piece(pitches: &[u8]) -> Piece {
+        segments(pitches, |_, p| vec![Note::new(p, 90, 0, 500)])
     }
 
     #[test]
@@ -612,19 +612,12 @@ mod tests {
     }
 
     fn loud(velocities: &[u8]) -> Piece {
-        Piece {
-            segments: velocities
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| Segment {
-                    window: i as u32,
-                    notes: vec![
-                        Note::new(60 + i as u8, v, 0, 500),
-                        Note::new(64, v, 100, 300),
-                    ],
-                })
-                .collect(),
-        }
+        segments(velocities, |i, v| {
+            vec![
+                Note::new(60 + i as u8, v, 0, 500),
+                Note::new(64, v, 100, 300),
+            ]
+        })
     }
 
     #[test]
