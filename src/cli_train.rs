@@ -136,6 +136,12 @@ pub struct TrainArgs {
     /// practised too. 0 (default): the velocities as played, as the original.
     #[arg(long, default_value_t = 0, value_name = "BINS")]
     velocity_shift: u8,
+    /// Largest register shift of a training window, in semitones either way (0..=48): after
+    /// the piece's transposition the window moves again by a drawn shift that keeps its own
+    /// pitches on the keyboard, so the lowest and highest octaves are practised too. 0
+    /// (default): the piece's transposition alone, as the original.
+    #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
+    register_shift: u8,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -349,6 +355,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             corruption_weights: corruption_weights(&a.corruption_weight)?,
             rule_teacher: a.rule_teacher,
             velocity_shift: a.velocity_shift,
+            register_shift: a.register_shift,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -671,6 +671,7 @@ mod tests {
                 context_after: 0,
                 transpose: 0,
                 velocity_shift: 0,
+                register_shift: 0,
                 tail: Tail::Keep,
             },
         };

@@ -417,6 +417,7 @@ mod tests {
                     context_after: 0,
                     transpose: 0,
                     velocity_shift: 0,
+                    register_shift: 0,
                     tail: crate::tokens::Tail::Keep,
                 },
             }

@@ -1,8 +1,8 @@
 //! Training samples built on the fly (spec §7) and genre-classifier windows (spec §9).
 //!
 //! One sample per piece per epoch. Every draw comes from the rng passed in, in this order:
-//! transposition, context before, context after, corruption, segment, the loudness shift (only
-//! when on), the corruption's own draws, then the context drop. The same rng state gives the
+//! transposition, context before, context after, corruption, segment, the loudness shift and the
+//! register shift (each only when on), the corruption's own draws, then the context drop. The same rng state gives the
 //! same sample.
 //!
 //! Transposition: the original adds `randint(-12, 12)` to every pitch of the piece. We draw the
@@ -19,6 +19,12 @@
 //! 15..=120, the bins the tokenizer writes. Why: the loud and soft bins are rare (120 is 0.8% of
 //! the notes here, 15 and 30 under 1%), so a model trained on the data as it is learns to copy
 //! the common loudness and turns a rare one into a common one.
+//!
+//! Register shift (off by default): with `max_register_shift` above 0 the window moves again,
+//! by semitones drawn the same way from the shifts that keep the *window's* pitches inside
+//! `pitch_range`. Why: the piece-wide transposition barely moves a piece that spans the keyboard,
+//! so the lowest and highest octaves stay rare, and a model that has seldom copied a low A turns
+//! it into a common pitch. A window is narrower than its piece, so it can travel further.
 
 use rand::Rng;
 
@@ -61,6 +67,9 @@ pub struct SampleConfig {
     pub pitch_range: (u8, u8),
     /// Largest loudness shift, in velocity bins, either way (0: none, as the original).
     pub max_velocity_shift: u8,
+    /// Largest register shift of the window, in semitones, either way, on top of the piece's
+    /// transposition (0: none, as the original).
+    pub max_register_shift: u8,
     /// Context segments on each side are drawn uniformly from this range, inclusive (1..=5).
     pub context: (usize, usize),
     /// Apply the original's hidden 10% context drop (spec §6.2); on for training.
@@ -84,6 +93,7 @@ impl Default for SampleConfig {
             max_transpose: 12,
             pitch_range: (PIANO_LOW, PIANO_HIGH),
             max_velocity_shift: 0,
+            max_register_shift: 0,
             context: (1, 5),
             context_drop: true,
             block_first: 0.0,
@@ -105,6 +115,8 @@ pub struct SampleMeta {
     pub transpose: i8,
     /// Velocity bins added to every velocity of the window.
     pub velocity_shift: i8,
+    /// Semitones added to every pitch of the window, after `transpose`.
+    pub register_shift: i8,
     pub tail: Tail,
 }
 
@@ -255,6 +267,14 @@ pub fn training_sample(
     } else {
         0
     };
+    let register_shift = if config.max_register_shift > 0 {
+        let (down, up) = transpose_range(&window, config.max_register_shift, config.pitch_range);
+        let r = rng.gen_range(down..=up);
+        window = transpose(&window, r);
+        r
+    } else {
+        0
+    };
     let empty = Segment::default();
     let segment = window.segments.get(s_local).unwrap_or(&empty);
     let block = corrupt(segment, kind, genre, config.behaviour, rng);
@@ -278,6 +298,7 @@ pub fn training_sample(
             context_after: after,
             transpose: shift,
             velocity_shift,
+            register_shift,
             tail,
         },
     }
@@ -712,6 +733,71 @@ mod tests {
         let (a, b) = (draw(&off), draw(&off));
         assert_eq!(a, b);
         assert!(a.iter().all(|s| s.meta.velocity_shift == 0));
+        assert_ne!(draw(&on), a);
+    }
+
+    #[test]
+    fn a_register_shift_moves_the_window_within_the_keyboard() {
+        use crate::train::rules::piano_note;
+        // The piece spans the keyboard (21 and 108), so its own transposition is always 0; each
+        // window is narrower and may travel.
+        let p = piece(&[21, 40, 60, 64, 67, 72, 60, 108]);
+        let config = SampleConfig {
+            corruption: CorruptionChoice::Fixed(Corruption::PermutePitches),
+            max_register_shift: 24,
+            context: (1, 1),
+            context_drop: false,
+            ..SampleConfig::default()
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (mut lowest, mut highest) = (0i8, 0i8);
+        for _ in 0..300 {
+            let s = training_sample(&p, Genre::Classical, &config, &mut rng);
+            assert_eq!(s.meta.transpose, 0);
+            let r = s.meta.register_shift;
+            let k = s.meta.segment;
+            // The window is the block and one segment each side (fewer at the ends).
+            let window = &[21u8, 40, 60, 64, 67, 72, 60, 108][k.saturating_sub(1)..(k + 2).min(8)];
+            let (lo, hi) = (*window.iter().min().unwrap(), *window.iter().max().unwrap());
+            let allowed = (21i16 - lo as i16).max(-24)..=(108i16 - hi as i16).min(24);
+            assert!(
+                allowed.contains(&(r as i16)),
+                "shift {r} for window {window:?}"
+            );
+            let target: Vec<u8> = s
+                .labels
+                .iter()
+                .filter_map(|&id| piano_note(id))
+                .map(|n| n.0)
+                .collect();
+            assert_eq!(target, [(window[k.min(1)] as i16 + r as i16) as u8]);
+            for (pitch, _) in s.encoder_ids.iter().filter_map(|&id| piano_note(id)) {
+                assert!((21..=108).contains(&pitch), "pitch {pitch} in the encoder");
+            }
+            lowest = lowest.min(r);
+            highest = highest.max(r);
+        }
+        // Windows of the middle segments travel the full 24 either way.
+        assert_eq!((lowest, highest), (-24, 24));
+    }
+
+    #[test]
+    fn no_register_shift_draws_nothing() {
+        let p = piece(&[50, 55, 60, 62, 64, 65, 67, 69]);
+        let on = SampleConfig {
+            max_register_shift: 5,
+            ..SampleConfig::default()
+        };
+        let off = SampleConfig::default();
+        let draw = |c: &SampleConfig| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+            (0..20)
+                .map(|_| training_sample(&p, Genre::Jazz, c, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(&off);
+        assert_eq!(a, draw(&off));
+        assert!(a.iter().all(|s| s.meta.register_shift == 0));
         assert_ne!(draw(&on), a);
     }
 }

@@ -138,6 +138,11 @@ pub struct TrainConfig {
     /// ([`SampleConfig::max_velocity_shift`]); 0 keeps the velocities as played, as the original.
     #[serde(default)]
     pub velocity_shift: u8,
+    /// Largest register shift of a training window, in semitones
+    /// ([`SampleConfig::max_register_shift`]); 0 keeps the piece's transposition alone, as the
+    /// original.
+    #[serde(default)]
+    pub register_shift: u8,
 }
 
 fn one() -> usize {
@@ -172,6 +177,7 @@ impl Default for TrainConfig {
             corruption_weights: None,
             rule_teacher: 0.0,
             velocity_shift: 0,
+            register_shift: 0,
         }
     }
 }
@@ -224,6 +230,13 @@ impl TrainConfig {
                 self.velocity_shift
             )));
         }
+        // Beyond four octaves a window of one note would leave the keyboard either way.
+        if self.register_shift > 48 {
+            return Err(TrainError::Config(format!(
+                "--register-shift {} must be within 0..=48 (semitones)",
+                self.register_shift
+            )));
+        }
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -257,6 +270,7 @@ impl TrainConfig {
             block_first: self.block_first,
             corruption_weights: self.corruption_weights,
             max_velocity_shift: self.velocity_shift,
+            max_register_shift: self.register_shift,
             ..self.sample_config()
         }
     }
