@@ -435,6 +435,16 @@ fn held_out_scores_against_the_baselines() {
         .contains(&Corruption::PitchVelocityMask));
     let md = report.markdown();
     assert!(md.contains("| pitch_velocity_mask | "), "{md}");
+    // The ledger accounts for the whole difference between the model and the copy.
+    for c in report.per_corruption.iter().filter(|c| c.keeps_tokens()) {
+        assert_eq!(
+            c.ledger.net(),
+            c.model.correct - c.copy.correct,
+            "{:?}",
+            c.corruption
+        );
+    }
+    assert!(md.contains("| notes lost | notes repaired |"), "{md}");
     // The kept-notes tables count exactly the notes the copy gets right, once by loudness and
     // once by octave.
     let copied: f64 = report

@@ -148,6 +148,50 @@ pub struct CorruptionScore {
     /// block" for the permutations, "hear it again" for transposition; `None` for the others.
     /// What the model could reach by counting or remembering alone.
     pub rule: Option<Metric>,
+    /// Where the model and the copy part ways, token by token.
+    pub ledger: Ledger,
+}
+
+/// The targets exactly one of the model and the copy gets right, split into notes
+/// (pitch-velocity tokens) and everything else. Why: a model a few tokens behind the copy is
+/// either losing what the corruption left in place (a copy failure) or not repairing what it
+/// moved, and only the second needs musical knowledge; the accuracies alone cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Ledger {
+    /// Notes the copy has right and the model misses.
+    pub notes_lost: f64,
+    /// Notes the copy has wrong and the model restores.
+    pub notes_repaired: f64,
+    /// Other targets (onsets, durations, `<T>`, `<E>`, …): the copy right, the model wrong.
+    pub other_lost: f64,
+    /// Other targets: the copy wrong, the model right.
+    pub other_found: f64,
+}
+
+impl Ledger {
+    /// Adds one sample: `copy` and `model` are predictions of its target positions.
+    fn add(&mut self, sample: &Sample, copy: &[u32], model: &[u32]) {
+        for (i, &label) in sample.labels.iter().enumerate() {
+            if label == PAD {
+                continue;
+            }
+            let copy_right = copy.get(i) == Some(&label);
+            let model_right = model.get(i) == Some(&label);
+            let note = piano_note(label).is_some();
+            match (copy_right, model_right, note) {
+                (true, false, true) => self.notes_lost += 1.0,
+                (false, true, true) => self.notes_repaired += 1.0,
+                (true, false, false) => self.other_lost += 1.0,
+                (false, true, false) => self.other_found += 1.0,
+                _ => {}
+            }
+        }
+    }
+
+    /// Targets the model gets right beyond the copy (negative: behind it).
+    pub fn net(&self) -> f64 {
+        self.notes_repaired + self.other_found - self.notes_lost - self.other_lost
+    }
 }
 
 impl CorruptionScore {
@@ -318,6 +362,23 @@ impl HeldOutReport {
             }
             s += "\n";
         }
+        s += "\nAgainst the copy, target by target: notes (pitch-velocity tokens) the copy has \
+              right and the model loses, notes the corruption moved and the model restores, the \
+              same for the other tokens, and the net count (the model's lead in targets):\n\n\
+              | corruption | notes lost | notes repaired | other lost | other found | net |\n\
+              |---|---:|---:|---:|---:|---:|\n";
+        for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
+            let l = &c.ledger;
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {:+} |\n",
+                c.corruption.name(),
+                l.notes_lost,
+                l.notes_repaired,
+                l.other_lost,
+                l.other_found,
+                l.net()
+            );
+        }
         let ruled: Vec<_> = self
             .per_corruption
             .iter()
@@ -474,6 +535,7 @@ pub fn score(
             copy: Metric::default(),
             by_field: [FieldScore::default(); 5],
             rule: None,
+            ledger: Ledger::default(),
         })
         .collect();
     let mut encoder_use = EncoderUse::default();
@@ -508,6 +570,7 @@ pub fn score(
             let (nll, n, c) = (own.row_nll[0], own.row_count[0], own.row_correct[0]);
             per[ci].model.add(nll, n, c);
             add_fields(&mut per[ci].by_field, &sample, &copy, &own.pred);
+            per[ci].ledger.add(&sample, &copy, &own.pred);
             if per[ci].keeps_tokens() {
                 kept.add(&sample, &copy, &own.pred);
             }
@@ -689,6 +752,21 @@ mod tests {
         assert_eq!(score(Field::Velocity), (2.0, 1.0, 2.0));
         assert_eq!(score(Field::Onset), (2.0, 2.0, 2.0));
         assert_eq!(score(Field::Duration), (2.0, 2.0, 2.0));
+        // The ledger: the first note is repaired in pitch but not loudness, so neither side has
+        // it; a model that restores it exactly and drops an onset is level with the copy.
+        let mut ledger = Ledger::default();
+        ledger.add(&sample, &copy, &model);
+        assert_eq!(ledger, Ledger::default());
+        let mut exact = model;
+        exact[1] = pv(4, 62);
+        exact[2] = ONSET_BASE + 4;
+        ledger.add(&sample, &copy, &exact);
+        let want = Ledger {
+            notes_repaired: 1.0,
+            other_lost: 1.0,
+            ..Ledger::default()
+        };
+        assert_eq!((ledger, ledger.net()), (want, 0.0));
         // Kept notes: only the second was left in place (60 is row 4, 67 in octave 5), and the
         // model keeps it; a model that changes its loudness does not.
         let mut kept = KeptNotes::default();
