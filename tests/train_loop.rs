@@ -768,3 +768,39 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
     });
     assert!(err.contains("--rule-teacher 1.5"), "{err}");
 }
+
+#[test]
+fn the_shifts_reach_the_training_samples_and_bad_ones_are_refused() {
+    let cfg = TrainConfig {
+        velocity_shift: 3,
+        register_shift: 12,
+        ..config(1)
+    };
+    let sampling = cfg.training_sample_config();
+    assert_eq!(
+        (sampling.max_velocity_shift, sampling.max_register_shift),
+        (3, 12)
+    );
+    // Validation and scoring stay the original's.
+    let plain = cfg.sample_config();
+    assert_eq!((plain.max_velocity_shift, plain.max_register_shift), (0, 0));
+    for (bad, flag) in [
+        (
+            TrainConfig {
+                register_shift: 49,
+                ..config(1)
+            },
+            "--register-shift 49",
+        ),
+        (
+            TrainConfig {
+                velocity_shift: 8,
+                ..config(1)
+            },
+            "--velocity-shift 8",
+        ),
+    ] {
+        let err = new_run_error(bad);
+        assert!(err.contains(flag), "{err}");
+    }
+}
