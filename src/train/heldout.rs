@@ -363,8 +363,9 @@ impl HeldOutReport {
             s += "\n";
         }
         s += "\nAgainst the copy, target by target: notes (pitch-velocity tokens) the copy has \
-              right and the model loses, notes the corruption moved and the model restores, the \
-              same for the other tokens, and the net count (the model's lead in targets):\n\n\
+              right and the model loses, notes the corruption moved or hid and the model \
+              restores, the same for the other tokens, and the net count (the model's lead in \
+              targets):\n\n\
               | corruption | notes lost | notes repaired | other lost | other found | net |\n\
               |---|---:|---:|---:|---:|---:|\n";
         for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
