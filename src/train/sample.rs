@@ -2,8 +2,8 @@
 //!
 //! One sample per piece per epoch. Every draw comes from the rng passed in, in this order:
 //! transposition, context before, context after, corruption, segment, the loudness shift and the
-//! register shift (each only when on), the corruption's own draws, then the context drop. The same rng state gives the
-//! same sample.
+//! register shift (each only when on), the corruption's own draws, then the context drop. The
+//! same rng state gives the same sample.
 //!
 //! Transposition: the original adds `randint(-12, 12)` to every pitch of the piece. We draw the
 //! shift uniformly from the shifts in `-max_transpose..=max_transpose` that keep every pitch of
@@ -715,33 +715,12 @@ mod tests {
     }
 
     #[test]
-    fn no_loudness_shift_draws_nothing() {
-        // Off, every shift is 0 and the same rng gives the same samples; on, the extra draw
-        // changes the stream.
-        let p = loud(&[45, 60, 75, 90, 60, 45, 75, 90]);
-        let on = SampleConfig {
-            max_velocity_shift: 1,
-            ..SampleConfig::default()
-        };
-        let off = SampleConfig::default();
-        let draw = |c: &SampleConfig| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-            (0..20)
-                .map(|_| training_sample(&p, Genre::Jazz, c, &mut rng))
-                .collect::<Vec<_>>()
-        };
-        let (a, b) = (draw(&off), draw(&off));
-        assert_eq!(a, b);
-        assert!(a.iter().all(|s| s.meta.velocity_shift == 0));
-        assert_ne!(draw(&on), a);
-    }
-
-    #[test]
     fn a_register_shift_moves_the_window_within_the_keyboard() {
         use crate::train::rules::piano_note;
         // The piece spans the keyboard (21 and 108), so its own transposition is always 0; each
         // window is narrower and may travel.
-        let p = piece(&[21, 40, 60, 64, 67, 72, 60, 108]);
+        let pitches = [21u8, 40, 60, 64, 67, 72, 60, 108];
+        let p = piece(&pitches);
         let config = SampleConfig {
             corruption: CorruptionChoice::Fixed(Corruption::PermutePitches),
             max_register_shift: 24,
@@ -757,7 +736,7 @@ mod tests {
             let r = s.meta.register_shift;
             let k = s.meta.segment;
             // The window is the block and one segment each side (fewer at the ends).
-            let window = &[21u8, 40, 60, 64, 67, 72, 60, 108][k.saturating_sub(1)..(k + 2).min(8)];
+            let window = &pitches[k.saturating_sub(1)..(k + 2).min(pitches.len())];
             let (lo, hi) = (*window.iter().min().unwrap(), *window.iter().max().unwrap());
             let allowed = (21i16 - lo as i16).max(-24)..=(108i16 - hi as i16).min(24);
             assert!(
@@ -782,22 +761,42 @@ mod tests {
     }
 
     #[test]
-    fn no_register_shift_draws_nothing() {
-        let p = piece(&[50, 55, 60, 62, 64, 65, 67, 69]);
-        let on = SampleConfig {
-            max_register_shift: 5,
-            ..SampleConfig::default()
-        };
-        let off = SampleConfig::default();
-        let draw = |c: &SampleConfig| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-            (0..20)
-                .map(|_| training_sample(&p, Genre::Jazz, c, &mut rng))
-                .collect::<Vec<_>>()
-        };
-        let a = draw(&off);
-        assert_eq!(a, draw(&off));
-        assert!(a.iter().all(|s| s.meta.register_shift == 0));
-        assert_ne!(draw(&on), a);
+    fn a_shift_that_is_off_draws_nothing() {
+        // Off, every shift is 0 and the same rng gives the same samples; on, the extra draw
+        // changes the stream. For the loudness shift and for the register shift.
+        type Shift = fn(&SampleMeta) -> i8;
+        let cases: [(Piece, SampleConfig, Shift, u64); 2] = [
+            (
+                loud(&[45, 60, 75, 90, 60, 45, 75, 90]),
+                SampleConfig {
+                    max_velocity_shift: 1,
+                    ..SampleConfig::default()
+                },
+                |m| m.velocity_shift,
+                3,
+            ),
+            (
+                piece(&[50, 55, 60, 62, 64, 65, 67, 69]),
+                SampleConfig {
+                    max_register_shift: 5,
+                    ..SampleConfig::default()
+                },
+                |m| m.register_shift,
+                4,
+            ),
+        ];
+        for (p, on, shift, seed) in cases {
+            let draw = |c: &SampleConfig| {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                (0..20)
+                    .map(|_| training_sample(&p, Genre::Jazz, c, &mut rng))
+                    .collect::<Vec<_>>()
+            };
+            let off = SampleConfig::default();
+            let a = draw(&off);
+            assert_eq!(a, draw(&off));
+            assert!(a.iter().all(|s| shift(&s.meta) == 0));
+            assert_ne!(draw(&on), a);
+        }
     }
 }
