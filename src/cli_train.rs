@@ -142,6 +142,12 @@ pub struct TrainArgs {
     /// (default): the piece's transposition alone, as the original.
     #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
     register_shift: u8,
+    /// Pull the output bias of each field (notes, onsets, durations) this share of the way
+    /// to the field's mean before training: rare tokens stop losing to the bias where the
+    /// copy signal is weak, and the model relearns its priors from the context. 0 (default):
+    /// the bias as loaded.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pull_output_bias: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -356,6 +362,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             rule_teacher: a.rule_teacher,
             velocity_shift: a.velocity_shift,
             register_shift: a.register_shift,
+            pull_output_bias: a.pull_output_bias,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -123,16 +123,7 @@ fn from_scratch_the_output_bias_starts_at_the_label_log_frequencies() {
             &Device::Cpu,
         )
         .unwrap();
-        let bias: Vec<f32> = t
-            .vars
-            .data()
-            .lock()
-            .unwrap()
-            .get(train::init::OUTPUT_BIAS)
-            .unwrap()
-            .as_tensor()
-            .to_vec1()
-            .unwrap();
+        let bias = output_bias(&t);
         if !unigram_bias {
             assert!(bias.iter().all(|&b| b == 0.0), "HF's zero bias");
             continue;
@@ -151,6 +142,50 @@ fn from_scratch_the_output_bias_starts_at_the_label_log_frequencies() {
         let first = t.train_step().unwrap().loss;
         assert!(first < 7.0, "{first}");
     }
+}
+
+fn output_bias(t: &Trainer) -> Vec<f32> {
+    let vars = t.vars.data().lock().unwrap();
+    let bias = vars.get(train::init::OUTPUT_BIAS).unwrap().as_tensor();
+    bias.to_vec1().unwrap()
+}
+
+#[test]
+fn a_pulled_output_bias_is_what_the_run_starts_from() {
+    let (tmp, ds) = fixture();
+    let cfg = TrainConfig {
+        pull_output_bias: 1.0,
+        ..config(1)
+    };
+    let t = Trainer::new(
+        &tiny(),
+        None,
+        &ds,
+        "fixture",
+        cfg.clone(),
+        tmp.path(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut expected = train::trainer::label_log_frequencies(&ds, &cfg, 2306);
+    let pad = expected[0];
+    train::init::pull_to_field_means(&mut expected, 1.0);
+    assert_eq!(output_bias(&t), expected);
+    // Pulled all the way, each field is flat; the specials keep their frequencies.
+    let bias = output_bias(&t);
+    let notes =
+        &bias[improvnet::tokens::PIANO_BASE as usize..improvnet::tokens::ONSET_BASE as usize];
+    assert!(
+        notes.iter().all(|&b| (b - notes[0]).abs() < 1e-5),
+        "{:?}",
+        &notes[..4]
+    );
+    assert_eq!(bias[0], pad);
+    let err = new_run_error(TrainConfig {
+        pull_output_bias: 1.5,
+        ..config(1)
+    });
+    assert!(err.contains("--pull-output-bias 1.5"), "{err}");
 }
 
 fn losses_of(log: &Path) -> Vec<(u64, String)> {

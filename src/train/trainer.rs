@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::dataset::{Dataset, LabeledPiece, Split};
 use super::error::{io, TrainError};
-use super::init::{init_bert, set_output_bias, stream, stream_seed, unigram_log_frequencies};
+use super::init::{
+    init_bert, pull_output_bias, set_output_bias, stream, stream_seed, unigram_log_frequencies,
+};
 use super::loss::{
     cross_entropy, cross_entropy_over, inputs, loss_positions, target_mix_term, trim, LossOutput,
 };
@@ -143,6 +145,10 @@ pub struct TrainConfig {
     /// original.
     #[serde(default)]
     pub register_shift: u8,
+    /// Share of the way each field's output bias is pulled to the field's mean when the run
+    /// starts ([`super::init::pull_output_bias`]); 0 keeps the bias as loaded.
+    #[serde(default)]
+    pub pull_output_bias: f64,
 }
 
 fn one() -> usize {
@@ -178,6 +184,7 @@ impl Default for TrainConfig {
             rule_teacher: 0.0,
             velocity_shift: 0,
             register_shift: 0,
+            pull_output_bias: 0.0,
         }
     }
 }
@@ -235,6 +242,12 @@ impl TrainConfig {
             return Err(TrainError::Config(format!(
                 "--register-shift {} must be within 0..=48 (semitones)",
                 self.register_shift
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.pull_output_bias) {
+            return Err(TrainError::Config(format!(
+                "--pull-output-bias {} must be a share between 0 and 1",
+                self.pull_output_bias
             )));
         }
         if self.align_positions && !self.copy_circuit {
@@ -420,6 +433,9 @@ impl Trainer {
                     set_output_bias(&vars, &bias)?;
                 }
             }
+        }
+        if config.pull_output_bias > 0.0 {
+            pull_output_bias(&vars, config.pull_output_bias)?;
         }
         let optimizer = AdamW::new(
             named_vars(&vars),
