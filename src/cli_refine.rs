@@ -225,9 +225,9 @@ fn load_piece(path: &Path) -> Result<(Performance, Piece)> {
 pub fn load_model(dir: &Path) -> Result<ImprovNetModel> {
     if !dir.join("config.json").is_file() {
         bail!(
-            "{}: no model there (config.json missing). No trained model ships with this build yet: \
-             train one with `improvnet train`, or name a model folder (config.json + \
-             model.safetensors) with --model DIR",
+            "{}: no model there (config.json missing); name a model folder (config.json + \
+             model.safetensors) with --model DIR, such as the shipped models/improvnet-small \
+             (run from the repository root), or train one with `improvnet train`",
             dir.display()
         );
     }

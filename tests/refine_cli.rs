@@ -360,7 +360,12 @@ fn bad_input_is_a_clear_error() {
     // No model.
     let missing = s.out("no-model");
     let err = run_err(&["improvise", &input, "--model", &missing, "--out", &out]);
-    assert!(err.contains("no-model") && err.contains("--model"), "{err}");
+    assert!(
+        err.contains("no-model")
+            && err.contains("--model")
+            && err.contains("models/improvnet-small"),
+        "{err}"
+    );
     // Unknown corruption.
     let err = run_err(&[
         "improvise",

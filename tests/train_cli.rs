@@ -211,4 +211,23 @@ fn train_then_resume_keeps_the_run_settings() {
     assert_eq!(state()["step"], 3);
     assert_eq!(state()["config"]["ckpt_every"], 1, "{}", state());
     assert_eq!(state()["config"]["batch"], 1);
+    // A finetune from a folder with no model: the file and the reason, said once.
+    let nowhere = tmp.path().join("nowhere");
+    let (ok, _, stderr) = improvnet(&[
+        "train",
+        "--stage",
+        "finetune",
+        "--init",
+        &s(&nowhere),
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&tmp.path().join("run2")),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&s(&nowhere.join("config.json"))),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
 }

@@ -68,7 +68,7 @@ impl GenreClassifier {
         }
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io {
             path: cfg_path.clone(),
-            source: e,
+            error: e,
         })?;
         let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Json {
             path: cfg_path.clone(),
@@ -126,7 +126,7 @@ impl GenreClassifier {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         weights::save_tensors(&self.tensors, &dir.join("model.safetensors"))?;
         let json = serde_json::to_string_pretty(&self.config).expect("config serializes");

@@ -261,7 +261,7 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         Self::from_json(&text, path)
     }

@@ -59,11 +59,11 @@ M.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"` \
 pub enum ModelError {
     #[error("{path}: not found; expected {EXPECTED_FORMAT}")]
     MissingFile { path: PathBuf },
-    #[error("{path}: {source}")]
+    /// The io error is in the message, not the source chain: `{:#}` would print it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: invalid config.json: {message}")]
     Json { path: PathBuf, message: String },

@@ -123,7 +123,7 @@ impl ImprovNetModel {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         weights::save_tensors(&self.tensors, &dir.join("model.safetensors"))?;
         weights::write_atomic(&dir.join("config.json"), &self.config.to_json_string())

@@ -214,7 +214,7 @@ pub(crate) fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<
     })?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     })
 }
 
@@ -224,6 +224,6 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| ModelError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })
 }
