@@ -149,7 +149,7 @@ pub fn pull_to_field_means(bias: &mut [f32], share: f64) {
 
 /// [`pull_to_field_means`] applied to [`OUTPUT_BIAS`] in `vars`.
 pub fn pull_output_bias(vars: &VarMap, share: f64) -> Result<()> {
-    let bias = {
+    let mut bias = {
         let data = vars.data().lock().expect("var map lock");
         let var = data.get(OUTPUT_BIAS).ok_or_else(|| {
             candle_core::Error::Msg(format!("the model has no variable {OUTPUT_BIAS}"))
@@ -158,7 +158,6 @@ pub fn pull_output_bias(vars: &VarMap, share: f64) -> Result<()> {
             .to_dtype(candle_core::DType::F32)?
             .to_vec1::<f32>()?
     };
-    let mut bias = bias;
     pull_to_field_means(&mut bias, share);
     set_output_bias(vars, &bias)
 }
@@ -170,8 +169,8 @@ mod tests {
     #[test]
     fn pulling_the_bias_flattens_each_field_around_its_own_mean() {
         let size = crate::tokens::VOCAB_SIZE as usize;
-        // Notes alternate -2 / -6 (even / odd ids, mean -4), onsets are -1 but one at -9 (mean -1 - 8/501),
-        // durations -3 everywhere, specials -20.
+        // Notes alternate -2 / -6 (even / odd ids, mean -4), onsets are -1 but one at -9
+        // (mean -1 - 8/501), durations -3 everywhere, specials -20.
         let mut bias: Vec<f32> = (0..size)
             .map(|i| match i {
                 i if BIAS_FIELDS[0].contains(&i) => [-2.0, -6.0][i % 2],
