@@ -61,6 +61,11 @@ fn tiny() -> Config {
     )
 }
 
+/// A new run of the tiny model from scratch on `ds`, on the CPU.
+fn tiny_run(ds: &Dataset, cfg: TrainConfig, out: &Path) -> Trainer {
+    Trainer::new(&tiny(), None, ds, "fixture", cfg, out, &Device::Cpu).unwrap()
+}
+
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {
         steps,
@@ -77,19 +82,11 @@ fn config(steps: u64) -> TrainConfig {
 fn tiny_model_loss_falls() {
     let (tmp, ds) = fixture();
     let out = tmp.path().join("run");
-    let mut t = Trainer::new(
-        &tiny(),
-        None,
-        &ds,
-        "fixture",
-        TrainConfig {
-            unigram_bias: false,
-            ..config(40)
-        },
-        &out,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let cfg = TrainConfig {
+        unigram_bias: false,
+        ..config(40)
+    };
+    let mut t = tiny_run(&ds, cfg, &out);
     let losses: Vec<f64> = (0..40).map(|_| t.train_step().unwrap().loss).collect();
     let first = losses[..5].iter().sum::<f64>() / 5.0;
     let last = losses[35..].iter().sum::<f64>() / 5.0;
@@ -113,16 +110,11 @@ fn from_scratch_the_output_bias_starts_at_the_label_log_frequencies() {
             unigram_bias,
             ..config(1)
         };
-        let t = Trainer::new(
-            &tiny(),
-            None,
+        let t = tiny_run(
             &ds,
-            "fixture",
             cfg.clone(),
             &tmp.path().join(format!("run-{unigram_bias}")),
-            &Device::Cpu,
-        )
-        .unwrap();
+        );
         let bias = output_bias(&t);
         if !unigram_bias {
             assert!(bias.iter().all(|&b| b == 0.0), "HF's zero bias");
@@ -157,22 +149,13 @@ fn a_pulled_output_bias_is_what_the_run_starts_from() {
         pull_output_bias: 1.0,
         ..config(1)
     };
-    let t = Trainer::new(
-        &tiny(),
-        None,
-        &ds,
-        "fixture",
-        cfg.clone(),
-        tmp.path(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let t = tiny_run(&ds, cfg.clone(), tmp.path());
     let mut expected = train::trainer::label_log_frequencies(&ds, &cfg, 2306);
     let pad = expected[0];
     train::init::pull_to_field_means(&mut expected, 1.0);
-    assert_eq!(output_bias(&t), expected);
-    // Pulled all the way, each field is flat; the specials keep their frequencies.
     let bias = output_bias(&t);
+    assert_eq!(bias, expected);
+    // Pulled all the way, each field is flat; the specials keep their frequencies.
     let notes =
         &bias[improvnet::tokens::PIANO_BASE as usize..improvnet::tokens::ONSET_BASE as usize];
     assert!(
@@ -207,16 +190,7 @@ fn interrupted_run_resumes_bit_identically() {
     let dev = Device::Cpu;
 
     let straight = tmp.path().join("straight");
-    let mut a = Trainer::new(
-        &tiny(),
-        None,
-        &ds,
-        "fixture",
-        config(steps),
-        &straight,
-        &dev,
-    )
-    .unwrap();
+    let mut a = tiny_run(&ds, config(steps), &straight);
     let never = AtomicBool::new(false);
     assert_eq!(a.run(&never, |_| {}).unwrap(), Finish::Done);
     // The loss curve, as a PNG and as an SVG.
@@ -228,7 +202,7 @@ fn interrupted_run_resumes_bit_identically() {
 
     // The same run, stopped (as by Ctrl-C) after step 3, then resumed from its checkpoint.
     let cut = tmp.path().join("cut");
-    let mut b = Trainer::new(&tiny(), None, &ds, "fixture", config(steps), &cut, &dev).unwrap();
+    let mut b = tiny_run(&ds, config(steps), &cut);
     let stop = AtomicBool::new(false);
     let finish = b
         .run(&stop, |ev| {
@@ -290,7 +264,7 @@ fn loss_on_padding_trains_on_all_512_positions() {
         micro_batch: 2,
         ..config(1)
     };
-    let mut t = Trainer::new(&tiny(), None, &ds, "fixture", cfg, tmp.path(), &Device::Cpu).unwrap();
+    let mut t = tiny_run(&ds, cfg, tmp.path());
     let s = t.train_step().unwrap();
     assert_eq!(s.dec_len, 512);
     assert!(s.loss.is_finite());
@@ -525,16 +499,7 @@ fn held_out_scores_against_the_baselines() {
 #[test]
 fn validation_measures_how_much_the_decoder_reads_its_encoder() {
     let (tmp, ds) = fixture();
-    let t = Trainer::new(
-        &tiny(),
-        None,
-        &ds,
-        "fixture",
-        config(1),
-        &tmp.path().join("run"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let t = tiny_run(&ds, config(1), &tmp.path().join("run"));
     // A random model's decoder reads its (random) encoder: another sample's input changes the loss.
     let gap = t
         .evaluate()
@@ -786,7 +751,7 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
             ..config(3)
         };
         let out = tmp.path().join(format!("run-{teacher}"));
-        let mut t = Trainer::new(&tiny(), None, &ds, "fixture", cfg, &out, &Device::Cpu).unwrap();
+        let mut t = tiny_run(&ds, cfg, &out);
         (0..3)
             .map(|_| t.train_step().unwrap().loss)
             .collect::<Vec<f64>>()

@@ -107,12 +107,17 @@ pub fn unigram_log_frequencies(
 /// The variable holding the decoder's output bias (HF `decoder.cls.predictions.bias`).
 pub const OUTPUT_BIAS: &str = "decoder.cls.predictions.bias";
 
+/// The [`OUTPUT_BIAS`] variable of `vars` (a handle: setting it sets the model's).
+fn output_bias_var(vars: &VarMap) -> Result<candle_core::Var> {
+    let data = vars.data().lock().expect("var map lock");
+    data.get(OUTPUT_BIAS)
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg(format!("the model has no variable {OUTPUT_BIAS}")))
+}
+
 /// Sets [`OUTPUT_BIAS`] in `vars` to `bias`.
 pub fn set_output_bias(vars: &VarMap, bias: &[f32]) -> Result<()> {
-    let data = vars.data().lock().expect("var map lock");
-    let var = data.get(OUTPUT_BIAS).ok_or_else(|| {
-        candle_core::Error::Msg(format!("the model has no variable {OUTPUT_BIAS}"))
-    })?;
+    let var = output_bias_var(vars)?;
     var.set(&Tensor::from_vec(
         bias.to_vec(),
         var.shape().clone(),
@@ -149,15 +154,10 @@ pub fn pull_to_field_means(bias: &mut [f32], share: f64) {
 
 /// [`pull_to_field_means`] applied to [`OUTPUT_BIAS`] in `vars`.
 pub fn pull_output_bias(vars: &VarMap, share: f64) -> Result<()> {
-    let mut bias = {
-        let data = vars.data().lock().expect("var map lock");
-        let var = data.get(OUTPUT_BIAS).ok_or_else(|| {
-            candle_core::Error::Msg(format!("the model has no variable {OUTPUT_BIAS}"))
-        })?;
-        var.as_tensor()
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1::<f32>()?
-    };
+    let mut bias = output_bias_var(vars)?
+        .as_tensor()
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
     pull_to_field_means(&mut bias, share);
     set_output_bias(vars, &bias)
 }

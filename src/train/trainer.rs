@@ -151,6 +151,16 @@ pub struct TrainConfig {
     pub pull_output_bias: f64,
 }
 
+/// Refuses a share outside 0..=1 (NaN included), naming its flag.
+fn share(flag: &str, value: f64) -> Result<(), TrainError> {
+    if (0.0..=1.0).contains(&value) {
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "{flag} {value} must be a share between 0 and 1"
+    )))
+}
+
 fn one() -> usize {
     1
 }
@@ -206,12 +216,7 @@ impl TrainConfig {
                 self.warmup_ratio
             )));
         }
-        if !(0.0..=1.0).contains(&self.block_first) {
-            return Err(TrainError::Config(format!(
-                "--block-first {} must be a share between 0 and 1",
-                self.block_first
-            )));
-        }
+        share("--block-first", self.block_first)?;
         if self.max_context == 0 {
             return Err(TrainError::Config(
                 "--max-context must be at least 1".into(),
@@ -224,12 +229,7 @@ impl TrainConfig {
                 )));
             }
         }
-        if !(0.0..=1.0).contains(&self.rule_teacher) {
-            return Err(TrainError::Config(format!(
-                "--rule-teacher {} must be a share between 0 and 1",
-                self.rule_teacher
-            )));
-        }
+        share("--rule-teacher", self.rule_teacher)?;
         // Eight bins are written (15..=120): a shift of 7 moves the softest to the loudest.
         if self.velocity_shift > 7 {
             return Err(TrainError::Config(format!(
@@ -244,12 +244,7 @@ impl TrainConfig {
                 self.register_shift
             )));
         }
-        if !(0.0..=1.0).contains(&self.pull_output_bias) {
-            return Err(TrainError::Config(format!(
-                "--pull-output-bias {} must be a share between 0 and 1",
-                self.pull_output_bias
-            )));
-        }
+        share("--pull-output-bias", self.pull_output_bias)?;
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
