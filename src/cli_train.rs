@@ -148,6 +148,12 @@ pub struct TrainArgs {
     /// the bias as loaded.
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pull_output_bias: f64,
+    /// Count each close call this many more times in the loss (0..=100): a target whose label
+    /// is within one nat of the model's best guess, a narrow win or a near miss, is where token
+    /// accuracy is decided (a copy kept or lost, a repair made or missed). 0 (default): every
+    /// target alike, as the original.
+    #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
+    close_calls: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -363,6 +369,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             velocity_shift: a.velocity_shift,
             register_shift: a.register_shift,
             pull_output_bias: a.pull_output_bias,
+            close_calls: a.close_calls,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -739,6 +739,12 @@ fn zero_steps_write_and_validate_the_initial_weights() {
     assert!((again.all.loss() - at_init.all.loss()).abs() < 1e-4);
 }
 
+/// The logged losses of a tiny run's first three steps.
+fn three_losses(ds: &Dataset, cfg: TrainConfig, out: &Path) -> Vec<f64> {
+    let mut t = tiny_run(ds, cfg, out);
+    (0..3).map(|_| t.train_step().unwrap().loss).collect()
+}
+
 #[test]
 fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
     let (tmp, ds) = fixture();
@@ -750,11 +756,7 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
             corruption_weights: ruled,
             ..config(3)
         };
-        let out = tmp.path().join(format!("run-{teacher}"));
-        let mut t = tiny_run(&ds, cfg, &out);
-        (0..3)
-            .map(|_| t.train_step().unwrap().loss)
-            .collect::<Vec<f64>>()
+        three_losses(&ds, cfg, &tmp.path().join(format!("run-{teacher}")))
     };
     let (plain, taught) = (run(0.0), run(0.5));
     // Same batches and weights at step 1: the logged loss is the labels' cross-entropy.
@@ -767,6 +769,33 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
         ..config(1)
     });
     assert!(err.contains("--rule-teacher 1.5"), "{err}");
+}
+
+#[test]
+fn close_calls_change_the_updates_not_the_logged_loss() {
+    let (tmp, ds) = fixture();
+    let run = |extra: f64| {
+        let cfg = TrainConfig {
+            close_calls: extra,
+            ..config(3)
+        };
+        three_losses(&ds, cfg, &tmp.path().join(format!("run-{extra}")))
+    };
+    let (plain, focused) = (run(0.0), run(4.0));
+    // A model near its start is unsure everywhere: every target is a close call, so the extra
+    // weight moves the updates; the logged loss stays the labels' plain cross-entropy.
+    assert_eq!(plain[0], focused[0]);
+    assert_ne!(plain[2], focused[2]);
+    for bad in [-1.0, 101.0, f64::NAN] {
+        let err = new_run_error(TrainConfig {
+            close_calls: bad,
+            ..config(1)
+        });
+        assert!(
+            err.contains(&format!("--close-calls {bad}")) && err.contains("0..=100"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

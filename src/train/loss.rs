@@ -225,6 +225,62 @@ pub fn target_mix_term(
     ))
 }
 
+/// How near the label's log-probability must come to the best other token's for a target to be
+/// a close call ([`close_calls`]), in nats.
+pub const CLOSE_CALL_MARGIN: f32 = 1.0;
+
+/// The close calls of a forward pass: the positions of `t`'s loss mask where the label's
+/// log-probability is within `margin` nats of the best other token's, either side. Why: token
+/// accuracy changes only where the argmax changes, and cross-entropy spends most of its gradient
+/// on targets far from that boundary (the hopeless and the certain); [`close_call_term`] weights
+/// the near misses and the narrow wins, where a repair or a loss of the copy is decided.
+pub fn close_calls(log_probs: &Tensor, t: &TrimmedBatch, margin: f32) -> Result<Vec<usize>> {
+    let (rows, v) = log_probs.dims2()?;
+    let flat = log_probs.detach().flatten_all()?.to_vec1::<f32>()?;
+    let mut out = Vec::new();
+    for at in 0..rows.min(t.labels.len()) {
+        if t.loss_mask[at] == 0.0 {
+            continue;
+        }
+        let row = &flat[at * v..(at + 1) * v];
+        let label = t.labels[at] as usize;
+        let other = row
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != label)
+            .map(|(_, &x)| x)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if (row[label] - other).abs() < margin {
+            out.push(at);
+        }
+    }
+    Ok(out)
+}
+
+/// The term that counts the labels at `positions` (flat indices into `t`) `extra` more times in
+/// [`cross_entropy_over`]'s loss, over the same `denominator`. `None` without positions.
+pub fn close_call_term(
+    log_probs: &Tensor,
+    t: &TrimmedBatch,
+    positions: &[usize],
+    extra: f64,
+    denominator: f64,
+) -> Result<Option<Tensor>> {
+    if positions.is_empty() || extra == 0.0 {
+        return Ok(None);
+    }
+    let v = log_probs.dim(D::Minus1)?;
+    let index: Vec<u32> = positions
+        .iter()
+        .map(|&at| (at * v) as u32 + t.labels[at])
+        .collect();
+    let dev = log_probs.device();
+    let picked = log_probs
+        .flatten_all()?
+        .index_select(&Tensor::from_slice(&index, index.len(), dev)?, 0)?;
+    Ok(Some((picked.sum_all()? * (-extra / denominator.max(1.0)))?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +367,48 @@ mod tests {
         // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
         let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
         assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
+    }
+
+    #[test]
+    fn close_calls_are_the_targets_within_the_margin_and_count_extra() {
+        let dev = Device::Cpu;
+        let t = TrimmedBatch {
+            size: 1,
+            enc_len: 1,
+            dec_len: 4,
+            enc_ids: vec![5],
+            enc_mask: vec![1],
+            dec_ids: vec![1, 0, 1, 2],
+            labels: vec![0, 1, 2, 0],
+            loss_mask: vec![1.0, 1.0, 1.0, 0.0],
+            tokens: 4,
+        };
+        // Position 0: the label wins by 3 nats (certain); 1: loses by 0.5 (a near miss); 2: wins
+        // by 0.2 (a narrow win); 3: a near miss outside the loss mask.
+        let values: Vec<f32> = vec![
+            3.0, 0.0, 0.0, //
+            0.5, 0.0, -1.0, //
+            0.0, -2.0, 0.2, //
+            0.5, 0.0, 0.0,
+        ];
+        let logits = Tensor::from_slice(&values, (1, 4, 3), &dev).unwrap();
+        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
+        let calls = close_calls(&ce.log_probs, &t, CLOSE_CALL_MARGIN).unwrap();
+        assert_eq!(calls, vec![1, 2]);
+        assert!(close_call_term(&ce.log_probs, &t, &[], 2.0, 3.0)
+            .unwrap()
+            .is_none());
+        let term = close_call_term(&ce.log_probs, &t, &calls, 2.0, 3.0)
+            .unwrap()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let logp = |row: usize, tok: usize| {
+            let r = &values[row * 3..(row + 1) * 3];
+            let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+            r[tok] as f64 - z
+        };
+        let want = -2.0 * (logp(1, 1) + logp(2, 2)) / 3.0;
+        assert!((term - want).abs() < 1e-5, "{term} vs {want}");
     }
 }

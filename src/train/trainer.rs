@@ -23,7 +23,8 @@ use super::init::{
     init_bert, pull_output_bias, set_output_bias, stream, stream_seed, unigram_log_frequencies,
 };
 use super::loss::{
-    cross_entropy, cross_entropy_over, inputs, loss_positions, target_mix_term, trim, LossOutput,
+    close_call_term, close_calls, cross_entropy, cross_entropy_over, inputs, loss_positions,
+    target_mix_term, trim, LossOutput, CLOSE_CALL_MARGIN,
 };
 use super::optim::{named_vars, AdamW, AdamWConfig};
 use super::rules::target_mix;
@@ -149,6 +150,11 @@ pub struct TrainConfig {
     /// starts ([`super::init::pull_output_bias`]); 0 keeps the bias as loaded.
     #[serde(default)]
     pub pull_output_bias: f64,
+    /// How many more times a close call counts in the loss ([`super::loss::close_calls`]: a
+    /// target whose label is within a nat of the argmax, winning or losing); 0 weights every
+    /// target alike, as the original.
+    #[serde(default)]
+    pub close_calls: f64,
 }
 
 /// Refuses a share outside 0..=1 (NaN included), naming its flag.
@@ -195,6 +201,7 @@ impl Default for TrainConfig {
             velocity_shift: 0,
             register_shift: 0,
             pull_output_bias: 0.0,
+            close_calls: 0.0,
         }
     }
 }
@@ -245,6 +252,12 @@ impl TrainConfig {
             )));
         }
         share("--pull-output-bias", self.pull_output_bias)?;
+        if !(self.close_calls.is_finite() && (0.0..=100.0).contains(&self.close_calls)) {
+            return Err(TrainError::Config(format!(
+                "--close-calls {} must be within 0..=100 (extra weight of a close call)",
+                self.close_calls
+            )));
+        }
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -562,10 +575,18 @@ impl Trainer {
             }
             loss += part;
             let mix = target_mix(&rows, self.config.rule_teacher);
-            let objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
+            let mut objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
             };
+            if self.config.close_calls > 0.0 {
+                let calls = close_calls(&out.log_probs, &t, CLOSE_CALL_MARGIN)?;
+                let extra = self.config.close_calls;
+                if let Some(term) = close_call_term(&out.log_probs, &t, &calls, extra, denominator)?
+                {
+                    objective = (objective + term)?;
+                }
+            }
             let g = objective.backward()?;
             // Keep the parameters' gradients only; the rest of `g` is freed here.
             for var in self.optimizer.vars() {
