@@ -130,6 +130,12 @@ pub struct TrainArgs {
     /// candidate is where the label names one. 0 (default): the labels alone, as the original.
     #[arg(long, default_value_t = 0.0)]
     rule_teacher: f64,
+    /// The rule teacher's share on transposition alone (0..=1; default: --rule-teacher's).
+    /// "Hear it again" puts about half of every pitch's target on the copy, moved or not, so
+    /// with it the model repairs a moved note only where the rule would; 0 leaves transposition
+    /// to the labels.
+    #[arg(long, value_name = "SHARE")]
+    transposition_teacher: Option<f64>,
     /// Largest loudness shift of a training window, in velocity bins either way (0..=7): the
     /// window's velocities move together by a drawn number of bins that keeps them inside
     /// 15..=120, as transposition moves its pitches, so the rare loud and soft bins are
@@ -366,6 +372,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             velocity_codes: a.velocity_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
             rule_teacher: a.rule_teacher,
+            transposition_teacher: a.transposition_teacher,
             velocity_shift: a.velocity_shift,
             register_shift: a.register_shift,
             pull_output_bias: a.pull_output_bias,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
 use improvnet::model::{BertConfig, Config, GenreClassifier, ImprovNetModel};
-use improvnet::tokens::Genre;
+use improvnet::tokens::{Corruption, Genre};
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
 use improvnet::train::{self, BuildOptions, Dataset, Event, Finish, Source, TrainConfig, Trainer};
 
@@ -386,7 +386,7 @@ fn vocab_size() -> usize {
 #[test]
 fn held_out_scores_against_the_baselines() {
     use improvnet::corrupt::CorruptionChoice;
-    use improvnet::tokens::{Corruption, ONSET_BASE, PAD, PIANO_BASE};
+    use improvnet::tokens::{ONSET_BASE, PAD, PIANO_BASE};
     use improvnet::train::heldout::{copy_score, score, HeldOutConfig};
     use improvnet::train::{training_sample, SampleConfig};
     use rand::SeedableRng;
@@ -769,6 +769,19 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
         ..config(1)
     });
     assert!(err.contains("--rule-teacher 1.5"), "{err}");
+    // Transposition can have a share of its own; the permutations keep --rule-teacher's.
+    let apart = TrainConfig {
+        rule_teacher: 0.8,
+        transposition_teacher: Some(0.0),
+        ..config(1)
+    };
+    assert_eq!(apart.teacher_share(Corruption::IncorrectTransposition), 0.0);
+    assert_eq!(apart.teacher_share(Corruption::PermutePitches), 0.8);
+    let err = new_run_error(TrainConfig {
+        transposition_teacher: Some(-0.1),
+        ..config(1)
+    });
+    assert!(err.contains("--transposition-teacher -0.1"), "{err}");
 }
 
 #[test]

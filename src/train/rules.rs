@@ -231,15 +231,17 @@ pub struct TargetShare {
     pub share: f32,
 }
 
-/// The rule teacher: at every target a rule has a belief about, `teacher` (0..=1) of the target
-/// moves from the label to the rule's distribution (so the label keeps `1 − teacher` plus what
-/// the rule gives it). Rows without a rule get nothing.
-pub fn target_mix(batch: &Batch, teacher: f64) -> Vec<TargetShare> {
+/// The rule teacher: at every target a rule has a belief about, `teacher(corruption)` (0..=1)
+/// of the target moves from the label to the rule's distribution (so the label keeps
+/// `1 − teacher` plus what the rule gives it). Rows without a rule, or with a share of 0, get
+/// nothing.
+pub fn target_mix(batch: &Batch, teacher: impl Fn(Corruption) -> f64) -> Vec<TargetShare> {
     let mut out = Vec::new();
-    if teacher <= 0.0 {
-        return out;
-    }
     for (row, meta) in batch.meta.iter().enumerate() {
+        let teacher = teacher(meta.corruption);
+        if teacher <= 0.0 {
+            continue;
+        }
         let enc = &batch.encoder_ids[row * ENCODER_MAX_LEN..(row + 1) * ENCODER_MAX_LEN];
         let labels = &batch.labels[row * DECODER_MAX_LEN..(row + 1) * DECODER_MAX_LEN];
         for b in beliefs(enc, labels, meta.corruption).unwrap_or_default() {
@@ -426,7 +428,7 @@ mod tests {
             sample(Corruption::Skyline),
             sample(Corruption::PermutePitches),
         ]);
-        let mix = target_mix(&batch, 0.5);
+        let mix = target_mix(&batch, |_| 0.5);
         // Row 1 only. At the first pitch both 60 and 64 remain (half each, at the copy's
         // velocity bin 1); at the second only 64 does (bin 2).
         let share = |s: f32| s as f64;
@@ -440,6 +442,9 @@ mod tests {
                 (1, 6, pv(2, 64), 0.5),
             ]
         );
-        assert!(target_mix(&batch, 0.0).is_empty());
+        assert!(target_mix(&batch, |_| 0.0).is_empty());
+        // A share per corruption: none for the permutations, none moves.
+        let only_skyline = |c| if c == Corruption::Skyline { 0.5 } else { 0.0 };
+        assert!(target_mix(&batch, only_skyline).is_empty());
     }
 }

@@ -137,6 +137,11 @@ pub struct TrainConfig {
     /// transposition's pitches); 0 trains on the labels alone, as the original.
     #[serde(default)]
     pub rule_teacher: f64,
+    /// The rule teacher's share on transposition alone ("hear it again"); `None` takes
+    /// `rule_teacher`. Why apart: its belief puts about half the target on the copy at every
+    /// pitch, moved or not, so the argmax can only repair where the rule would.
+    #[serde(default)]
+    pub transposition_teacher: Option<f64>,
     /// Largest loudness shift of a training window, in velocity bins
     /// ([`SampleConfig::max_velocity_shift`]); 0 keeps the velocities as played, as the original.
     #[serde(default)]
@@ -198,6 +203,7 @@ impl Default for TrainConfig {
             velocity_codes: false,
             corruption_weights: None,
             rule_teacher: 0.0,
+            transposition_teacher: None,
             velocity_shift: 0,
             register_shift: 0,
             pull_output_bias: 0.0,
@@ -207,6 +213,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The rule teacher's share on samples of `corruption`.
+    pub fn teacher_share(&self, corruption: Corruption) -> f64 {
+        match (corruption, self.transposition_teacher) {
+            (Corruption::IncorrectTransposition, Some(t)) => t,
+            _ => self.rule_teacher,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.batch == 0 {
             return Err(TrainError::Config("--batch must be at least 1".into()));
@@ -237,6 +251,9 @@ impl TrainConfig {
             }
         }
         share("--rule-teacher", self.rule_teacher)?;
+        if let Some(t) = self.transposition_teacher {
+            share("--transposition-teacher", t)?;
+        }
         // Eight bins are written (15..=120): a shift of 7 moves the softest to the loudest.
         if self.velocity_shift > 7 {
             return Err(TrainError::Config(format!(
@@ -574,7 +591,7 @@ impl Trainer {
                 });
             }
             loss += part;
-            let mix = target_mix(&rows, self.config.rule_teacher);
+            let mix = target_mix(&rows, |c| self.config.teacher_share(c));
             let mut objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
