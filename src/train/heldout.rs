@@ -29,6 +29,7 @@ use crate::tokens::{
 };
 
 use super::dataset::{Dataset, Split};
+use super::loss::{label_margins, CLOSE_CALL_MARGIN};
 use super::rules::{piano_note, rule_name, rule_prediction};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
 use super::trainer::{batch_loss, row_scores, Metric};
@@ -166,11 +167,18 @@ pub struct Ledger {
     pub other_lost: f64,
     /// Other targets: the copy wrong, the model right.
     pub other_found: f64,
+    /// Notes the copy has wrong that the model misses by less than [`CLOSE_CALL_MARGIN`] nats:
+    /// the repairs nearest to being made.
+    pub near_repairs: f64,
+    /// Targets the copy has right that the model keeps by less than [`CLOSE_CALL_MARGIN`] nats:
+    /// the losses nearest to happening.
+    pub narrow_keeps: f64,
 }
 
 impl Ledger {
-    /// Adds one sample: `copy` and `model` are predictions of its target positions.
-    fn add(&mut self, sample: &Sample, copy: &[u32], model: &[u32]) {
+    /// Adds one sample: `copy` and `model` are predictions of its target positions, `margins`
+    /// the model's label margins there ([`label_margins`]).
+    fn add(&mut self, sample: &Sample, copy: &[u32], model: &[u32], margins: &[f32]) {
         for (i, &label) in sample.labels.iter().enumerate() {
             if label == PAD {
                 continue;
@@ -178,6 +186,12 @@ impl Ledger {
             let copy_right = copy.get(i) == Some(&label);
             let model_right = model.get(i) == Some(&label);
             let note = piano_note(label).is_some();
+            let close = margins.get(i).is_some_and(|m| m.abs() < CLOSE_CALL_MARGIN);
+            match (copy_right, model_right, close) {
+                (false, false, true) if note => self.near_repairs += 1.0,
+                (true, true, true) => self.narrow_keeps += 1.0,
+                _ => {}
+            }
             match (copy_right, model_right, note) {
                 (true, false, true) => self.notes_lost += 1.0,
                 (false, true, true) => self.notes_repaired += 1.0,
@@ -365,19 +379,24 @@ impl HeldOutReport {
         s += "\nAgainst the copy, target by target: notes (pitch-velocity tokens) the copy has \
               right and the model loses, notes the corruption moved or hid and the model \
               restores, the same for the other tokens, and the net count (the model's lead in \
-              targets):\n\n\
-              | corruption | notes lost | notes repaired | other lost | other found | net |\n\
-              |---|---:|---:|---:|---:|---:|\n";
+              targets); then the close calls, within a nat of the model's argmax: notes it \
+              misses that the copy misses too (repairs nearly made) and targets the copy has \
+              right that it keeps by under a nat (losses nearly made):\n\n\
+              | corruption | notes lost | notes repaired | other lost | other found | net | \
+              near repairs | narrow keeps |\n\
+              |---|---:|---:|---:|---:|---:|---:|---:|\n";
         for c in self.per_corruption.iter().filter(|c| c.keeps_tokens()) {
             let l = &c.ledger;
             s += &format!(
-                "| {} | {} | {} | {} | {} | {:+} |\n",
+                "| {} | {} | {} | {} | {} | {:+} | {} | {} |\n",
                 c.corruption.name(),
                 l.notes_lost,
                 l.notes_repaired,
                 l.other_lost,
                 l.other_found,
-                l.net()
+                l.net(),
+                l.near_repairs,
+                l.narrow_keeps
             );
         }
         let ruled: Vec<_> = self
@@ -571,7 +590,9 @@ pub fn score(
             let (nll, n, c) = (own.row_nll[0], own.row_count[0], own.row_correct[0]);
             per[ci].model.add(nll, n, c);
             add_fields(&mut per[ci].by_field, &sample, &copy, &own.pred);
-            per[ci].ledger.add(&sample, &copy, &own.pred);
+            // One row, cut to its own length: the trimmed labels are the sample's first ones.
+            let margins = label_margins(&own.log_probs, &sample.labels[..own.pred.len()])?;
+            per[ci].ledger.add(&sample, &copy, &own.pred, &margins);
             if per[ci].keeps_tokens() {
                 kept.add(&sample, &copy, &own.pred);
             }
@@ -755,19 +776,31 @@ mod tests {
         assert_eq!(score(Field::Duration), (2.0, 2.0, 2.0));
         // The ledger: the first note is repaired in pitch but not loudness, so neither side has
         // it; a model that restores it exactly and drops an onset is level with the copy.
+        // Margins far from the argmax: no close calls.
+        let sure = [5.0; 8];
         let mut ledger = Ledger::default();
-        ledger.add(&sample, &copy, &model);
+        ledger.add(&sample, &copy, &model, &sure);
         assert_eq!(ledger, Ledger::default());
         let mut exact = model;
         exact[1] = pv(4, 62);
         exact[2] = ONSET_BASE + 4;
-        ledger.add(&sample, &copy, &exact);
+        ledger.add(&sample, &copy, &exact, &sure);
         let want = Ledger {
             notes_repaired: 1.0,
             other_lost: 1.0,
             ..Ledger::default()
         };
         assert_eq!((ledger, ledger.net()), (want, 0.0));
+        // Close calls: the moved first note missed by half a nat is a near repair; the second
+        // note and the first onset, kept by 0.3 nats, are narrow keeps; the second onset, kept
+        // by 1.5 nats, is not.
+        let margins = [5.0, -0.5, 0.3, 5.0, 0.3, 1.5, 5.0, 5.0];
+        let mut close = Ledger::default();
+        close.add(&sample, &copy, &model, &margins);
+        assert_eq!(
+            (close.near_repairs, close.narrow_keeps, close.net()),
+            (1.0, 2.0, 0.0)
+        );
         // Kept notes: only the second was left in place (60 is row 4, 67 in octave 5), and the
         // model keeps it; a model that changes its loudness does not.
         let mut kept = KeptNotes::default();

@@ -235,26 +235,30 @@ pub const CLOSE_CALL_MARGIN: f32 = 1.0;
 /// on targets far from that boundary (the hopeless and the certain); [`close_call_term`] weights
 /// the near misses and the narrow wins, where a repair or a loss of the copy is decided.
 pub fn close_calls(log_probs: &Tensor, t: &TrimmedBatch, margin: f32) -> Result<Vec<usize>> {
+    let margins = label_margins(log_probs, &t.labels)?;
+    Ok((0..margins.len())
+        .filter(|&at| t.loss_mask[at] != 0.0 && margins[at].abs() < margin)
+        .collect())
+}
+
+/// Per row of `log_probs` `[N, V]`: the label's log-probability minus the best other token's
+/// (above 0: the argmax is the label, by that many nats). `labels` has one label per row.
+pub fn label_margins(log_probs: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
     let (rows, v) = log_probs.dims2()?;
     let flat = log_probs.detach().flatten_all()?.to_vec1::<f32>()?;
-    let mut out = Vec::new();
-    for at in 0..rows.min(t.labels.len()) {
-        if t.loss_mask[at] == 0.0 {
-            continue;
-        }
-        let row = &flat[at * v..(at + 1) * v];
-        let label = t.labels[at] as usize;
-        let other = row
-            .iter()
-            .enumerate()
-            .filter(|&(k, _)| k != label)
-            .map(|(_, &x)| x)
-            .fold(f32::NEG_INFINITY, f32::max);
-        if (row[label] - other).abs() < margin {
-            out.push(at);
-        }
-    }
-    Ok(out)
+    Ok((0..rows.min(labels.len()))
+        .map(|at| {
+            let row = &flat[at * v..(at + 1) * v];
+            let label = labels[at] as usize;
+            let other = row
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != label)
+                .map(|(_, &x)| x)
+                .fold(f32::NEG_INFINITY, f32::max);
+            row[label] - other
+        })
+        .collect())
 }
 
 /// The term that counts the labels at `positions` (flat indices into `t`) `extra` more times in
