@@ -452,8 +452,15 @@ fn held_out_scores_against_the_baselines() {
             "{:?}",
             c.corruption
         );
+        // Close calls are a subset: narrow keeps of what both get right, near repairs of what
+        // both miss.
+        let l = &c.ledger;
+        assert!(l.narrow_keeps <= c.copy.correct - l.notes_lost - l.other_lost);
+        let both_miss = c.model.tokens - c.copy.correct - l.notes_repaired - l.other_found;
+        assert!(l.near_repairs <= both_miss);
     }
     assert!(md.contains("| notes lost | notes repaired |"), "{md}");
+    assert!(md.contains("| near repairs | narrow keeps |"), "{md}");
     // The kept-notes tables count exactly the notes the copy gets right, once by loudness and
     // once by octave.
     let copied: f64 = report
