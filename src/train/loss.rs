@@ -262,7 +262,8 @@ pub fn label_margins(log_probs: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
 }
 
 /// The term that counts the labels at `positions` (flat indices into `t`) `extra` more times in
-/// [`cross_entropy_over`]'s loss, over the same `denominator`. `None` without positions.
+/// [`cross_entropy_over`]'s loss, over the same `denominator`. `None` without positions or
+/// without extra weight.
 pub fn close_call_term(
     log_probs: &Tensor,
     t: &TrimmedBatch,

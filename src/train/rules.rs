@@ -443,7 +443,7 @@ mod tests {
             ]
         );
         assert!(target_mix(&batch, |_| 0.0).is_empty());
-        // A share per corruption: none for the permutations, none moves.
+        // A share per corruption: only skyline has one, and no rule speaks for it.
         let only_skyline = |c| if c == Corruption::Skyline { 0.5 } else { 0.0 };
         assert!(target_mix(&batch, only_skyline).is_empty());
     }
