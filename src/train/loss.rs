@@ -216,13 +216,22 @@ pub fn target_mix_term(
     if index.is_empty() {
         return Ok(None);
     }
+    weighted_sum(log_probs, &index, &weight, denominator).map(Some)
+}
+
+/// `Σ weight[k] · log_probs[index[k]] / denominator`, `index` into the flattened `log_probs`:
+/// the loss terms that re-weigh single targets.
+fn weighted_sum(
+    log_probs: &Tensor,
+    index: &[u32],
+    weight: &[f32],
+    denominator: f64,
+) -> Result<Tensor> {
     let dev = log_probs.device();
     let logp = log_probs.flatten_all()?;
-    let picked = logp.index_select(&Tensor::from_slice(&index, index.len(), dev)?, 0)?;
-    let weight = Tensor::from_slice(&weight, weight.len(), dev)?.to_dtype(picked.dtype())?;
-    Ok(Some(
-        ((picked * weight)?.sum_all()? / denominator.max(1.0))?,
-    ))
+    let picked = logp.index_select(&Tensor::from_slice(index, index.len(), dev)?, 0)?;
+    let weight = Tensor::from_slice(weight, weight.len(), dev)?.to_dtype(picked.dtype())?;
+    (picked * weight)?.sum_all()? / denominator.max(1.0)
 }
 
 /// How near the label's log-probability must come to the best other token's for a target to be
@@ -279,11 +288,8 @@ pub fn close_call_term(
         .iter()
         .map(|&at| (at * v) as u32 + t.labels[at])
         .collect();
-    let dev = log_probs.device();
-    let picked = log_probs
-        .flatten_all()?
-        .index_select(&Tensor::from_slice(&index, index.len(), dev)?, 0)?;
-    Ok(Some((picked.sum_all()? * (-extra / denominator.max(1.0)))?))
+    let weight = vec![-extra as f32; index.len()];
+    weighted_sum(log_probs, &index, &weight, denominator).map(Some)
 }
 
 #[cfg(test)]
@@ -331,21 +337,34 @@ mod tests {
         assert!(full.loss_mask.iter().all(|&m| m == 1.0));
     }
 
+    /// A trimmed batch of one row with `labels` (one encoder token; the decoder inputs are the
+    /// labels shifted right) and `loss_mask`.
+    fn one_row(labels: &[u32], loss_mask: &[f32]) -> TrimmedBatch {
+        TrimmedBatch {
+            size: 1,
+            enc_len: 1,
+            dec_len: labels.len(),
+            enc_ids: vec![5],
+            enc_mask: vec![1],
+            dec_ids: shift_right(labels),
+            labels: labels.to_vec(),
+            loss_mask: loss_mask.to_vec(),
+            tokens: 1 + labels.len(),
+        }
+    }
+
+    /// log-softmax of row `row` of `values` (rows of `v` logits) at `tok`, in f64.
+    fn log_softmax_at(values: &[f32], v: usize, row: usize, tok: usize) -> f64 {
+        let r = &values[row * v..(row + 1) * v];
+        let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+        r[tok] as f64 - z
+    }
+
     #[test]
     fn the_mix_term_turns_the_loss_into_cross_entropy_against_the_mixed_target() {
         let dev = Device::Cpu;
         let v = 16;
-        let t = TrimmedBatch {
-            size: 1,
-            enc_len: 1,
-            dec_len: 3,
-            enc_ids: vec![5],
-            enc_mask: vec![1],
-            dec_ids: vec![1, 2, 10],
-            labels: vec![2, 10, 11],
-            loss_mask: vec![1.0; 3],
-            tokens: 4,
-        };
+        let t = one_row(&[2, 10, 11], &[1.0; 3]);
         let values: Vec<f32> = (0..3 * v).map(|i| ((i * 7) % 11) as f32 * 0.3).collect();
         let logits = Tensor::from_slice(&values, (1, 3, v), &dev).unwrap();
         // Position 1 (label 10): 0.25 of the target goes to token 3, 0.25 to token 10 itself.
@@ -364,11 +383,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mixed = (ce.loss + term).unwrap().to_scalar::<f32>().unwrap() as f64;
-        let logp = |row: usize, tok: usize| {
-            let r = &values[row * v..(row + 1) * v];
-            let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
-            r[tok] as f64 - z
-        };
+        let logp = |row, tok| log_softmax_at(&values, v, row, tok);
         // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
         let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
         assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
@@ -377,17 +392,7 @@ mod tests {
     #[test]
     fn close_calls_are_the_targets_within_the_margin_and_count_extra() {
         let dev = Device::Cpu;
-        let t = TrimmedBatch {
-            size: 1,
-            enc_len: 1,
-            dec_len: 4,
-            enc_ids: vec![5],
-            enc_mask: vec![1],
-            dec_ids: vec![1, 0, 1, 2],
-            labels: vec![0, 1, 2, 0],
-            loss_mask: vec![1.0, 1.0, 1.0, 0.0],
-            tokens: 4,
-        };
+        let t = one_row(&[0, 1, 2, 0], &[1.0, 1.0, 1.0, 0.0]);
         // Position 0: the label wins by 3 nats (certain); 1: loses by 0.5 (a near miss); 2: wins
         // by 0.2 (a narrow win); 3: a near miss outside the loss mask.
         let values: Vec<f32> = vec![
@@ -408,11 +413,7 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap() as f64;
-        let logp = |row: usize, tok: usize| {
-            let r = &values[row * 3..(row + 1) * 3];
-            let z = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
-            r[tok] as f64 - z
-        };
+        let logp = |row, tok| log_softmax_at(&values, 3, row, tok);
         let want = -2.0 * (logp(1, 1) + logp(2, 2)) / 3.0;
         assert!((term - want).abs() < 1e-5, "{term} vs {want}");
     }
