@@ -160,6 +160,12 @@ pub struct TrainArgs {
     /// target alike, as the original.
     #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
     close_calls: f64,
+    /// How many more times a transposition target counts where "hear it again" (a pitch never
+    /// or seldom heard in the context, a neighbour heard 12 times as often) would move the
+    /// copied pitch: spends the model's capacity on the few repairs the context supports. 0
+    /// (default): every target alike, as the original.
+    #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
+    repair_weight: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -377,6 +383,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             register_shift: a.register_shift,
             pull_output_bias: a.pull_output_bias,
             close_calls: a.close_calls,
+            repair_weight: a.repair_weight,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -819,6 +819,34 @@ fn close_calls_change_the_updates_not_the_logged_loss() {
 }
 
 #[test]
+fn repair_sites_change_the_updates_not_the_logged_loss() {
+    let (tmp, ds) = fixture();
+    // Transposition only, so that the batches hold repair sites.
+    let transposed = Some([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    let run = |extra: f64| {
+        let cfg = TrainConfig {
+            repair_weight: extra,
+            corruption_weights: transposed,
+            ..config(3)
+        };
+        three_losses(&ds, cfg, &tmp.path().join(format!("run-{extra}")))
+    };
+    let (plain, focused) = (run(0.0), run(50.0));
+    assert_eq!(plain[0], focused[0]);
+    assert_ne!(plain[2], focused[2]);
+    for bad in [-1.0, 1001.0, f64::NAN] {
+        let err = new_run_error(TrainConfig {
+            repair_weight: bad,
+            ..config(1)
+        });
+        assert!(
+            err.contains(&format!("--repair-weight {bad}")) && err.contains("0..=1000"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn the_shifts_reach_the_training_samples_and_bad_ones_are_refused() {
     let cfg = TrainConfig {
         velocity_shift: 3,

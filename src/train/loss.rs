@@ -241,7 +241,7 @@ pub const CLOSE_CALL_MARGIN: f32 = 1.0;
 /// The close calls of a forward pass: the positions of `t`'s loss mask where the label's
 /// log-probability is within `margin` nats of the best other token's, either side. Why: token
 /// accuracy changes only where the argmax changes, and cross-entropy spends most of its gradient
-/// on targets far from that boundary (the hopeless and the certain); [`close_call_term`] weights
+/// on targets far from that boundary (the hopeless and the certain); [`extra_weight_term`] weights
 /// the near misses and the narrow wins, where a repair or a loss of the copy is decided.
 pub fn close_calls(log_probs: &Tensor, t: &TrimmedBatch, margin: f32) -> Result<Vec<usize>> {
     let margins = label_margins(log_probs, &t.labels)?;
@@ -273,7 +273,7 @@ pub fn label_margins(log_probs: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
 /// The term that counts the labels at `positions` (flat indices into `t`) `extra` more times in
 /// [`cross_entropy_over`]'s loss, over the same `denominator`. `None` without positions or
 /// without extra weight.
-pub fn close_call_term(
+pub fn extra_weight_term(
     log_probs: &Tensor,
     t: &TrimmedBatch,
     positions: &[usize],
@@ -405,10 +405,10 @@ mod tests {
         let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
         let calls = close_calls(&ce.log_probs, &t, CLOSE_CALL_MARGIN).unwrap();
         assert_eq!(calls, vec![1, 2]);
-        assert!(close_call_term(&ce.log_probs, &t, &[], 2.0, 3.0)
+        assert!(extra_weight_term(&ce.log_probs, &t, &[], 2.0, 3.0)
             .unwrap()
             .is_none());
-        let term = close_call_term(&ce.log_probs, &t, &calls, 2.0, 3.0)
+        let term = extra_weight_term(&ce.log_probs, &t, &calls, 2.0, 3.0)
             .unwrap()
             .unwrap()
             .to_scalar::<f32>()

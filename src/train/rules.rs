@@ -258,6 +258,28 @@ pub fn target_mix(batch: &Batch, teacher: impl Fn(Corruption) -> f64) -> Vec<Tar
     out
 }
 
+/// Where "hear it again" would move a copied pitch: `(row, position)` of every transposition
+/// target whose rule guess differs from the copy's pitch. `train --repair-weight` counts these
+/// targets more: the sites depend on the input alone (the encoder and the teacher-forced
+/// targets before them), so weighing them moves no target's best prediction, only where the
+/// model spends its capacity: on the few places where the context says a pitch was moved.
+pub fn repair_sites(batch: &Batch) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (row, meta) in batch.meta.iter().enumerate() {
+        if meta.corruption != Corruption::IncorrectTransposition {
+            continue;
+        }
+        let enc = &batch.encoder_ids[row * ENCODER_MAX_LEN..(row + 1) * ENCODER_MAX_LEN];
+        let labels = &batch.labels[row * DECODER_MAX_LEN..(row + 1) * DECODER_MAX_LEN];
+        for b in beliefs(enc, labels, meta.corruption).unwrap_or_default() {
+            if b.guess().0 != b.copy.0 {
+                out.push((row, b.position));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,34 +417,43 @@ mod tests {
         assert_eq!(rule_prediction(&enc, &labels, Corruption::Skyline), None);
     }
 
+    /// A training sample of `corruption` from unpadded encoder ids and labels.
+    fn padded_sample(
+        corruption: Corruption,
+        mut enc: Vec<u32>,
+        mut labels: Vec<u32>,
+    ) -> crate::train::sample::Sample {
+        use crate::train::sample::{Sample, SampleMeta};
+        enc.resize(ENCODER_MAX_LEN, PAD);
+        labels.resize(DECODER_MAX_LEN, PAD);
+        Sample {
+            attention_mask: enc.iter().map(|&x| (x != PAD) as u32).collect(),
+            encoder_ids: enc,
+            labels,
+            meta: SampleMeta {
+                genre: crate::tokens::Genre::Classical,
+                corruption,
+                segment: 0,
+                context_before: 0,
+                context_after: 0,
+                transpose: 0,
+                velocity_shift: 0,
+                register_shift: 0,
+                tail: crate::tokens::Tail::Keep,
+            },
+        }
+    }
+
     #[test]
     fn the_teacher_moves_a_share_of_each_ruled_target_to_the_rules_belief() {
-        use crate::train::sample::{Sample, SampleMeta};
         let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
         let (o, d) = (ONSET_BASE, DUR_BASE);
         let sample = |corruption: Corruption| {
             // Shuffled 64 60 from original 60 64.
             let mut enc = vec![SEP, CORRUPTION_BASE + corruption.index() as u32, GENRE_BASE];
             enc.extend([o, d, pv(1, 64), o, d, pv(2, 60), SEP]);
-            enc.resize(ENCODER_MAX_LEN, PAD);
-            let mut labels = vec![BOS, o, d, pv(1, 60), o, d, pv(2, 64), EOS];
-            labels.resize(DECODER_MAX_LEN, PAD);
-            Sample {
-                attention_mask: enc.iter().map(|&x| (x != PAD) as u32).collect(),
-                encoder_ids: enc,
-                labels,
-                meta: SampleMeta {
-                    genre: crate::tokens::Genre::Classical,
-                    corruption,
-                    segment: 0,
-                    context_before: 0,
-                    context_after: 0,
-                    transpose: 0,
-                    velocity_shift: 0,
-                    register_shift: 0,
-                    tail: crate::tokens::Tail::Keep,
-                },
-            }
+            let labels = vec![BOS, o, d, pv(1, 60), o, d, pv(2, 64), EOS];
+            padded_sample(corruption, enc, labels)
         };
         let batch = Batch::from_samples(vec![
             sample(Corruption::Skyline),
@@ -446,5 +477,36 @@ mod tests {
         // A share per corruption: only skyline has one, and no rule speaks for it.
         let only_skyline = |c| if c == Corruption::Skyline { 0.5 } else { 0.0 };
         assert!(target_mix(&batch, only_skyline).is_empty());
+    }
+
+    #[test]
+    fn repair_sites_are_the_transposed_pitches_hearing_it_again_would_move() {
+        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
+        let (o, d) = (ONSET_BASE, DUR_BASE);
+        // Context: 60 six times. Block: 61 (never heard, next to 60: moved), 67 (no familiar
+        // neighbour: kept), 61 again (60 has now been heard 7 times: moved).
+        let sample = |corruption: Corruption| {
+            let mut enc = vec![pv(1, 60); 6];
+            enc.extend([SEP, CORRUPTION_BASE + corruption.index() as u32, GENRE_BASE]);
+            for p in [61, 67, 61] {
+                enc.extend([o, d, pv(1, p)]);
+            }
+            enc.push(SEP);
+            let mut labels = vec![BOS];
+            for p in [60, 67, 62] {
+                labels.extend([o, d, pv(1, p)]);
+            }
+            labels.push(EOS);
+            padded_sample(corruption, enc, labels)
+        };
+        let batch = Batch::from_samples(vec![
+            sample(Corruption::PermutePitches),
+            sample(Corruption::IncorrectTransposition),
+        ]);
+        // Row 1 only (the permutation's rule is another), at the first and third pitch; the
+        // sites do not look at the labels' pitches (62 at the third is no repair, still a site).
+        assert_eq!(repair_sites(&batch), vec![(1, 3), (1, 9)]);
+        let kept = Batch::from_samples(vec![sample(Corruption::PermutePitches)]);
+        assert!(repair_sites(&kept).is_empty());
     }
 }

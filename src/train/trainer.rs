@@ -23,11 +23,11 @@ use super::init::{
     init_bert, pull_output_bias, set_output_bias, stream, stream_seed, unigram_log_frequencies,
 };
 use super::loss::{
-    close_call_term, close_calls, cross_entropy, cross_entropy_over, inputs, loss_positions,
+    close_calls, cross_entropy, cross_entropy_over, extra_weight_term, inputs, loss_positions,
     target_mix_term, trim, LossOutput, CLOSE_CALL_MARGIN,
 };
 use super::optim::{named_vars, AdamW, AdamWConfig};
-use super::rules::target_mix;
+use super::rules::{repair_sites, target_mix};
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -160,6 +160,11 @@ pub struct TrainConfig {
     /// target alike, as the original.
     #[serde(default)]
     pub close_calls: f64,
+    /// How many more times a transposition target counts where "hear it again" would move the
+    /// copied pitch ([`super::rules::repair_sites`]); 0 weights every target alike, as the
+    /// original.
+    #[serde(default)]
+    pub repair_weight: f64,
 }
 
 /// Refuses a share outside 0..=1 (NaN included), naming its flag.
@@ -208,6 +213,7 @@ impl Default for TrainConfig {
             register_shift: 0,
             pull_output_bias: 0.0,
             close_calls: 0.0,
+            repair_weight: 0.0,
         }
     }
 }
@@ -273,6 +279,12 @@ impl TrainConfig {
             return Err(TrainError::Config(format!(
                 "--close-calls {} must be within 0..=100 (extra weight of a close call)",
                 self.close_calls
+            )));
+        }
+        if !(self.repair_weight.is_finite() && (0.0..=1000.0).contains(&self.repair_weight)) {
+            return Err(TrainError::Config(format!(
+                "--repair-weight {} must be within 0..=1000 (extra weight of a repair site)",
+                self.repair_weight
             )));
         }
         if self.align_positions && !self.copy_circuit {
@@ -599,7 +611,22 @@ impl Trainer {
             if self.config.close_calls > 0.0 {
                 let calls = close_calls(&out.log_probs, &t, CLOSE_CALL_MARGIN)?;
                 let extra = self.config.close_calls;
-                if let Some(term) = close_call_term(&out.log_probs, &t, &calls, extra, denominator)?
+                if let Some(term) =
+                    extra_weight_term(&out.log_probs, &t, &calls, extra, denominator)?
+                {
+                    objective = (objective + term)?;
+                }
+            }
+            if self.config.repair_weight > 0.0 {
+                let sites: Vec<usize> = repair_sites(&rows)
+                    .into_iter()
+                    .filter(|&(_, position)| position < t.dec_len)
+                    .map(|(row, position)| row * t.dec_len + position)
+                    .filter(|&at| t.loss_mask[at] != 0.0)
+                    .collect();
+                let extra = self.config.repair_weight;
+                if let Some(term) =
+                    extra_weight_term(&out.log_probs, &t, &sites, extra, denominator)?
                 {
                     objective = (objective + term)?;
                 }
