@@ -37,6 +37,9 @@ fn main() -> anyhow::Result<()> {
     let mut tot = [[0f64; 4]; 9];
     let mut viol = [0usize; 9];
     let mut hyb = [0f64; 9];
+    let mut fires = [0usize; 9];
+    let mut follow = [0usize; 9];
+    let mut fire_ok = [0usize; 9];
     let mut rul = [0f64; 9];
     for _ in 0..reps {
         for p in pieces.iter() {
@@ -78,11 +81,13 @@ fn main() -> anyhow::Result<()> {
                     tot[ci][1] += (pred[i] == label) as u8 as f64;
                     tot[ci][2] += (best == label) as u8 as f64;
                     if let Some(r) = &rule {
-                        let h = if r.get(i) != copy.get(i) {
-                            r[i]
-                        } else {
-                            pred[i]
-                        };
+                        let fire = r.get(i) != copy.get(i);
+                        if fire {
+                            fires[ci] += 1;
+                            follow[ci] += (pred[i] == r[i]) as usize;
+                            fire_ok[ci] += (pred[i] == label) as usize;
+                        }
+                        let h = if fire { r[i] } else { pred[i] };
                         hyb[ci] += (h == label) as u8 as f64;
                         rul[ci] += (r.get(i) == Some(&label)) as u8 as f64;
                     }
@@ -93,8 +98,8 @@ fn main() -> anyhow::Result<()> {
     }
     for c in Corruption::ALL {
         let t = tot[c.index()];
-        println!("{:28} n {:6} raw {:.4} ({:5}) gram {:.4} ({:5}) copy {:.4} ({:5}) viol {} hyb {} rule {}",
-            c.name(), t[0], t[1]/t[0], t[1], t[2]/t[0], t[2], t[3]/t[0], t[3], viol[c.index()], hyb[c.index()], rul[c.index()]);
+        println!("{:28} n {:6} raw {:.4} ({:5}) gram {:.4} ({:5}) copy {:.4} ({:5}) viol {} hyb {} rule {} fires {} model=rule {} model ok at fires {}",
+            c.name(), t[0], t[1]/t[0], t[1], t[2]/t[0], t[2], t[3]/t[0], t[3], viol[c.index()], hyb[c.index()], rul[c.index()], fires[c.index()], follow[c.index()], fire_ok[c.index()]);
     }
     Ok(())
 }

@@ -166,6 +166,11 @@ pub struct TrainArgs {
     /// (default): every target alike, as the original.
     #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
     repair_weight: f64,
+    /// Share S of the target at each of those sites moved from the label to the rule's guess
+    /// (the rule is right there about one time in four, the copy one in six: the teacher makes
+    /// that edge one the model can learn). 0 (default): the labels alone, as the original.
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    repair_teacher: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -384,6 +389,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             pull_output_bias: a.pull_output_bias,
             close_calls: a.close_calls,
             repair_weight: a.repair_weight,
+            repair_teacher: a.repair_teacher,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();

@@ -819,7 +819,7 @@ fn close_calls_change_the_updates_not_the_logged_loss() {
 }
 
 #[test]
-fn repair_sites_change_the_updates_not_the_logged_loss() {
+fn repair_sites_and_their_teacher_change_the_updates_not_the_logged_loss() {
     let (tmp, ds) = fixture();
     // Transposition only, so that the batches hold repair sites.
     let transposed = Some([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
@@ -834,6 +834,26 @@ fn repair_sites_change_the_updates_not_the_logged_loss() {
     let (plain, focused) = (run(0.0), run(50.0));
     assert_eq!(plain[0], focused[0]);
     assert_ne!(plain[2], focused[2]);
+    let taught = |share: f64| {
+        let cfg = TrainConfig {
+            repair_teacher: share,
+            corruption_weights: transposed,
+            ..config(3)
+        };
+        three_losses(&ds, cfg, &tmp.path().join(format!("teach-{share}")))
+    };
+    let guessed = taught(1.0);
+    assert_eq!(plain[0], guessed[0]);
+    assert_ne!(plain[2], guessed[2]);
+    let err = new_run_error(TrainConfig {
+        repair_teacher: 0.5,
+        rule_teacher: 0.8,
+        ..config(1)
+    });
+    assert!(
+        err.contains("--repair-teacher 0.5") && err.contains("at most 1"),
+        "{err}"
+    );
     for bad in [-1.0, 1001.0, f64::NAN] {
         let err = new_run_error(TrainConfig {
             repair_weight: bad,

@@ -27,7 +27,7 @@ use super::loss::{
     target_mix_term, trim, LossOutput, CLOSE_CALL_MARGIN,
 };
 use super::optim::{named_vars, AdamW, AdamWConfig};
-use super::rules::{repair_sites, target_mix};
+use super::rules::{repair_mix, repair_sites, target_mix};
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -165,6 +165,10 @@ pub struct TrainConfig {
     /// original.
     #[serde(default)]
     pub repair_weight: f64,
+    /// Share of a repair site's target moved from the label to "hear it again"'s guess
+    /// ([`super::rules::repair_mix`]); 0 leaves the labels alone, as the original.
+    #[serde(default)]
+    pub repair_teacher: f64,
 }
 
 /// Refuses a share outside 0..=1 (NaN included), naming its flag.
@@ -214,6 +218,7 @@ impl Default for TrainConfig {
             pull_output_bias: 0.0,
             close_calls: 0.0,
             repair_weight: 0.0,
+            repair_teacher: 0.0,
         }
     }
 }
@@ -275,6 +280,16 @@ impl TrainConfig {
             )));
         }
         share("--pull-output-bias", self.pull_output_bias)?;
+        share("--repair-teacher", self.repair_teacher)?;
+        let both = self.teacher_share(Corruption::IncorrectTransposition) + self.repair_teacher;
+        if both > 1.0 {
+            return Err(TrainError::Config(format!(
+                "--repair-teacher {} and transposition's rule teacher {} move {both} of a \
+                 target: together at most 1",
+                self.repair_teacher,
+                self.teacher_share(Corruption::IncorrectTransposition)
+            )));
+        }
         if !(self.close_calls.is_finite() && (0.0..=100.0).contains(&self.close_calls)) {
             return Err(TrainError::Config(format!(
                 "--close-calls {} must be within 0..=100 (extra weight of a close call)",
@@ -603,7 +618,8 @@ impl Trainer {
                 });
             }
             loss += part;
-            let mix = target_mix(&rows, |c| self.config.teacher_share(c));
+            let mut mix = target_mix(&rows, |c| self.config.teacher_share(c));
+            mix.extend(repair_mix(&rows, self.config.repair_teacher));
             let mut objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
