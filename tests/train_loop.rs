@@ -504,6 +504,27 @@ fn held_out_scores_against_the_baselines() {
 }
 
 #[test]
+fn more_draws_score_more_windows() {
+    use improvnet::train::heldout::{score, HeldOutConfig};
+    let (_tmp, ds) = fixture();
+    let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
+    let held_out = |draws| HeldOutConfig {
+        max_context: 1,
+        infill_per_piece: 0,
+        draws,
+        ..HeldOutConfig::default()
+    };
+    let one = score(&model, &ds, &held_out(1), &Device::Cpu, &|_| {}).unwrap();
+    let three = score(&model, &ds, &held_out(3), &Device::Cpu, &|_| {}).unwrap();
+    let valid = ds.pieces(train::Split::Valid).len();
+    for (a, b) in one.per_corruption.iter().zip(&three.per_corruption) {
+        assert_eq!((a.model.samples, b.model.samples), (valid, 3 * valid));
+        assert!(b.copy.tokens > a.copy.tokens, "{:?}", a.corruption);
+        assert_eq!(b.ledger.net(), b.model.correct - b.copy.correct);
+    }
+}
+
+#[test]
 fn validation_measures_how_much_the_decoder_reads_its_encoder() {
     let (tmp, ds) = fixture();
     let t = tiny_run(&ds, config(1), &tmp.path().join("run"));
