@@ -745,8 +745,6 @@ mod tests {
 
     #[test]
     fn fields_tell_a_wrong_pitch_from_a_wrong_velocity() {
-        use super::super::sample::SampleMeta;
-        use crate::tokens::{Genre, Tail};
         let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
         let (onset, dur) = (ONSET_BASE + 3, DUR_BASE + 5);
         let corruption = Corruption::IncorrectTransposition;
@@ -756,22 +754,7 @@ mod tests {
         encoder_ids.push(SEP);
         // The original: the first note was moved up a semitone, the second left alone.
         let labels = vec![BOS, pv(4, 62), onset, dur, pv(4, 67), onset, dur, EOS];
-        let sample = Sample {
-            attention_mask: vec![1; encoder_ids.len()],
-            encoder_ids,
-            labels,
-            meta: SampleMeta {
-                genre: Genre::Classical,
-                corruption,
-                segment: 0,
-                context_before: 0,
-                context_after: 0,
-                transpose: 0,
-                velocity_shift: 0,
-                register_shift: 0,
-                tail: Tail::Keep,
-            },
-        };
+        let sample = Sample::padded(corruption, &encoder_ids, &labels);
         // The model repairs the first pitch at the wrong loudness and keeps the second.
         let model = [BOS, pv(6, 62), onset, dur, pv(4, 67), onset, dur, EOS];
         let copy = copy_prediction(&sample.encoder_ids).unwrap();

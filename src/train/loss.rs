@@ -295,29 +295,10 @@ pub fn extra_weight_term(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::sample::{Batch, Sample, SampleMeta};
+    use crate::train::sample::{Batch, Sample};
 
     fn sample(enc: &[u32], labels: &[u32]) -> Sample {
-        let mut e = enc.to_vec();
-        e.resize(ENCODER_MAX_LEN, 0);
-        let mut l = labels.to_vec();
-        l.resize(DECODER_MAX_LEN, 0);
-        Sample {
-            attention_mask: e.iter().map(|&x| (x != 0) as u32).collect(),
-            encoder_ids: e,
-            labels: l,
-            meta: SampleMeta {
-                genre: crate::tokens::Genre::Classical,
-                corruption: crate::tokens::Corruption::Skyline,
-                segment: 0,
-                context_before: 1,
-                context_after: 1,
-                transpose: 0,
-                velocity_shift: 0,
-                register_shift: 0,
-                tail: crate::tokens::Tail::Keep,
-            },
-        }
+        Sample::padded(crate::tokens::Corruption::Skyline, enc, labels)
     }
 
     #[test]

@@ -315,6 +315,7 @@ mod tests {
     use crate::tokens::{
         BOS, CORRUPTION_BASE, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE,
     };
+    use crate::train::sample::Sample;
 
     #[test]
     fn hearing_it_again_moves_a_pitch_only_to_a_much_more_familiar_neighbour() {
@@ -446,33 +447,6 @@ mod tests {
         assert_eq!(rule_prediction(&enc, &labels, Corruption::Skyline), None);
     }
 
-    /// A training sample of `corruption` from unpadded encoder ids and labels.
-    fn padded_sample(
-        corruption: Corruption,
-        mut enc: Vec<u32>,
-        mut labels: Vec<u32>,
-    ) -> crate::train::sample::Sample {
-        use crate::train::sample::{Sample, SampleMeta};
-        enc.resize(ENCODER_MAX_LEN, PAD);
-        labels.resize(DECODER_MAX_LEN, PAD);
-        Sample {
-            attention_mask: enc.iter().map(|&x| (x != PAD) as u32).collect(),
-            encoder_ids: enc,
-            labels,
-            meta: SampleMeta {
-                genre: crate::tokens::Genre::Classical,
-                corruption,
-                segment: 0,
-                context_before: 0,
-                context_after: 0,
-                transpose: 0,
-                velocity_shift: 0,
-                register_shift: 0,
-                tail: crate::tokens::Tail::Keep,
-            },
-        }
-    }
-
     #[test]
     fn the_teacher_moves_a_share_of_each_ruled_target_to_the_rules_belief() {
         let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
@@ -482,7 +456,7 @@ mod tests {
             let mut enc = vec![SEP, CORRUPTION_BASE + corruption.index() as u32, GENRE_BASE];
             enc.extend([o, d, pv(1, 64), o, d, pv(2, 60), SEP]);
             let labels = vec![BOS, o, d, pv(1, 60), o, d, pv(2, 64), EOS];
-            padded_sample(corruption, enc, labels)
+            Sample::padded(corruption, &enc, &labels)
         };
         let batch = Batch::from_samples(vec![
             sample(Corruption::Skyline),
@@ -526,7 +500,7 @@ mod tests {
                 labels.extend([o, d, pv(1, p)]);
             }
             labels.push(EOS);
-            padded_sample(corruption, enc, labels)
+            Sample::padded(corruption, &enc, &labels)
         };
         let batch = Batch::from_samples(vec![
             sample(Corruption::PermutePitches),

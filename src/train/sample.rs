@@ -522,6 +522,37 @@ pub fn classifier_batch(
     batch
 }
 
+/// A test sample of `corruption`: `enc` and `labels` padded to the model's lengths, nothing
+/// shifted and no context counted (tests of the loss, the rules and the held-out ledger).
+#[cfg(test)]
+impl Sample {
+    pub(crate) fn padded(corruption: Corruption, enc: &[u32], labels: &[u32]) -> Sample {
+        let mut encoder_ids = enc.to_vec();
+        encoder_ids.resize(ENCODER_MAX_LEN, crate::tokens::PAD);
+        let mut labels = labels.to_vec();
+        labels.resize(DECODER_MAX_LEN, crate::tokens::PAD);
+        Sample {
+            attention_mask: encoder_ids
+                .iter()
+                .map(|&x| (x != crate::tokens::PAD) as u32)
+                .collect(),
+            encoder_ids,
+            labels,
+            meta: SampleMeta {
+                genre: Genre::Classical,
+                corruption,
+                segment: 0,
+                context_before: 0,
+                context_after: 0,
+                transpose: 0,
+                velocity_shift: 0,
+                register_shift: 0,
+                tail: Tail::Keep,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
