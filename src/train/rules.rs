@@ -258,40 +258,22 @@ pub fn target_mix(batch: &Batch, teacher: impl Fn(Corruption) -> f64) -> Vec<Tar
     out
 }
 
-/// Where "hear it again" would move a copied pitch: `(row, position)` of every transposition
-/// target whose rule guess differs from the copy's pitch. `train --repair-weight` counts these
-/// targets more: the sites depend on the input alone (the encoder and the teacher-forced
-/// targets before them), so weighing them moves no target's best prediction, only where the
-/// model spends its capacity: on the few places where the context says a pitch was moved.
-pub fn repair_sites(batch: &Batch) -> Vec<(usize, usize)> {
-    repairs(batch)
-        .into_iter()
-        .map(|(row, position, _)| (row, position))
-        .collect()
+/// A place where "hear it again" would move a copied pitch: a transposition target whose rule
+/// guess differs from the copy's pitch. `train --repair-weight` counts these targets more: the
+/// sites depend on the input alone (the encoder and the teacher-forced targets before them), so
+/// weighing them moves no target's best prediction, only where the model spends its capacity:
+/// on the few places where the context says a pitch was moved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Repair {
+    pub row: usize,
+    /// Index of the target in the labels.
+    pub position: usize,
+    /// The rule's guess there (a pitch-velocity token, at the copy's velocity).
+    pub guess: u32,
 }
 
-/// The repair teacher (`train --repair-teacher`): at every repair site, `share` of the target
-/// moves from the label to the rule's guess. Why a guess and not the rule's belief: at a site
-/// the rule's guess is right about one time in four and the copy about one in six (held out),
-/// too slight an edge for a belief to move the model's argmax off the copy. (Nor did the guess
-/// move `small`'s in 700 steps: the model card's stage 14.)
-pub fn repair_mix(batch: &Batch, share: f64) -> Vec<TargetShare> {
-    if share <= 0.0 {
-        return Vec::new();
-    }
-    repairs(batch)
-        .into_iter()
-        .map(|(row, position, token)| TargetShare {
-            row,
-            position,
-            token,
-            share: share as f32,
-        })
-        .collect()
-}
-
-/// `(row, position, the rule's guess)` at every repair site of `batch`.
-fn repairs(batch: &Batch) -> Vec<(usize, usize, u32)> {
+/// Every repair site of `batch`'s transposition rows.
+pub fn repairs(batch: &Batch) -> Vec<Repair> {
     let mut out = Vec::new();
     for (row, meta) in batch.meta.iter().enumerate() {
         if meta.corruption != Corruption::IncorrectTransposition {
@@ -302,11 +284,35 @@ fn repairs(batch: &Batch) -> Vec<(usize, usize, u32)> {
         for b in beliefs(enc, labels, meta.corruption).unwrap_or_default() {
             let (pitch, velocity) = b.guess();
             if pitch != b.copy.0 {
-                out.push((row, b.position, Token::PianoNote { pitch, velocity }.id()));
+                out.push(Repair {
+                    row,
+                    position: b.position,
+                    guess: Token::PianoNote { pitch, velocity }.id(),
+                });
             }
         }
     }
     out
+}
+
+/// The repair teacher (`train --repair-teacher`): at every repair site, `share` of the target
+/// moves from the label to the rule's guess. Why a guess and not the rule's belief: at a site
+/// the rule's guess is right about one time in four and the copy about one in six (held out),
+/// too slight an edge for a belief to move the model's argmax off the copy. (Nor did the guess
+/// move `small`'s in 700 steps: the model card's stage 14.)
+pub fn repair_mix(repairs: &[Repair], share: f64) -> Vec<TargetShare> {
+    if share <= 0.0 {
+        return Vec::new();
+    }
+    repairs
+        .iter()
+        .map(|r| TargetShare {
+            row: r.row,
+            position: r.position,
+            token: r.guess,
+            share: share as f32,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -508,15 +514,17 @@ mod tests {
         ]);
         // Row 1 only (the permutation's rule is another), at the first and third pitch; the
         // sites do not look at the labels' pitches (62 at the third is no repair, still a site).
-        assert_eq!(repair_sites(&batch), vec![(1, 3), (1, 9)]);
+        let found = repairs(&batch);
+        let sites: Vec<_> = found.iter().map(|r| (r.row, r.position)).collect();
+        assert_eq!(sites, vec![(1, 3), (1, 9)]);
         // The repair teacher moves the share to the guesses: 60 at both, the copy's velocity.
-        let mix: Vec<_> = repair_mix(&batch, 0.5)
+        let mix: Vec<_> = repair_mix(&found, 0.5)
             .iter()
             .map(|m| (m.row, m.position, m.token, m.share))
             .collect();
         assert_eq!(mix, vec![(1, 3, pv(1, 60), 0.5), (1, 9, pv(1, 60), 0.5)]);
-        assert!(repair_mix(&batch, 0.0).is_empty());
+        assert!(repair_mix(&found, 0.0).is_empty());
         let kept = Batch::from_samples(vec![sample(Corruption::PermutePitches)]);
-        assert!(repair_sites(&kept).is_empty());
+        assert!(repairs(&kept).is_empty());
     }
 }

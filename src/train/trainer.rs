@@ -27,7 +27,7 @@ use super::loss::{
     target_mix_term, trim, LossOutput, CLOSE_CALL_MARGIN,
 };
 use super::optim::{named_vars, AdamW, AdamWConfig};
-use super::rules::{repair_mix, repair_sites, target_mix};
+use super::rules::{repair_mix, repairs, target_mix};
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -161,7 +161,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub close_calls: f64,
     /// How many more times a transposition target counts where "hear it again" would move the
-    /// copied pitch ([`super::rules::repair_sites`]); 0 weights every target alike, as the
+    /// copied pitch ([`super::rules::Repair`]); 0 weights every target alike, as the
     /// original.
     #[serde(default)]
     pub repair_weight: f64,
@@ -178,6 +178,17 @@ fn share(flag: &str, value: f64) -> Result<(), TrainError> {
     }
     Err(TrainError::Config(format!(
         "{flag} {value} must be a share between 0 and 1"
+    )))
+}
+
+/// Refuses an extra loss weight outside 0..=`max` (NaN included), naming its flag and what it
+/// weighs.
+fn extra_weight(flag: &str, value: f64, max: f64, what: &str) -> Result<(), TrainError> {
+    if (0.0..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "{flag} {value} must be within 0..={max} (extra weight of {what})"
     )))
 }
 
@@ -290,18 +301,13 @@ impl TrainConfig {
                 self.teacher_share(Corruption::IncorrectTransposition)
             )));
         }
-        if !(self.close_calls.is_finite() && (0.0..=100.0).contains(&self.close_calls)) {
-            return Err(TrainError::Config(format!(
-                "--close-calls {} must be within 0..=100 (extra weight of a close call)",
-                self.close_calls
-            )));
-        }
-        if !(self.repair_weight.is_finite() && (0.0..=1000.0).contains(&self.repair_weight)) {
-            return Err(TrainError::Config(format!(
-                "--repair-weight {} must be within 0..=1000 (extra weight of a repair site)",
-                self.repair_weight
-            )));
-        }
+        extra_weight("--close-calls", self.close_calls, 100.0, "a close call")?;
+        extra_weight(
+            "--repair-weight",
+            self.repair_weight,
+            1000.0,
+            "a repair site",
+        )?;
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -618,31 +624,36 @@ impl Trainer {
                 });
             }
             loss += part;
-            let mut mix = target_mix(&rows, |c| self.config.teacher_share(c));
-            mix.extend(repair_mix(&rows, self.config.repair_teacher));
+            let cfg = &self.config;
+            // The rule's beliefs are read once, for both repair options.
+            let found = if cfg.repair_weight > 0.0 || cfg.repair_teacher > 0.0 {
+                repairs(&rows)
+            } else {
+                Vec::new()
+            };
+            let mut mix = target_mix(&rows, |c| cfg.teacher_share(c));
+            mix.extend(repair_mix(&found, cfg.repair_teacher));
             let mut objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
             };
-            if self.config.close_calls > 0.0 {
+            let mut extras = Vec::new();
+            if cfg.close_calls > 0.0 {
                 let calls = close_calls(&out.log_probs, &t, CLOSE_CALL_MARGIN)?;
-                let extra = self.config.close_calls;
-                if let Some(term) =
-                    extra_weight_term(&out.log_probs, &t, &calls, extra, denominator)?
-                {
-                    objective = (objective + term)?;
-                }
+                extras.push((calls, cfg.close_calls));
             }
-            if self.config.repair_weight > 0.0 {
-                let sites: Vec<usize> = repair_sites(&rows)
-                    .into_iter()
-                    .filter(|&(_, position)| position < t.dec_len)
-                    .map(|(row, position)| row * t.dec_len + position)
+            if cfg.repair_weight > 0.0 {
+                let sites = found
+                    .iter()
+                    .filter(|r| r.position < t.dec_len)
+                    .map(|r| r.row * t.dec_len + r.position)
                     .filter(|&at| t.loss_mask[at] != 0.0)
                     .collect();
-                let extra = self.config.repair_weight;
+                extras.push((sites, cfg.repair_weight));
+            }
+            for (positions, extra) in extras {
                 if let Some(term) =
-                    extra_weight_term(&out.log_probs, &t, &sites, extra, denominator)?
+                    extra_weight_term(&out.log_probs, &t, &positions, extra, denominator)?
                 {
                     objective = (objective + term)?;
                 }
