@@ -102,6 +102,36 @@ impl Default for SampleConfig {
     }
 }
 
+impl SampleConfig {
+    /// Refuses the sampling options this project adds to the original's (the corruption
+    /// weights and the loudness and register shifts) outside their ranges, naming the flag that
+    /// sets each: `improvnet train` and `improvnet dataset samples` take the same flags.
+    pub fn check_options(&self) -> Result<(), String> {
+        if let Some(w) = &self.corruption_weights {
+            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+                return Err(format!(
+                    "corruption weights {w:?}: each must be 0 or more, and one above 0"
+                ));
+            }
+        }
+        // Eight bins are written (15..=120): a shift of 7 moves the softest to the loudest.
+        if self.max_velocity_shift > 7 {
+            return Err(format!(
+                "--velocity-shift {} must be within 0..=7 (velocity bins)",
+                self.max_velocity_shift
+            ));
+        }
+        // Beyond four octaves a window of one note would leave the keyboard either way.
+        if self.max_register_shift > 48 {
+            return Err(format!(
+                "--register-shift {} must be within 0..=48 (semitones)",
+                self.max_register_shift
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What was drawn for one sample (for logging and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SampleMeta {
@@ -190,22 +220,18 @@ pub fn draw_transpose(piece: &Piece, max: u8, range: (u8, u8), rng: &mut impl Rn
 
 /// Segments `first..=last` of `piece`, every pitch moved by `shift` (saturating at 0..=127).
 fn transposed_slice(piece: &Piece, first: usize, last: usize, shift: i8) -> Piece {
-    Piece {
-        segments: piece.segments[first..=last]
-            .iter()
-            .map(|seg| Segment {
-                window: seg.window,
-                notes: seg
-                    .notes
-                    .iter()
-                    .map(|n| {
-                        let mut n = *n;
-                        n.pitch = (n.pitch as i16 + shift as i16).clamp(0, 127) as u8;
-                        n
-                    })
-                    .collect(),
-            })
-            .collect(),
+    let mut slice = Piece {
+        segments: piece.segments[first..=last].to_vec(),
+    };
+    shift_pitches(&mut slice, shift);
+    slice
+}
+
+/// Moves every pitch of `window` by `shift` semitones in place (saturating at 0..=127): the
+/// register shift moves the window it already built instead of building another.
+fn shift_pitches(window: &mut Piece, shift: i8) {
+    for n in window.segments.iter_mut().flat_map(|s| s.notes.iter_mut()) {
+        n.pitch = (n.pitch as i16 + shift as i16).clamp(0, 127) as u8;
     }
 }
 
@@ -270,7 +296,7 @@ pub fn training_sample(
     let register_shift = if config.max_register_shift > 0 {
         let (down, up) = transpose_range(&window, config.max_register_shift, config.pitch_range);
         let r = rng.gen_range(down..=up);
-        window = transpose(&window, r);
+        shift_pitches(&mut window, r);
         r
     } else {
         0
