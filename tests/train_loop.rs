@@ -767,31 +767,38 @@ fn zero_steps_write_and_validate_the_initial_weights() {
     assert!((again.all.loss() - at_init.all.loss()).abs() < 1e-4);
 }
 
-/// The logged losses of a tiny run's first three steps.
-fn three_losses(ds: &Dataset, cfg: TrainConfig, out: &Path) -> Vec<f64> {
-    let mut t = tiny_run(ds, cfg, out);
-    (0..3).map(|_| t.train_step().unwrap().loss).collect()
+/// Asserts that `changed` differs from `plain` in the updates only: over a tiny run's first
+/// three steps both log the same loss at step 1 (same batches and weights, and the logged loss
+/// is the labels' cross-entropy whatever the option), and `changed` has moved other weights by
+/// step 3 (the warmup's learning rate is 0 at step 1, so step 2's update is the first).
+fn assert_changes_only_the_updates(
+    ds: &Dataset,
+    dir: &Path,
+    plain: TrainConfig,
+    changed: TrainConfig,
+) {
+    let losses = |cfg: TrainConfig, name: &str| -> Vec<f64> {
+        let mut t = tiny_run(ds, cfg, &dir.join(name));
+        (0..3).map(|_| t.train_step().unwrap().loss).collect()
+    };
+    let (a, b) = (losses(plain, "plain"), losses(changed, "changed"));
+    assert_eq!(a[0], b[0], "the logged loss at step 1");
+    assert_ne!(a[2], b[2], "the loss at step 3");
 }
 
 #[test]
 fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
     let (tmp, ds) = fixture();
     // Only the corruptions a rule speaks for: the permutations and transposition.
-    let ruled = Some([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
-    let run = |teacher: f64| {
-        let cfg = TrainConfig {
-            rule_teacher: teacher,
-            corruption_weights: ruled,
-            ..config(3)
-        };
-        three_losses(&ds, cfg, &tmp.path().join(format!("run-{teacher}")))
+    let plain = TrainConfig {
+        corruption_weights: Some([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
+        ..config(3)
     };
-    let (plain, taught) = (run(0.0), run(0.5));
-    // Same batches and weights at step 1: the logged loss is the labels' cross-entropy.
-    assert_eq!(plain[0], taught[0]);
-    // The teacher changed the gradients, so once the warmup's learning rate is above 0 (it is
-    // 0 at step 1), step 3 starts from other weights.
-    assert_ne!(plain[2], taught[2]);
+    let taught = TrainConfig {
+        rule_teacher: 0.5,
+        ..plain.clone()
+    };
+    assert_changes_only_the_updates(&ds, tmp.path(), plain, taught);
     let err = new_run_error(TrainConfig {
         rule_teacher: 1.5,
         ..config(1)
@@ -815,18 +822,13 @@ fn the_rule_teacher_changes_the_updates_not_the_logged_loss() {
 #[test]
 fn close_calls_change_the_updates_not_the_logged_loss() {
     let (tmp, ds) = fixture();
-    let run = |extra: f64| {
-        let cfg = TrainConfig {
-            close_calls: extra,
-            ..config(3)
-        };
-        three_losses(&ds, cfg, &tmp.path().join(format!("run-{extra}")))
-    };
-    let (plain, focused) = (run(0.0), run(4.0));
     // A model near its start is unsure everywhere: every target is a close call, so the extra
-    // weight moves the updates; the logged loss stays the labels' plain cross-entropy.
-    assert_eq!(plain[0], focused[0]);
-    assert_ne!(plain[2], focused[2]);
+    // weight moves the updates.
+    let focused = TrainConfig {
+        close_calls: 4.0,
+        ..config(3)
+    };
+    assert_changes_only_the_updates(&ds, tmp.path(), config(3), focused);
     for bad in [-1.0, 101.0, f64::NAN] {
         let err = new_run_error(TrainConfig {
             close_calls: bad,
@@ -843,29 +845,20 @@ fn close_calls_change_the_updates_not_the_logged_loss() {
 fn repair_sites_and_their_teacher_change_the_updates_not_the_logged_loss() {
     let (tmp, ds) = fixture();
     // Transposition only, so that the batches hold repair sites.
-    let transposed = Some([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-    let run = |extra: f64| {
-        let cfg = TrainConfig {
-            repair_weight: extra,
-            corruption_weights: transposed,
-            ..config(3)
-        };
-        three_losses(&ds, cfg, &tmp.path().join(format!("run-{extra}")))
+    let plain = TrainConfig {
+        corruption_weights: Some([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+        ..config(3)
     };
-    let (plain, focused) = (run(0.0), run(50.0));
-    assert_eq!(plain[0], focused[0]);
-    assert_ne!(plain[2], focused[2]);
-    let taught = |share: f64| {
-        let cfg = TrainConfig {
-            repair_teacher: share,
-            corruption_weights: transposed,
-            ..config(3)
-        };
-        three_losses(&ds, cfg, &tmp.path().join(format!("teach-{share}")))
+    let focused = TrainConfig {
+        repair_weight: 50.0,
+        ..plain.clone()
     };
-    let guessed = taught(1.0);
-    assert_eq!(plain[0], guessed[0]);
-    assert_ne!(plain[2], guessed[2]);
+    assert_changes_only_the_updates(&ds, &tmp.path().join("weight"), plain.clone(), focused);
+    let guessed = TrainConfig {
+        repair_teacher: 1.0,
+        ..plain.clone()
+    };
+    assert_changes_only_the_updates(&ds, &tmp.path().join("teacher"), plain, guessed);
     let err = new_run_error(TrainConfig {
         repair_teacher: 0.5,
         rule_teacher: 0.8,
