@@ -10,13 +10,18 @@
 #   TRAIN_TORCH_ARGS go to scripts/train_torch.py after the defaults (a later flag wins there),
 #   e.g. `--no-dropout` or `--lr 1e-4` for a fine-tune.
 #   e.g. scripts/train_gpu.sh target/release/improvnet data/cj-v1 models/improvnet-small/config.json runs/gpu-v2 9
+#   SAMPLE_ARGS (environment) go to `dataset samples` for the training samples only (validation
+#   stays uniform), e.g. the shipped model's mix and shifts:
+#   SAMPLE_ARGS="--corruption-weight incorrect_transposition=6 --velocity-shift 3 --register-shift 12"
 set -euo pipefail
 bin=$1 data=$2 init=$3 out=$4 minutes=$5 count=${6:-1000000}
 extra=("${@:7}")
+read -r -a sample_args <<< "${SAMPLE_ARGS:-}"
 tmp=${TMPDIR:-/tmp}
 mkdir -p "$out"
 t0=$(date +%s)
-"$bin" dataset samples "$data" --count "$count" --seed 444 --out "$tmp/train.samples"
+"$bin" dataset samples "$data" --count "$count" --seed 444 "${sample_args[@]}" \
+  --out "$tmp/train.samples"
 "$bin" dataset samples "$data" --valid --count 1800 --seed 7 --out "$tmp/valid.samples"
 echo "samples drawn in $(( $(date +%s) - t0 )) s"
 if [[ $init == *.json ]]; then

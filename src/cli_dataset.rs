@@ -54,6 +54,18 @@ pub enum DatasetCommand {
         /// Share of samples with no context before the corrupted block (see `train --block-first`).
         #[arg(long, default_value_t = 0.0)]
         block_first: f64,
+        /// Weight of one corruption, NAME=W (repeatable; the others keep weight 1), as `train
+        /// --corruption-weight`: an outside trainer gets the mix the shipped model practised.
+        #[arg(long = "corruption-weight", value_name = "NAME=W")]
+        corruption_weight: Vec<String>,
+        /// Largest loudness shift of a window in velocity bins (0..=7), as `train
+        /// --velocity-shift`. 0 (default): the velocities as played.
+        #[arg(long, default_value_t = 0, value_name = "BINS")]
+        velocity_shift: u8,
+        /// Largest register shift of a window in semitones (0..=48), as `train
+        /// --register-shift`. 0 (default): the piece's transposition alone.
+        #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
+        register_shift: u8,
         /// Output file (written to a temporary file first, then renamed).
         #[arg(long)]
         out: PathBuf,
@@ -117,8 +129,28 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             valid,
             max_context,
             block_first,
+            corruption_weight,
+            velocity_shift,
+            register_shift,
             out,
-        } => samples(&dir, count, seed, valid, max_context, block_first, &out),
+        } => {
+            if !(0.0..=1.0).contains(&block_first) {
+                bail!("--block-first {block_first}: expected a share between 0 and 1");
+            }
+            if max_context == 0 {
+                bail!("--max-context 0: at least one context segment each side is drawn (1..=N)");
+            }
+            let config = train::SampleConfig {
+                context: (1, max_context),
+                block_first,
+                corruption_weights: crate::cli_train::corruption_weights(&corruption_weight)?,
+                max_velocity_shift: velocity_shift,
+                max_register_shift: register_shift,
+                ..train::SampleConfig::default()
+            };
+            config.check_options().map_err(anyhow::Error::msg)?;
+            samples(&dir, count, seed, valid, &config, &out)
+        }
     }
 }
 
@@ -292,27 +324,15 @@ fn samples(
     count: u32,
     seed: u64,
     valid: bool,
-    max_context: usize,
-    block_first: f64,
+    config: &train::SampleConfig,
     out: &Path,
 ) -> Result<()> {
-    if !(0.0..=1.0).contains(&block_first) {
-        bail!("--block-first {block_first}: expected a share between 0 and 1");
-    }
-    if max_context == 0 {
-        bail!("--max-context 0: at least one context segment each side is drawn (1..=N)");
-    }
     let dataset = train::load(dir)?;
     let split = if valid { Split::Valid } else { Split::Train };
     let pieces = dataset.pieces(split);
     if pieces.is_empty() {
         bail!("{}: no pieces in the {} split", dir.display(), split.name());
     }
-    let config = train::SampleConfig {
-        context: (1, max_context),
-        block_first,
-        ..train::SampleConfig::default()
-    };
     let tmp = out.with_file_name(format!(
         ".{}.{}.tmp",
         out.file_name()
@@ -323,7 +343,7 @@ fn samples(
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut writer = std::io::BufWriter::new(file);
     let bar = ProgressBar::new(count as u64);
-    let bytes = train::export::export_samples(&pieces, &config, seed, count, &mut writer, |n| {
+    let bytes = train::export::export_samples(&pieces, config, seed, count, &mut writer, |n| {
         bar.set_position(n)
     })
     .and_then(|n| {

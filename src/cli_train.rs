@@ -602,7 +602,7 @@ pub struct ScoreArgs {
 }
 
 /// `NAME=W` pairs as the nine weights (unnamed corruptions 1); `None` without pairs.
-fn corruption_weights(pairs: &[String]) -> Result<Option<[f64; 9]>> {
+pub(crate) fn corruption_weights(pairs: &[String]) -> Result<Option<[f64; 9]>> {
     if pairs.is_empty() {
         return Ok(None);
     }

@@ -2,6 +2,9 @@
 mod common;
 
 use common::{data, improvnet};
+use improvnet::tokens::Corruption;
+use improvnet::train::export::exported_sample;
+use improvnet::train::SampleConfig;
 use std::path::Path;
 
 fn copy(name: &str, dir: &Path) {
@@ -115,6 +118,79 @@ fn dataset_build_then_stats() {
     ]);
     assert!(!ok);
     assert!(stderr.contains("--block-first 1.5"), "{stderr}");
+    // The shipped recipe's sampling options reach the samples; out-of-range ones are refused.
+    let shifted = tmp.path().join("shifted.samples");
+    let (ok, _, stderr) = improvnet(&[
+        "dataset",
+        "samples",
+        &s(&out),
+        "--count",
+        "25",
+        "--corruption-weight",
+        "incorrect_transposition=6",
+        "--corruption-weight",
+        "skyline=0",
+        "--velocity-shift",
+        "3",
+        "--register-shift",
+        "12",
+        "--out",
+        &s(&shifted),
+    ]);
+    assert!(ok, "{stderr}");
+    // Exactly the samples the library draws with those options (the default seed, 444).
+    let moved = improvnet::train::export::read_samples(&std::fs::read(&shifted).unwrap()).unwrap();
+    let ds = improvnet::train::load(&out).unwrap();
+    let pieces = ds.pieces(improvnet::train::Split::Train);
+    let mut weights = [1.0; 9];
+    weights[Corruption::IncorrectTransposition.index()] = 6.0;
+    weights[Corruption::Skyline.index()] = 0.0;
+    let shifts = SampleConfig {
+        corruption_weights: Some(weights),
+        max_velocity_shift: 3,
+        max_register_shift: 12,
+        ..SampleConfig::default()
+    };
+    let unshifted = SampleConfig {
+        max_velocity_shift: 0,
+        max_register_shift: 0,
+        ..shifts
+    };
+    let draw = |c: &SampleConfig, i: u64| exported_sample(&pieces, c, 444, i);
+    assert_eq!(moved, (0..25).map(|i| draw(&shifts, i)).collect::<Vec<_>>());
+    assert!(moved.iter().all(|x| x.corruption != Corruption::Skyline));
+    assert!(
+        (0..25).any(|i| draw(&unshifted, i) != moved[i as usize]),
+        "the shifts moved no window"
+    );
+    for (flag, value) in [("--velocity-shift", "8"), ("--register-shift", "49")] {
+        let (ok, _, stderr) = improvnet(&[
+            "dataset",
+            "samples",
+            &s(&out),
+            "--count",
+            "5",
+            flag,
+            value,
+            "--out",
+            &s(&shifted),
+        ]);
+        assert!(!ok);
+        assert!(stderr.contains(&format!("{flag} {value}")), "{stderr}");
+    }
+    let (ok, _, stderr) = improvnet(&[
+        "dataset",
+        "samples",
+        &s(&out),
+        "--count",
+        "5",
+        "--corruption-weight",
+        "skyline=x",
+        "--out",
+        &s(&shifted),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--corruption-weight skyline=x"), "{stderr}");
 
     let (ok, _, stderr) = improvnet(&[
         "dataset",

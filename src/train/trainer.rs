@@ -265,30 +265,12 @@ impl TrainConfig {
                 "--max-context must be at least 1".into(),
             ));
         }
-        if let Some(w) = &self.corruption_weights {
-            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
-                return Err(TrainError::Config(format!(
-                    "corruption weights {w:?}: each must be 0 or more, and one above 0"
-                )));
-            }
-        }
+        self.training_sample_config()
+            .check_options()
+            .map_err(TrainError::Config)?;
         share("--rule-teacher", self.rule_teacher)?;
         if let Some(t) = self.transposition_teacher {
             share("--transposition-teacher", t)?;
-        }
-        // Eight bins are written (15..=120): a shift of 7 moves the softest to the loudest.
-        if self.velocity_shift > 7 {
-            return Err(TrainError::Config(format!(
-                "--velocity-shift {} must be within 0..=7 (velocity bins)",
-                self.velocity_shift
-            )));
-        }
-        // Beyond four octaves a window of one note would leave the keyboard either way.
-        if self.register_shift > 48 {
-            return Err(TrainError::Config(format!(
-                "--register-shift {} must be within 0..=48 (semitones)",
-                self.register_shift
-            )));
         }
         share("--pull-output-bias", self.pull_output_bias)?;
         share("--repair-teacher", self.repair_teacher)?;
