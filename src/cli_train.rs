@@ -585,6 +585,11 @@ pub struct ScoreArgs {
     /// the infilled segments differ from the one-draw run's.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     draws: u64,
+    /// Transposed views the model's token scores are averaged over (shifts 0, −1, +1, −2, …;
+    /// test-time augmentation, N times the scoring time): how much of the model's error
+    /// averaging takes out. 1 (default): the model as it is. The infills decode one view.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=25))]
+    views: u64,
     /// Segments masked and infilled per piece (0: skip the infilling score).
     #[arg(long, default_value_t = 2)]
     infill_per_piece: usize,
@@ -640,6 +645,7 @@ pub fn score_model(a: ScoreArgs) -> Result<()> {
         candidates: a.candidates,
         block_first: a.block_first,
         draws: a.draws as usize,
+        views: a.views as usize,
         ..HeldOutConfig::default()
     };
     let report = heldout::score(&model, &data, &cfg, &Device::Cpu, &|line| {

@@ -525,6 +525,41 @@ fn more_draws_score_more_windows() {
 }
 
 #[test]
+fn views_rescore_the_same_samples_with_the_model_averaged() {
+    use improvnet::train::heldout::{score, HeldOutConfig};
+    let (_tmp, ds) = fixture();
+    let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
+    let held_out = |views| HeldOutConfig {
+        max_context: 1,
+        infill_per_piece: 0,
+        views,
+        ..HeldOutConfig::default()
+    };
+    let one = score(&model, &ds, &held_out(1), &Device::Cpu, &|_| {}).unwrap();
+    let three = score(&model, &ds, &held_out(3), &Device::Cpu, &|_| {}).unwrap();
+    assert_eq!(one.views, (1, 1.0));
+    assert!(three.views.0 == 3 && three.views.1 > 1.0 && three.views.1 <= 3.0);
+    // The same windows and baselines; a random model is no transposition-blind one, so the
+    // mixture scores differently somewhere.
+    for (a, b) in one.per_corruption.iter().zip(&three.per_corruption) {
+        assert_eq!(
+            (a.copy.tokens, a.copy.correct),
+            (b.copy.tokens, b.copy.correct)
+        );
+        assert_eq!(a.model.tokens, b.model.tokens);
+        assert_eq!(b.ledger.net(), b.model.correct - b.copy.correct);
+    }
+    assert!(one
+        .per_corruption
+        .iter()
+        .zip(&three.per_corruption)
+        .any(|(a, b)| (a.model.loss() - b.model.loss()).abs() > 1e-6));
+    // The encoder-use line stays one view's.
+    assert_eq!(one.encoder_use.own.loss(), three.encoder_use.own.loss());
+    assert!(three.markdown().contains("mixture of 3 transposed views"));
+}
+
+#[test]
 fn validation_measures_how_much_the_decoder_reads_its_encoder() {
     let (tmp, ds) = fixture();
     let t = tiny_run(&ds, config(1), &tmp.path().join("run"));
