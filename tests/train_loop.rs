@@ -8,6 +8,7 @@ use candle_core::Device;
 use improvnet::model::{BertConfig, Config, GenreClassifier, ImprovNetModel};
 use improvnet::tokens::{Corruption, Genre};
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
+use improvnet::train::heldout::{HeldOutConfig, HeldOutReport};
 use improvnet::train::{self, BuildOptions, Dataset, Event, Finish, Source, TrainConfig, Trainer};
 
 fn data(name: &str) -> PathBuf {
@@ -387,7 +388,7 @@ fn vocab_size() -> usize {
 fn held_out_scores_against_the_baselines() {
     use improvnet::corrupt::CorruptionChoice;
     use improvnet::tokens::{ONSET_BASE, PAD, PIANO_BASE};
-    use improvnet::train::heldout::{copy_score, score, HeldOutConfig};
+    use improvnet::train::heldout::{copy_score, score};
     use improvnet::train::{training_sample, SampleConfig};
     use rand::SeedableRng;
 
@@ -503,19 +504,24 @@ fn held_out_scores_against_the_baselines() {
     assert_eq!(again.infill.original_notes, report.infill.original_notes);
 }
 
-#[test]
-fn more_draws_score_more_windows() {
-    use improvnet::train::heldout::{score, HeldOutConfig};
-    let (_tmp, ds) = fixture();
+/// The held-out token scores of one seeded random tiny model (no infills, one context segment
+/// each side), with `change` applied to that configuration.
+fn quick_scores(ds: &Dataset, change: impl FnOnce(&mut HeldOutConfig)) -> HeldOutReport {
     let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
-    let held_out = |draws| HeldOutConfig {
+    let mut cfg = HeldOutConfig {
         max_context: 1,
         infill_per_piece: 0,
-        draws,
         ..HeldOutConfig::default()
     };
-    let one = score(&model, &ds, &held_out(1), &Device::Cpu, &|_| {}).unwrap();
-    let three = score(&model, &ds, &held_out(3), &Device::Cpu, &|_| {}).unwrap();
+    change(&mut cfg);
+    improvnet::train::heldout::score(&model, ds, &cfg, &Device::Cpu, &|_| {}).unwrap()
+}
+
+#[test]
+fn more_draws_score_more_windows() {
+    let (_tmp, ds) = fixture();
+    let one = quick_scores(&ds, |_| {});
+    let three = quick_scores(&ds, |c| c.draws = 3);
     let valid = ds.pieces(train::Split::Valid).len();
     for (a, b) in one.per_corruption.iter().zip(&three.per_corruption) {
         assert_eq!((a.model.samples, b.model.samples), (valid, 3 * valid));
@@ -526,17 +532,9 @@ fn more_draws_score_more_windows() {
 
 #[test]
 fn views_rescore_the_same_samples_with_the_model_averaged() {
-    use improvnet::train::heldout::{score, HeldOutConfig};
     let (_tmp, ds) = fixture();
-    let model = ImprovNetModel::random(&tiny(), 5, &Device::Cpu).unwrap();
-    let held_out = |views| HeldOutConfig {
-        max_context: 1,
-        infill_per_piece: 0,
-        views,
-        ..HeldOutConfig::default()
-    };
-    let one = score(&model, &ds, &held_out(1), &Device::Cpu, &|_| {}).unwrap();
-    let three = score(&model, &ds, &held_out(3), &Device::Cpu, &|_| {}).unwrap();
+    let one = quick_scores(&ds, |_| {});
+    let three = quick_scores(&ds, |c| c.views = 3);
     assert_eq!(one.views, (1, 1.0));
     assert!(three.views.0 == 3 && three.views.1 > 1.0 && three.views.1 <= 3.0);
     // The same windows and baselines; a random model is no transposition-blind one, so the
