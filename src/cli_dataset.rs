@@ -134,12 +134,6 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             register_shift,
             out,
         } => {
-            if !(0.0..=1.0).contains(&block_first) {
-                bail!("--block-first {block_first}: expected a share between 0 and 1");
-            }
-            if max_context == 0 {
-                bail!("--max-context 0: at least one context segment each side is drawn (1..=N)");
-            }
             let config = train::SampleConfig {
                 context: (1, max_context),
                 block_first,

@@ -355,7 +355,7 @@ impl HeldOutReport {
                 "The model's token scores are the mixture of {} transposed views (shifts {:?}; \
                  {:.2} per sample on average), the encoder-use line one view's.\n\n",
                 self.views.0,
-                super::views::view_shifts(self.views.0),
+                view_shifts(self.views.0),
                 self.views.1
             );
         }

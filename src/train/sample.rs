@@ -103,10 +103,21 @@ impl Default for SampleConfig {
 }
 
 impl SampleConfig {
-    /// Refuses the sampling options this project adds to the original's (the corruption
-    /// weights and the loudness and register shifts) outside their ranges, naming the flag that
-    /// sets each: `improvnet train` and `improvnet dataset samples` take the same flags.
+    /// Refuses sampling options outside their ranges (the context, the block-first share, the
+    /// corruption weights, the loudness and register shifts), naming the flag that sets each:
+    /// `improvnet train` and `improvnet dataset samples` take the same flags.
     pub fn check_options(&self) -> Result<(), String> {
+        if self.context.1 == 0 {
+            return Err(
+                "--max-context 0: at least one context segment each side is drawn (1..=N)".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.block_first) {
+            return Err(format!(
+                "--block-first {} must be a share between 0 and 1",
+                self.block_first
+            ));
+        }
         if let Some(w) = &self.corruption_weights {
             if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
                 return Err(format!(

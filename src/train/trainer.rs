@@ -259,12 +259,6 @@ impl TrainConfig {
                 self.warmup_ratio
             )));
         }
-        share("--block-first", self.block_first)?;
-        if self.max_context == 0 {
-            return Err(TrainError::Config(
-                "--max-context must be at least 1".into(),
-            ));
-        }
         self.training_sample_config()
             .check_options()
             .map_err(TrainError::Config)?;

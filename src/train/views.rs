@@ -9,6 +9,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::corrupt::{PIANO_HIGH, PIANO_LOW};
+use crate::model::generate::argmax;
 use crate::model::ImprovNetModel;
 use crate::tokens::{Token, PAD, VOCAB_SIZE};
 
@@ -111,26 +112,25 @@ pub fn view_scores(
         .iter()
         .map(|&p| (p / views as f64).ln() as f32)
         .collect();
-    let mut scores = ViewScores {
-        nll: 0.0,
-        count: 0.0,
-        correct: 0.0,
-        pred: Vec::with_capacity(rows),
-        log_probs: Tensor::from_vec(log.clone(), (rows, v), &Device::Cpu)?,
-        views,
-    };
-    for r in 0..rows {
-        let row = &log[r * v..(r + 1) * v];
-        let best = (0..v).fold(0, |b, k| if row[k] > row[b] { k } else { b }) as u32;
-        scores.pred.push(best);
-        let label = sample.labels[r];
+    let (mut nll, mut count, mut correct) = (0.0, 0.0, 0.0);
+    let mut pred = Vec::with_capacity(rows);
+    for (row, &label) in log.chunks_exact(v).zip(&sample.labels) {
+        let best = argmax(row);
+        pred.push(best);
         if label != PAD {
-            scores.nll -= f64::from(row[label as usize]);
-            scores.count += 1.0;
-            scores.correct += (best == label) as usize as f64;
+            nll -= f64::from(row[label as usize]);
+            count += 1.0;
+            correct += (best == label) as usize as f64;
         }
     }
-    Ok(scores)
+    Ok(ViewScores {
+        nll,
+        count,
+        correct,
+        pred,
+        log_probs: Tensor::from_vec(log, (rows, v), &Device::Cpu)?,
+        views,
+    })
 }
 
 #[cfg(test)]
