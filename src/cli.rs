@@ -292,6 +292,19 @@ pub fn classify(classifier: &Path, files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+pub fn check(original: &Path, generated: &Path, melody: Option<&Path>, json: bool) -> Result<()> {
+    let (_, a) = load(original)?;
+    let (_, b) = load(generated)?;
+    let m = melody.map(load).transpose()?.map(|(_, m)| m);
+    let report = improvnet::eval::musical::check(&a, &b, m.as_ref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.markdown());
+    }
+    Ok(())
+}
+
 pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Result<()> {
     let (_, a) = load(original)?;
     let (_, b) = load(generated)?;

@@ -91,6 +91,14 @@ pub struct Common {
     /// Decoder tokens per segment (start token included; at most 512).
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// strict (default): a rewritten segment keeps what its corruption keeps and the player's
+    /// tune; free: the original's unconstrained regeneration.
+    #[arg(long)]
+    pub fidelity: Option<String>,
+    /// The musical sanity rules at decode time: no restrike, the range and loudness of the music
+    /// around, a note count near the input's (true/false; default true).
+    #[arg(long)]
+    pub sanity: Option<bool>,
     /// Corrupt with the original's edge-case bugs (training parity) instead of the fixed ones.
     #[arg(long, action = ArgAction::SetTrue)]
     pub faithful: bool,
@@ -185,6 +193,12 @@ fn settings(common: &Common, defaults: Settings, genre: Option<&str>) -> Result<
     }
     if common.faithful {
         r.behaviour = Behaviour::Faithful;
+    }
+    if let Some(f) = &common.fidelity {
+        r.fidelity = f.parse().map_err(|e| anyhow!("--fidelity {f}: {e}"))?;
+    }
+    if let Some(v) = common.sanity {
+        r.sanity = v;
     }
     if let Some(v) = common.preserve {
         if !(0.0..=1.0).contains(&v) {

@@ -61,6 +61,19 @@ enum Command {
         #[arg(long)]
         classifier: Option<PathBuf>,
     },
+    /// Musical measures of a generated piece against its original: the top voice kept, defects
+    /// (restrikes, holes, clusters, range), register, loudness and density, seams, pitch-class
+    /// distance to the neighbours, swing; with --melody, how the melody was harmonized.
+    Check {
+        original: PathBuf,
+        generated: PathBuf,
+        /// The melody a harmonization was made from (often the same file as ORIGINAL).
+        #[arg(long)]
+        melody: Option<PathBuf>,
+        /// Print JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The genre classifier's P(classical), P(pop), P(jazz) for each file, as a Markdown table.
     Classify {
         /// A genre classifier folder (config.json + model.safetensors).
@@ -189,6 +202,12 @@ fn run(cli: Cli) -> Result<()> {
             generated,
             classifier,
         } => cli::eval(&original, &generated, classifier.as_deref()),
+        Command::Check {
+            original,
+            generated,
+            melody,
+            json,
+        } => cli::check(&original, &generated, melody.as_deref(), json),
         Command::Classify { classifier, files } => cli::classify(&classifier, &files),
         Command::Improvise { input, to, common } => cli_refine::improvise(input, to, common),
         Command::Harmonize {

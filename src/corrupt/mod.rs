@@ -290,31 +290,36 @@ pub fn skyline(notes: &[Note], behaviour: Behaviour) -> Vec<Note> {
                 }
             }
         }
-        Behaviour::Fixed => {
-            let mut pointer: Option<Note> = None;
-            let mut prev_onset = 0i64;
-            for cur in notes {
-                let onset = cur.onset_ms as i64;
-                match pointer {
-                    Some(p) if (onset - prev_onset).abs() <= CHORD_WINDOW_MS => {
-                        if cur.pitch > p.pitch {
-                            pointer = Some(*cur);
-                        }
-                    }
-                    _ => {
-                        if let Some(p) = pointer.filter(|p| p.pitch > 0) {
-                            out.push(top(&p));
-                        }
-                        pointer = Some(*cur);
-                    }
+        Behaviour::Fixed => out.extend(top_voice(notes).into_iter().map(|i| top(&notes[i]))),
+    }
+    out
+}
+
+/// Indices of a segment's top voice, in order: notes chained within 50 ms of their predecessor
+/// form one group, and each group gives its first highest note (silent pitch 0 left out).
+///
+/// This is `skyline`'s fixed rule, shared with the constrained decoder and the musical checks,
+/// so that "the tune" means the same everywhere.
+pub fn top_voice(notes: &[Note]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pointer: Option<usize> = None;
+    let mut prev_onset = 0i64;
+    for (i, cur) in notes.iter().enumerate() {
+        let onset = cur.onset_ms as i64;
+        match pointer {
+            Some(p) if (onset - prev_onset).abs() <= CHORD_WINDOW_MS => {
+                if cur.pitch > notes[p].pitch {
+                    pointer = Some(i);
                 }
-                prev_onset = onset;
             }
-            if let Some(p) = pointer.filter(|p| p.pitch > 0) {
-                out.push(top(&p));
+            _ => {
+                out.extend(pointer.filter(|&p| notes[p].pitch > 0));
+                pointer = Some(i);
             }
         }
+        prev_onset = onset;
     }
+    out.extend(pointer.filter(|&p| notes[p].pitch > 0));
     out
 }
 

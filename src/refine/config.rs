@@ -14,6 +14,7 @@ use crate::corrupt::{Behaviour, CorruptionChoice};
 use crate::tokens::Genre;
 
 use super::options::{PassSpec, RandomMode, Settings};
+use super::template::Fidelity;
 use super::RefineError;
 
 // Values are checked inside the deserializer's visitors, so a bad one is reported at its own
@@ -50,6 +51,7 @@ parsed_name!(GenreName, Genre, "a genre name", |s| s
 parsed_name!(CorruptionName, CorruptionChoice, "a corruption name", |s| s
     .parse()
     .map_err(|e: crate::tokens::UnknownName| e.to_string()));
+parsed_name!(FidelityName, Fidelity, "strict or free", |s| s.parse());
 parsed_name!(RandomModeName, RandomMode, "per_segment or per_pass", |s| s
     .parse());
 parsed_name!(BehaviourName, Behaviour, "fixed or faithful", |s| match s {
@@ -120,7 +122,8 @@ struct PassEntry {
 }
 
 /// The `generation:` block: the original's keys, then ours (`top_k`, `seed`,
-/// `random_corruption`, `max_tokens_per_segment`, `corruption_behaviour`, `candidates`).
+/// `random_corruption`, `max_tokens_per_segment`, `corruption_behaviour`, `candidates`,
+/// `fidelity`, `sanity`).
 #[derive(Debug, Default, Deserialize)]
 struct Generation {
     convert_from: Option<GenreName>,
@@ -146,6 +149,8 @@ struct Generation {
     max_tokens_per_segment: Option<usize>,
     corruption_behaviour: Option<BehaviourName>,
     candidates: Option<usize>,
+    fidelity: Option<FidelityName>,
+    sanity: Option<bool>,
 }
 
 /// A whole config file. The other blocks belong to training and the model; they are accepted
@@ -277,6 +282,12 @@ pub fn parse_config(text: &str, path: &Path, base: Settings) -> Result<Loaded, R
     }
     if let Some(v) = g.candidates {
         s.refine.candidates = v;
+    }
+    if let Some(v) = g.fidelity {
+        s.refine.fidelity = v.0;
+    }
+    if let Some(v) = g.sanity {
+        s.refine.sanity = v;
     }
     if let Some(v) = g.max_tokens_per_segment {
         s.refine.max_tokens_per_segment = v;

@@ -8,7 +8,7 @@
 //!   decoder may not emit what would break the segment structure: `<T>`, pad, an onset of
 //!   5000 ms (the next window), a zero duration or a silent (velocity 0) note.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -23,8 +23,12 @@ use crate::tokens::{
     PIANO_BASE, TIME_STEP_MS, T_SEP,
 };
 
+use crate::eval::musical::{in_key, key_of};
+use crate::eval::pitch_class_histogram;
+
 use super::fit;
 use super::options::{PassSpec, RandomMode, RefineOptions};
+use super::template::{tune_of, Bounds, Fidelity, Template};
 use super::RefineError;
 
 /// Tokens a refined segment may not contain (§16.7): they would move notes out of the segment,
@@ -121,6 +125,15 @@ pub struct PassPlan {
     pub verbatim: bool,
 }
 
+/// How a segment is harmonized, if it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Harmony {
+    /// Decode under the chord constraint (spec §11, pass 1).
+    chord_constraint: bool,
+    /// The segment is a melody to harmonize: chords under it, bounded by it.
+    melody: bool,
+}
+
 /// A model and the sampling settings of one refinement.
 pub struct Engine<'m> {
     model: &'m ImprovNetModel,
@@ -130,6 +143,14 @@ pub struct Engine<'m> {
     target: Genre,
     random_mode: RandomMode,
     candidates: usize,
+    fidelity: Fidelity,
+    sanity: bool,
+    /// The tune each window keeps under strict fidelity; `None`: the top voice of the segment
+    /// as it stands when it is rewritten (the plugin's one pass over what was just played).
+    tunes: Option<BTreeMap<u32, Vec<Note>>>,
+    /// The music the sanity bounds are measured on: the input as given, so that ten passes do
+    /// not drift in register, loudness or density; `None`: the piece as it stands.
+    reference: Option<Piece>,
 }
 
 impl<'m> Engine<'m> {
@@ -149,7 +170,108 @@ impl<'m> Engine<'m> {
             target: opts.target,
             random_mode: opts.random_mode,
             candidates: opts.candidates.max(1),
+            fidelity: opts.fidelity,
+            sanity: opts.sanity,
+            tunes: None,
+            reference: None,
         }
+    }
+
+    /// Keeps `piece`'s top voice as the tune of each of its windows for every later pass, so
+    /// that passes over already rewritten music still keep what the player played.
+    pub fn keep_tunes_of(&mut self, piece: &Piece) {
+        self.reference = Some(piece.clone());
+        self.tunes = Some(
+            piece
+                .segments
+                .iter()
+                .map(|s| (s.window, tune_of(&s.notes)))
+                .collect(),
+        );
+    }
+
+    /// No window has a tune to keep (gap filling: the music in `gap` is to be replaced, and
+    /// the bounds are measured on the music around it).
+    pub fn keep_no_tunes(&mut self, piece: &Piece, gap: &[u32]) {
+        let mut reference = piece.clone();
+        reference.segments.retain(|s| !gap.contains(&s.window));
+        self.reference = Some(reference);
+        self.tunes = Some(BTreeMap::new());
+    }
+
+    /// The kept tune of `window`, if the tunes are kept.
+    fn tune_at(&self, window: u32) -> Vec<Note> {
+        self.tunes
+            .as_ref()
+            .and_then(|map| map.get(&window).cloned())
+            .unwrap_or_default()
+    }
+
+    fn tune(&self, segment: &Segment) -> Vec<Note> {
+        match &self.tunes {
+            Some(map) => map.get(&segment.window).cloned().unwrap_or_default(),
+            None => tune_of(&segment.notes),
+        }
+    }
+
+    /// The logits processor that keeps a rewritten segment musical, if any: strict fidelity's
+    /// template, or free fidelity's sanity rules alone.
+    fn template(
+        &self,
+        piece: &Piece,
+        index: usize,
+        context: Context,
+        block: &CorruptedSegment,
+        chord_constraint: bool,
+        harmonize: bool,
+    ) -> Option<Template> {
+        if self.fidelity == Fidelity::Free && !self.sanity {
+            return None;
+        }
+        let segment = &piece.segments[index];
+        let tune = self.tune(segment);
+        let max_notes = self.max_tokens.saturating_sub(2) / 3;
+        let bounds = if self.sanity {
+            Bounds::around(
+                self.reference.as_ref().unwrap_or(piece),
+                segment.window,
+                context.before,
+                context.after,
+                tune.len(),
+                harmonize,
+                max_notes,
+            )
+            .with_sounding_into(piece, index)
+        } else {
+            Bounds::open(max_notes)
+        };
+        let template = match self.fidelity {
+            Fidelity::Strict => Template::strict(&segment.notes, block, &tune, bounds)
+                .with_next_tune(&self.tune_at(segment.window + 1))
+                .with_previous_tune(
+                    &segment
+                        .window
+                        .checked_sub(1)
+                        .map_or_else(Vec::new, |w| self.tune_at(w)),
+                ),
+            Fidelity::Free => Template::free(bounds),
+        };
+        let strict = self.fidelity == Fidelity::Strict;
+        let template = if chord_constraint && strict {
+            template.with_chord_constraint()
+        } else {
+            template
+        };
+        Some(if harmonize && strict && self.sanity {
+            // Chords under a melody prefer its key (and the blue third and seventh).
+            let reference = self.reference.as_ref().unwrap_or(piece);
+            let (tonic, major) = key_of(&pitch_class_histogram(reference));
+            template
+                .with_key(std::array::from_fn(|pc| in_key(pc as u8, tonic, major)))
+                .with_chord_fill()
+        } else {
+            template
+        })
     }
 
     /// The encoder input for segment `index` with `block` in its place. Where the window would
@@ -195,7 +317,11 @@ impl<'m> Engine<'m> {
         chord_constraint: bool,
         rng: &mut R,
     ) -> Result<Vec<Note>, RefineError> {
-        self.regenerate_counted(piece, index, context, block, chord_constraint, rng)
+        let harmony = Harmony {
+            chord_constraint,
+            melody: chord_constraint,
+        };
+        self.regenerate_counted(piece, index, context, block, harmony, rng)
             .map(|(notes, _)| notes)
     }
 
@@ -206,9 +332,10 @@ impl<'m> Engine<'m> {
         index: usize,
         context: Context,
         block: &CorruptedSegment,
-        chord_constraint: bool,
+        harmony: Harmony,
         rng: &mut R,
     ) -> Result<(Vec<Note>, usize), RefineError> {
+        let chord_constraint = harmony.chord_constraint;
         let enc = self.encoder_ids(piece, index, context.before, context.after, block);
         let opts = GenerateOptions {
             sampling: self.sampling,
@@ -225,14 +352,28 @@ impl<'m> Engine<'m> {
         };
         let mut best: Option<(f64, Vec<Note>)> = None;
         let mut tokens = 0;
+        let template = self.template(
+            piece,
+            index,
+            context,
+            block,
+            chord_constraint,
+            harmony.melody,
+        );
         for _ in 0..draws {
             let mut forbid = ForbidTokens(forbidden_in_segment());
             let mut chord = ChordConstraint::default();
-            let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(2);
-            if chord_constraint {
+            let mut shaped = template.clone();
+            let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
+            // Strict fidelity's template holds the chord constraint itself, as a preference.
+            let strict = self.fidelity == Fidelity::Strict && shaped.is_some();
+            if chord_constraint && !strict {
                 processors.push(&mut chord);
             }
             processors.push(&mut forbid);
+            if let Some(t) = shaped.as_mut() {
+                processors.push(t);
+            }
             let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
             tokens += ids.len().saturating_sub(1);
             let mut candidate = Segment {
@@ -300,7 +441,10 @@ impl<'m> Engine<'m> {
                     index,
                     context,
                     &block,
-                    plan.chord_constraint,
+                    Harmony {
+                        chord_constraint: plan.chord_constraint,
+                        melody: plan.verbatim || plan.chord_constraint,
+                    },
                     rng,
                 )?;
                 piece.segments[index].notes = notes;
@@ -479,7 +623,7 @@ mod tests {
             let four = Engine::new(&model, &opts(4));
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let (kept, tokens) = four
-                .regenerate_counted(&piece, 1, context, &block, false, &mut rng)
+                .regenerate_counted(&piece, 1, context, &block, Harmony::default(), &mut rng)
                 .unwrap();
             assert_eq!(&kept, best, "seed {seed}");
             assert!(tokens > 0);

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::corrupt::{Behaviour, Corruption, CorruptionChoice};
 use crate::tokens::{Genre, DECODER_MAX_LEN};
 
+use super::template::Fidelity;
 use super::RefineError;
 
 /// Most candidates one segment may draw (each costs a full decode).
@@ -101,6 +102,11 @@ pub struct RefineOptions {
     /// Corruptions repaired (default) or with the original's edge-case bugs.
     pub behaviour: Behaviour,
     pub seed: u64,
+    /// Strict: decode under the corruption's template, keeping what it keeps and the tune
+    /// ([`super::template`]); free: the original's unconstrained regeneration.
+    pub fidelity: Fidelity,
+    /// The musical sanity rules at decode time (no restrike, range, velocity, note count).
+    pub sanity: bool,
     /// Samples drawn per regenerated segment; the one whose pitch classes fit the neighbouring
     /// segments best is kept ([`super::fit`]; 1: the original's single sample).
     pub candidates: usize,
@@ -143,6 +149,8 @@ impl Default for RefineOptions {
             behaviour: Behaviour::Fixed,
             seed: 0,
             candidates: 1,
+            fidelity: Fidelity::Strict,
+            sanity: true,
         }
     }
 }

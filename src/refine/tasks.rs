@@ -141,10 +141,12 @@ fn sweep(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Refined, RefineError> {
     opts.validate()?;
-    let engine = Engine::new(model, opts);
+    let mut engine = Engine::new(model, opts);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut piece = piece.clone();
     drop_empty(&mut piece);
+    // Every pass keeps the player's tune, not the top voice of the last pass's answer.
+    engine.keep_tunes_of(&piece);
     let mut report = RefineReport {
         protected_windows: opts.protected_windows.clone(),
         ..RefineReport::default()
@@ -233,7 +235,9 @@ fn fill_gap(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Refined, RefineError> {
     opts.validate()?;
-    let engine = Engine::new(model, opts);
+    let mut engine = Engine::new(model, opts);
+    // The gap's music is to be replaced, not kept.
+    engine.keep_no_tunes(piece, windows);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut piece = piece.clone();
     drop_empty(&mut piece);
