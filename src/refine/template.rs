@@ -152,6 +152,8 @@ impl Bounds {
 pub const RANGE_MARGIN: u8 = 7;
 /// Under a melody being harmonized, the chords may reach this far below its lowest note.
 pub const HARMONY_REACH: u8 = 24;
+/// Semitones a rewrite may go beyond its own segment's range.
+pub const OWN_RANGE_MARGIN: u8 = 3;
 
 impl Bounds {
     /// The bounds of segment `index` of `piece` with `before` and `after` segments of context
@@ -175,27 +177,33 @@ impl Bounds {
             .chain(&segs[next..(next + after).min(segs.len())])
             .filter(|s| !s.notes.is_empty())
             .collect();
-        let notes = || around.iter().flat_map(|s| s.notes.iter());
+        // The segment's own register and loudness where it has notes (a rewrite stays where the
+        // player was), else its neighbours', a little wider.
+        let own_notes = own.filter(|s| !s.notes.is_empty() && !harmonize);
+        let (notes, margin, bins): (Vec<&Note>, u8, usize) = match own_notes {
+            Some(s) => (s.notes.iter().collect(), OWN_RANGE_MARGIN, 0),
+            None => (
+                around.iter().flat_map(|s| s.notes.iter()).collect(),
+                RANGE_MARGIN,
+                1,
+            ),
+        };
         let (mut low, mut high) = (LOWEST, HIGHEST);
         if let (Some(min), Some(max)) = (
-            notes().map(|n| n.pitch).min(),
-            notes().map(|n| n.pitch).max(),
+            notes.iter().map(|n| n.pitch).min(),
+            notes.iter().map(|n| n.pitch).max(),
         ) {
-            let below = if harmonize {
-                HARMONY_REACH
-            } else {
-                RANGE_MARGIN
-            };
+            let below = if harmonize { HARMONY_REACH } else { margin };
             low = min.saturating_sub(below).clamp(LOWEST, HIGHEST);
-            high = max.saturating_add(RANGE_MARGIN).clamp(low, HIGHEST);
+            high = max.saturating_add(margin).clamp(low, HIGHEST);
         }
         let (mut velocity_low, mut velocity_high) = (VELOCITY_BINS[1], VELOCITY_BINS[8]);
         if let (Some(min), Some(max)) = (
-            notes().map(|n| n.velocity).min(),
-            notes().map(|n| n.velocity).max(),
+            notes.iter().map(|n| n.velocity).min(),
+            notes.iter().map(|n| n.velocity).max(),
         ) {
-            velocity_low = VELOCITY_BINS[(velocity_row(min) as usize).saturating_sub(1).max(1)];
-            velocity_high = VELOCITY_BINS[(velocity_row(max) as usize + 1).clamp(1, 8)];
+            velocity_low = VELOCITY_BINS[(velocity_row(min) as usize).saturating_sub(bins).max(1)];
+            velocity_high = VELOCITY_BINS[(velocity_row(max) as usize + bins).clamp(1, 8)];
         }
         let own = own.map_or(0, |s| s.notes.len());
         let others: Vec<usize> = around.iter().map(|s| s.notes.len()).collect();
@@ -213,7 +221,7 @@ impl Bounds {
         } else {
             (
                 reference * 3 / 5,
-                ((reference * 5).div_ceil(4) + 2).min(max_notes),
+                (reference + reference.div_ceil(10) + 1).min(max_notes),
             )
         };
         Self {
@@ -443,6 +451,24 @@ impl Template {
         self.fresh = None;
         self.fresh = Some(Box::new(self.clone()));
         self
+    }
+
+    /// Onsets of the forced notes still to come after the current one, in order.
+    fn upcoming_onsets(&self) -> Vec<u16> {
+        match &self.shape {
+            Shape::Include { prefix, tune } => prefix
+                .iter()
+                .skip(self.notes.len())
+                .chain(&tune[self.tune_next.min(tune.len())..])
+                .map(|n| n.onset_ms)
+                .collect(),
+            Shape::Grid { slots, .. } => slots
+                .iter()
+                .skip(self.notes.len())
+                .filter_map(|s| s.onset)
+                .collect(),
+            Shape::Free => Vec::new(),
+        }
     }
 
     /// The onset of the next tune note to decode, if any.
@@ -698,24 +724,25 @@ impl Template {
             if count >= self.bounds.max_notes {
                 narrow(&mut self.ids, |id| id == EOS);
             }
-            // No cluster: an onset group of five notes takes no sixth (but the tune's next note).
-            if let Some(last) = self.notes.last() {
-                let first = self
-                    .notes
-                    .iter()
-                    .rev()
-                    .take_while(|n| last.onset_ms - n.onset_ms.min(last.onset_ms) <= CLUSTER_MS)
-                    .last()
-                    .map_or(last.onset_ms, |n| n.onset_ms);
-                let group = self.notes.iter().filter(|n| n.onset_ms >= first).count();
-                if group >= MAX_GROUP {
-                    let tune_onset = self.next_tune_onset();
-                    narrow(&mut self.ids, |id| match kind(id) {
-                        Kind::Onset(o) => o > first + CLUSTER_MS || Some(o) == tune_onset,
-                        _ => true,
-                    });
+            // No cluster: a note may not make six within 40 ms, counting the forced notes still
+            // to come (the tune's next note itself is always allowed).
+            let upcoming = self.upcoming_onsets();
+            let next = upcoming.first().copied();
+            let notes = &self.notes;
+            narrow(&mut self.ids, |id| match kind(id) {
+                Kind::Onset(o) if Some(o) != next => {
+                    let before = notes
+                        .iter()
+                        .filter(|n| n.onset_ms.saturating_add(CLUSTER_MS) >= o)
+                        .count();
+                    let after = upcoming
+                        .iter()
+                        .filter(|&&u| u >= o && u <= o.saturating_add(CLUSTER_MS))
+                        .count();
+                    before + after < MAX_GROUP
                 }
-            }
+                _ => true,
+            });
             if self.fill_chords {
                 // Room for a chord under every tune note still to come: once the notes left
                 // would not hold them, the next note is the tune's.
