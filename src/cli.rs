@@ -236,7 +236,7 @@ pub fn corrupt(
 pub const DEFAULT_CLASSIFIER: &str = "models/genre-classifier-tiny";
 
 /// A genre classifier folder, with errors that say what a classifier folder holds.
-fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
+pub fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
     if !dir.join("config.json").is_file() {
         bail!(
             "{}: no genre classifier there (config.json missing); name a folder with \

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_bench;
 mod cli_corpus;
 mod cli_dataset;
 mod cli_refine;
@@ -161,6 +162,9 @@ enum Command {
     Train(cli_train::TrainArgs),
     /// Train the genre classifier (spec §9) with early stopping; held-out accuracy.
     TrainClassifier(cli_train::ClassifierArgs),
+    /// The musical benchmark: improvise (two recipes), continue, infill on held-out pieces and
+    /// harmonize on held-out melodies, measured musically, with the originals' values beside.
+    BenchMusic(cli_bench::BenchMusicArgs),
     /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
     BenchTrain(cli_train::BenchArgs),
     /// Score a model on a dataset's validation split against the trivial baselines: token
@@ -235,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => cli_render::run(args),
         Command::Train(a) => cli_train::train(a),
         Command::TrainClassifier(a) => cli_train::train_classifier(a),
+        Command::BenchMusic(a) => cli_bench::run(a),
         Command::BenchTrain(a) => cli_train::bench_train(a),
         Command::ScoreModel(a) => cli_train::score_model(a),
         Command::PlotLoss { run } => {

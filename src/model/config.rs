@@ -190,6 +190,10 @@ pub struct Config {
     pub tie_word_embeddings: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architectures: Option<Vec<String>>,
+    /// The genre tokens the model was trained with (ours, not HF's): a model that never saw a
+    /// genre cannot be asked for it. `None` (the released weights): all three.
+    #[serde(default, rename = "improvnet_genres", skip_serializing_if = "Option::is_none")]
+    pub genres: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -210,6 +214,7 @@ impl Config {
             is_encoder_decoder: true,
             tie_word_embeddings: false,
             architectures: Some(vec!["EncoderDecoderModel".into()]),
+            genres: None,
         }
     }
 

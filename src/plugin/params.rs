@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use nice_plug::prelude::*;
 
 use crate::corrupt::{Corruption, CorruptionChoice};
+use crate::refine::Fidelity;
 use crate::tokens::Genre;
 
 /// What the worker does with each segment.
@@ -17,6 +18,24 @@ pub enum Mode {
     Improvise,
     /// Chords under a monophonic line (spec §11, first pass: chord constraint).
     Harmonize,
+}
+
+/// How much of what was played an answer keeps.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FidelityParam {
+    /// Keep what the corruption keeps and the tune (the top voice; the melody in harmonize).
+    Strict,
+    /// The original's unconstrained regeneration.
+    Free,
+}
+
+impl From<FidelityParam> for Fidelity {
+    fn from(f: FidelityParam) -> Self {
+        match f {
+            FidelityParam::Strict => Fidelity::Strict,
+            FidelityParam::Free => Fidelity::Free,
+        }
+    }
 }
 
 /// The target genre token.
@@ -88,6 +107,8 @@ pub struct ImprovParams {
     pub genre: EnumParam<GenreParam>,
     #[id = "corruption"]
     pub corruption: EnumParam<CorruptionParam>,
+    #[id = "fidelity"]
+    pub fidelity: EnumParam<FidelityParam>,
     /// Share of segments refined (0: everything passes through, delayed).
     #[id = "rate"]
     pub rate: FloatParam,
@@ -157,6 +178,7 @@ impl Default for ImprovParams {
             mode: EnumParam::new("Mode", Mode::Improvise),
             genre: EnumParam::new("Genre", GenreParam::Jazz),
             corruption: EnumParam::new("Corruption", CorruptionParam::Random),
+            fidelity: EnumParam::new("Fidelity", FidelityParam::Strict),
             rate: FloatParam::new(
                 "Corruption rate",
                 0.5,
@@ -197,6 +219,7 @@ pub struct Snapshot {
     pub mode: Mode,
     pub genre: GenreParam,
     pub corruption: CorruptionParam,
+    pub fidelity: FidelityParam,
     pub rate: f32,
     pub temperature: f32,
     pub context_before: u32,
@@ -219,6 +242,7 @@ impl ImprovParams {
             mode: self.mode.value(),
             genre: self.genre.value(),
             corruption: self.corruption.value(),
+            fidelity: self.fidelity.value(),
             rate: self.rate.value(),
             temperature: self.temperature.value(),
             context_before: self.context_before.value().max(0) as u32,

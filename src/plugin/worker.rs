@@ -266,9 +266,18 @@ impl Refiner {
             t_segment_start: 0,
             end_original: false,
             seed: p.seed,
+            fidelity: p.fidelity.into(),
             ..RefineOptions::default()
         };
-        opts.validate()?;
+        // A setting the model cannot honour (a genre it never saw): the original plays, and
+        // the error is shown.
+        let usable = opts
+            .validate()
+            .and_then(|()| crate::refine::engine::check_genre(model, opts.target));
+        if let Err(e) = usable {
+            self.remember(window, original);
+            return Err(e);
+        }
         let context = p.context_before as usize;
         let mut piece = Piece {
             segments: self.history[self.history.len().saturating_sub(context)..].to_vec(),

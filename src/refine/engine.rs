@@ -471,6 +471,19 @@ impl<'m> Engine<'m> {
     }
 }
 
+/// Refuses a target genre the model was never trained on (its config's `improvnet_genres`).
+pub fn check_genre(model: &ImprovNetModel, genre: Genre) -> Result<(), RefineError> {
+    match &model.config.genres {
+        Some(known) if !known.iter().any(|g| g == genre.name()) => {
+            Err(RefineError::UnknownGenre {
+                genre: genre.name().to_string(),
+                known: known.join(", "),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Index of the segment at `window`, inserting an empty one in time order if there is none.
 pub fn ensure_window(piece: &mut Piece, window: u32) -> usize {
     match piece.segments.binary_search_by_key(&window, |s| s.window) {

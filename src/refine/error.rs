@@ -37,6 +37,12 @@ pub enum RefineError {
         end_s: f64,
         reason: &'static str,
     },
+    /// A target genre whose token the model never saw in training.
+    #[error(
+        "the model was never trained on {genre}; it knows {known} (improvnet_genres in its \
+         config.json): choose one of those"
+    )]
+    UnknownGenre { genre: String, known: String },
     /// A setting outside its meaning (a rate above 1, no passes, ...).
     #[error("invalid setting: {0}")]
     Options(String),

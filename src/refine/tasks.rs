@@ -14,7 +14,7 @@ use crate::structure::{
     find_boundaries_midi, find_boundaries_wav, protected_segments, to_piece_timeline, NoveltyParams,
 };
 
-use super::engine::{drop_empty, Engine, PassPlan, Progress, RefineReport, Target};
+use super::engine::{check_genre, drop_empty, Engine, PassPlan, Progress, RefineReport, Target};
 use super::options::{HarmonyOptions, PassSpec, RefineOptions};
 use super::RefineError;
 
@@ -141,6 +141,7 @@ fn sweep(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Refined, RefineError> {
     opts.validate()?;
+    check_genre(model, opts.target)?;
     let mut engine = Engine::new(model, opts);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut piece = piece.clone();
@@ -235,6 +236,7 @@ fn fill_gap(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Refined, RefineError> {
     opts.validate()?;
+    check_genre(model, opts.target)?;
     let mut engine = Engine::new(model, opts);
     // The gap's music is to be replaced, not kept.
     engine.keep_no_tunes(piece, windows);

@@ -77,6 +77,9 @@ const CHORD_MS: u16 = 50;
 const CLUSTER_MS: u16 = 40;
 /// ... and a group takes at most this many notes (six within 40 ms is a cluster).
 const MAX_GROUP: usize = 5;
+/// Semitones the median of the model's own notes may stray from the register before it is
+/// pulled back.
+const REGISTER_SLACK: u8 = 2;
 /// Largest transposition error `incorrect_transposition` makes (spec §6).
 const TRANSPOSITION_RADIUS: u8 = 5;
 
@@ -131,6 +134,11 @@ pub struct Bounds {
     pub max_notes: usize,
     /// Notes of earlier segments still sounding here: pitch and end (ms from this segment's start).
     pub sounding: Vec<(u8, u16)>,
+    /// The median pitch the model's own notes keep to (the segment's inner voices, or a gap's
+    /// neighbours): the register does not drift.
+    pub register: Option<u8>,
+    /// Pitch classes the model's notes prefer (a gap: those of the music around it).
+    pub key: Option<[bool; 12]>,
 }
 
 impl Bounds {
@@ -144,6 +152,8 @@ impl Bounds {
             min_notes: 0,
             max_notes,
             sounding: Vec::new(),
+            register: None,
+            key: None,
         }
     }
 }
@@ -178,14 +188,25 @@ impl Bounds {
             .filter(|s| !s.notes.is_empty())
             .collect();
         // The segment's own register and loudness where it has notes (a rewrite stays where the
-        // player was), else its neighbours', a little wider.
+        // player was); in a gap, its nearest neighbours' (the music it must join).
         let own_notes = own.filter(|s| !s.notes.is_empty() && !harmonize);
-        let (notes, margin, bins): (Vec<&Note>, u8, usize) = match own_notes {
-            Some(s) => (s.notes.iter().collect(), OWN_RANGE_MARGIN, 0),
+        let near: Vec<&Segment> = segs[..at]
+            .iter()
+            .rev()
+            .filter(|s| !s.notes.is_empty())
+            .take(before.min(1))
+            .chain(
+                segs[next..]
+                    .iter()
+                    .filter(|s| !s.notes.is_empty())
+                    .take(after.min(1)),
+            )
+            .collect();
+        let (notes, margin): (Vec<&Note>, u8) = match own_notes {
+            Some(s) => (s.notes.iter().collect(), OWN_RANGE_MARGIN),
             None => (
                 around.iter().flat_map(|s| s.notes.iter()).collect(),
                 RANGE_MARGIN,
-                1,
             ),
         };
         let (mut low, mut high) = (LOWEST, HIGHEST);
@@ -198,31 +219,56 @@ impl Bounds {
             high = max.saturating_add(margin).clamp(low, HIGHEST);
         }
         let (mut velocity_low, mut velocity_high) = (VELOCITY_BINS[1], VELOCITY_BINS[8]);
-        if let (Some(min), Some(max)) = (
-            notes.iter().map(|n| n.velocity).min(),
-            notes.iter().map(|n| n.velocity).max(),
-        ) {
-            velocity_low = VELOCITY_BINS[(velocity_row(min) as usize).saturating_sub(bins).max(1)];
-            velocity_high = VELOCITY_BINS[(velocity_row(max) as usize + bins).clamp(1, 8)];
+        let mut register = None;
+        let mut key = None;
+        match own_notes {
+            Some(s) => {
+                let (min, max) = (
+                    s.notes.iter().map(|n| n.velocity).min().unwrap_or(0),
+                    s.notes.iter().map(|n| n.velocity).max().unwrap_or(127),
+                );
+                velocity_low = VELOCITY_BINS[(velocity_row(min) as usize).max(1)];
+                velocity_high = VELOCITY_BINS[(velocity_row(max) as usize).clamp(1, 8)];
+                let top = top_voice(&s.notes);
+                let inner: Vec<u8> = (0..s.notes.len())
+                    .filter(|i| !top.contains(i))
+                    .map(|i| s.notes[i].pitch)
+                    .collect();
+                register = median(inner);
+            }
+            None if !near.is_empty() => {
+                let near_notes = || near.iter().flat_map(|s| s.notes.iter());
+                let count = near_notes().count();
+                let mean = near_notes().map(|n| u32::from(n.velocity)).sum::<u32>() / count as u32;
+                let row = velocity_row(mean as u8) as usize;
+                velocity_low = VELOCITY_BINS[row.saturating_sub(1).max(1)];
+                velocity_high = VELOCITY_BINS[(row + 1).clamp(1, 8)];
+                register = median(near_notes().map(|n| n.pitch).collect());
+                key = Some(context_key(&notes));
+            }
+            None => {}
         }
         let own = own.map_or(0, |s| s.notes.len());
-        let others: Vec<usize> = around.iter().map(|s| s.notes.len()).collect();
-        let reference = if own > 0 {
-            own
-        } else if others.is_empty() {
+        let near_count = if near.is_empty() {
             0
         } else {
-            others.iter().sum::<usize>().div_ceil(others.len())
+            near.iter()
+                .map(|s| s.notes.len())
+                .sum::<usize>()
+                .div_ceil(near.len())
         };
         let (min_notes, max_notes) = if harmonize {
             (tune, (3 * tune + 4).min(max_notes))
-        } else if reference == 0 {
-            (0, max_notes)
-        } else {
+        } else if own > 0 {
+            (own * 3 / 5, (own + own.div_ceil(10) + 1).min(max_notes))
+        } else if near_count > 0 {
+            // A gap joins its neighbours: within a fifth of their note count.
             (
-                reference * 3 / 5,
-                (reference + reference.div_ceil(10) + 1).min(max_notes),
+                near_count * 4 / 5,
+                (near_count + near_count / 5 + 1).min(max_notes),
             )
+        } else {
+            (0, max_notes)
         };
         Self {
             low,
@@ -232,6 +278,8 @@ impl Bounds {
             min_notes: min_notes.min(max_notes),
             max_notes,
             sounding: Vec::new(),
+            register,
+            key,
         }
     }
 
@@ -255,6 +303,22 @@ impl Bounds {
         }
         self
     }
+}
+
+/// The median of some pitches (the lower middle one), `None` for none.
+fn median(mut pitches: Vec<u8>) -> Option<u8> {
+    pitches.sort_unstable();
+    pitches.get(pitches.len().saturating_sub(1) / 2).copied()
+}
+
+/// The pitch classes that sound at least 3 % of the time in `notes` (duration-weighted).
+fn context_key(notes: &[&Note]) -> [bool; 12] {
+    let mut weight = [0u64; 12];
+    for n in notes {
+        weight[usize::from(n.pitch % 12)] += u64::from(n.dur_ms.max(10));
+    }
+    let total: u64 = weight.iter().sum();
+    std::array::from_fn(|pc| total == 0 || weight[pc] * 100 >= 3 * total)
 }
 
 /// How a grid slot's pitch is chosen.
@@ -318,6 +382,8 @@ pub struct Template {
     // Decoding state.
     seen: usize,
     notes: Vec<Note>,
+    /// Pitches the model chose itself (not forced).
+    added: Vec<u8>,
     onset: Option<u16>,
     dur: Option<u16>,
     current: Forced,
@@ -389,6 +455,7 @@ impl Template {
             fill_chords: false,
             seen: 0,
             notes: Vec::new(),
+            added: Vec::new(),
             onset: None,
             dur: None,
             current: Forced::Added,
@@ -538,6 +605,14 @@ impl Template {
                         if self.notes.len() >= prefix.len() {
                             self.tune_next += 1;
                         }
+                    }
+                    let chosen = match self.current {
+                        Forced::Note(_) => false,
+                        Forced::Slot(slot) => !matches!(slot.pitch, Pitch::Exact(_)),
+                        Forced::Added => true,
+                    };
+                    if chosen {
+                        self.added.push(pitch);
                     }
                     self.notes.push(note);
                 }
@@ -784,7 +859,7 @@ impl Template {
                 Kind::Note { pitch, .. } => !sounding.contains(&pitch),
                 _ => true,
             });
-            if let Some(top) = ceiling(&self.ceiling, onset, dur) {
+            if let Some(top) = ceiling(&self.ceiling, onset, dur, self.fill_chords) {
                 narrow(&mut self.ids, |id| match kind(id) {
                     Kind::Note { pitch, .. } => pitch < top,
                     _ => true,
@@ -809,7 +884,23 @@ impl Template {
                     });
                 }
             }
-            if let Some(key) = self.key {
+            if let Some(target) = self.bounds.register {
+                // Keep the median of the model's own notes near the target.
+                if let Some(m) = median(self.added.clone()) {
+                    let (lo, hi) = if m + REGISTER_SLACK < target {
+                        (target, HIGHEST)
+                    } else if m > target + REGISTER_SLACK {
+                        (LOWEST, target)
+                    } else {
+                        (LOWEST, HIGHEST)
+                    };
+                    narrow(&mut self.ids, |id| match kind(id) {
+                        Kind::Note { pitch, .. } => (lo..=hi).contains(&pitch),
+                        _ => true,
+                    });
+                }
+            }
+            if let Some(key) = self.key.or(self.bounds.key) {
                 narrow(&mut self.ids, |id| match kind(id) {
                     Kind::Note { pitch, .. } => key[usize::from(pitch % 12)],
                     _ => true,
@@ -842,8 +933,31 @@ fn narrow(ids: &mut Vec<u32>, keep: impl Fn(u32) -> bool) {
 
 /// The lowest tune pitch sounding with a note at `onset` lasting `dur` ms (or starting with it,
 /// within a chord's 50 ms): an added note stays below it.
-fn ceiling(tune: &[Note], onset: u16, dur: u16) -> Option<u8> {
-    with_tune(tune, onset, dur).map(|t| t.pitch).min()
+///
+/// The melody is the highest tune note sounding at the onset (a lower one is a bass note the top
+/// voice took where the melody rested). Under a melody being harmonized (`held`), tune notes
+/// starting later while the note is held bound it too; in a piece, a later tune note may be a
+/// bass note under a held chord.
+fn ceiling(tune: &[Note], onset: u16, dur: u16, held: bool) -> Option<u8> {
+    let end = onset.saturating_add(dur.max(1));
+    let chord_end = onset.saturating_add(CHORD_MS);
+    let now = tune
+        .iter()
+        .filter(|t| {
+            (t.onset_ms <= onset && onset < t.onset_ms.saturating_add(t.dur_ms))
+                || (t.onset_ms >= onset && t.onset_ms <= chord_end)
+        })
+        .map(|t| t.pitch)
+        .max();
+    let later = tune
+        .iter()
+        .filter(|t| held && t.onset_ms > chord_end && t.onset_ms < end)
+        .map(|t| t.pitch)
+        .min();
+    match (now, later) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The tune notes sounding with a note at `onset` lasting `dur` ms (or starting with it, within

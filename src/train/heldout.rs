@@ -21,7 +21,7 @@ use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::model::ImprovNetModel;
 use crate::music::{Piece, Segment};
 use crate::refine::options::INFILL_CANDIDATES;
-use crate::refine::{fit, Context, Engine, RefineOptions};
+use crate::refine::{fit, Context, Engine, Fidelity, RefineOptions};
 use crate::tokens::Corruption;
 use crate::tokens::{
     velocity_index_exact, BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP,
@@ -534,10 +534,14 @@ fn add_fields(fields: &mut [FieldScore; 5], sample: &Sample, copy: &[u32], model
 /// The engine settings of the infills. Candidates are judged by the neighbours only
 /// (`refine::fit`): the masked segment itself, still in the piece handed to the engine, never
 /// steers its own infill.
+/// The model's own infill, as trained: free fidelity, no sanity rules (the segment being masked
+/// still holds the original, which a strict template would hand back).
 fn infill_options(config: &HeldOutConfig) -> RefineOptions {
     RefineOptions {
         temperature: config.temperature,
         candidates: config.candidates,
+        fidelity: Fidelity::Free,
+        sanity: false,
         ..RefineOptions::default()
     }
 }

@@ -1,0 +1,283 @@
+//! `improvnet bench-music`: the four tasks on a fixed held-out set with fixed seeds, measured
+//! musically (issue #26). This table is the model's and the engine's headline.
+//!
+//! Pieces (real performances never trained on, e.g. hannds' `test/`): improvise with the
+//! default recipe and with the jazz recipe, continue the first 20 s by 20 s, fill a 10 s gap in
+//! the middle. Melodies (monophonic, never trained on): harmonize in jazz.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use improvnet::eval::musical::{self, Check, Harmony};
+use improvnet::eval::style::ssm_pearson;
+use improvnet::eval::{genre_probabilities, histogram_kl, pitch_class_histogram};
+use improvnet::music::Piece;
+use improvnet::refine::config::load_config;
+use improvnet::refine::{self, no_progress, Fidelity, Settings};
+
+use crate::cli_refine::load_model;
+
+#[derive(Args, Debug)]
+pub struct BenchMusicArgs {
+    /// Folder of held-out piano performances (*.mid).
+    #[arg(long, default_value = "data/heldout/pieces")]
+    pub pieces: PathBuf,
+    /// Folder of held-out monophonic melodies (*.mid).
+    #[arg(long, default_value = "data/heldout/melodies")]
+    pub melodies: PathBuf,
+    #[arg(long, default_value = crate::cli_refine::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    #[arg(long, default_value = crate::cli::DEFAULT_CLASSIFIER)]
+    pub classifier: PathBuf,
+    /// The jazz recipe measured beside the default one.
+    #[arg(long, default_value = "configs/jazz_skyline.yaml")]
+    pub jazz_config: PathBuf,
+    /// strict or free (the engine's fidelity for every task).
+    #[arg(long, default_value = "strict")]
+    pub fidelity: String,
+    /// The sanity rules at decode time (true/false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sanity: bool,
+    /// Sampling temperature (default: each recipe's).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Candidates per rewritten segment (default: each recipe's).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Only the first N pieces and N melodies (a quick look).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+fn midi_files(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("mid") || x.eq_ignore_ascii_case("midi"))
+        })
+        .collect();
+    files.sort();
+    files.truncate(limit.unwrap_or(usize::MAX));
+    if files.is_empty() {
+        bail!("{}: no MIDI files (*.mid) there", dir.display());
+    }
+    Ok(files)
+}
+
+fn load(path: &Path) -> Result<Piece> {
+    Ok(Piece::from_played(
+        &improvnet::music::read_midi(path)?.notes,
+    ))
+}
+
+fn name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1} %", 100.0 * x)
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or("–".into(), |x| format!("{x:.2}"))
+}
+
+/// The options every task shares from the command line.
+fn tune(mut s: Settings, args: &BenchMusicArgs, fidelity: Fidelity) -> Settings {
+    s.refine.fidelity = fidelity;
+    s.refine.sanity = args.sanity;
+    s.refine.seed = args.seed;
+    if let Some(t) = args.temperature {
+        s.refine.temperature = t;
+    }
+    if let Some(c) = args.candidates {
+        s.refine.candidates = c;
+    }
+    s
+}
+
+/// Windows `[from, to)` of a piece, as a piece.
+fn crop(piece: &Piece, from: u32, to: u32) -> Piece {
+    Piece {
+        segments: piece
+            .segments
+            .iter()
+            .filter(|s| (from..to).contains(&s.window))
+            .cloned()
+            .collect(),
+    }
+}
+
+pub fn run(args: BenchMusicArgs) -> Result<()> {
+    let fidelity: Fidelity = args
+        .fidelity
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--fidelity {}: {e}", args.fidelity))?;
+    let pieces = midi_files(&args.pieces, args.limit)?;
+    let melodies = midi_files(&args.melodies, args.limit)?;
+    let model = load_model(&args.model)?;
+    let classifier = crate::cli::load_classifier(&args.classifier)?;
+    let jazz = load_config(&args.jazz_config, Settings::style_transfer())
+        .with_context(|| args.jazz_config.display().to_string())?
+        .settings;
+    println!(
+        "# Musical benchmark: {} pieces, {} melodies, model {}, fidelity {fidelity}, sanity {}, seed {}\n",
+        pieces.len(),
+        melodies.len(),
+        args.model.display(),
+        args.sanity,
+        args.seed
+    );
+    for (title, recipe) in [
+        (
+            "improvise, default recipe (10 passes)",
+            Settings::style_transfer(),
+        ),
+        ("improvise, jazz recipe (configs/jazz_skyline.yaml)", jazz),
+    ] {
+        println!("## {title}\n");
+        println!("| piece | top voice kept (rewritten) | overall | defects gen / orig | median pitch Δ | velocity Δ | P(jazz) orig → gen | SSM r | swing gen / orig |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for path in &pieces {
+            let piece = load(path)?;
+            let mut s = tune(recipe.clone(), &args, fidelity);
+            s.refine.protected_windows = refine::preserved_windows(
+                &piece,
+                s.novel_peaks_pct,
+                refine::StructureSource::Midi,
+            )?;
+            let out = refine::improvise(&model, &piece, &s.refine, &mut no_progress)?;
+            let c = musical::check(&piece, &out.piece, None);
+            let pj = |p: &Piece| genre_probabilities(&classifier, p).map(|p| p[2]);
+            println!(
+                "| {} | {} | {} | {} / {} | {:+.1} | {:+.1} | {:.2} → {:.2} | {} | {} / {} |",
+                name(path),
+                pct(c.tune_rewritten.share()),
+                pct(c.tune_overall.share()),
+                c.defects.total(),
+                c.defects_original.total(),
+                c.median_pitch - c.median_pitch_original,
+                c.velocity_mean - c.velocity_mean_original,
+                pj(&piece)?,
+                pj(&out.piece)?,
+                opt(ssm_pearson(&piece, &out.piece)),
+                opt(c.swing),
+                opt(c.swing_original),
+            );
+        }
+        println!();
+    }
+    gap_tasks(&args, &pieces, &model, fidelity)?;
+    println!("## harmonize (jazz, the harmony recipe)\n");
+    println!("| melody | notes | kept | on top | chords / note | in key | clashes | empty windows | notes/s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for path in &melodies {
+        let melody = load(path)?;
+        let mut s = tune(Settings::harmony(), &args, fidelity);
+        s.refine.target = improvnet::tokens::Genre::Jazz;
+        let out = refine::harmonize(
+            &model,
+            &melody,
+            &path.display().to_string(),
+            &s.refine,
+            s.harmony,
+            &mut no_progress,
+        )?;
+        let c: Check = musical::check(&melody, &out.piece, Some(&melody));
+        let h: &Harmony = c.harmony.as_ref().expect("melody given");
+        let share = |n: usize| pct(n as f64 / h.melody_notes.max(1) as f64);
+        println!(
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.1} |",
+            name(path),
+            h.melody_notes,
+            share(h.kept),
+            share(h.on_top),
+            h.chords_per_note,
+            pct(h.in_key),
+            share(h.clashes),
+            h.empty_windows,
+            c.notes_per_s
+        );
+    }
+    println!("\n## the genre classifier on the real pieces\n");
+    println!("| piece | P(classical) | P(jazz) |");
+    println!("|---|---:|---:|");
+    for path in &pieces {
+        let p = genre_probabilities(&classifier, &load(path)?)?;
+        println!("| {} | {:.2} | {:.2} |", name(path), p[0], p[2]);
+    }
+    Ok(())
+}
+
+/// Continue the first 20 s by 20 s, and fill 10 s in the middle: the seams and the harmony
+/// against the music around, with the real music's values beside.
+fn gap_tasks(
+    args: &BenchMusicArgs,
+    pieces: &[PathBuf],
+    model: &improvnet::model::ImprovNetModel,
+    fidelity: Fidelity,
+) -> Result<()> {
+    println!("## continue (20 s prompt + 20 s) and infill (10 s gap in the middle)\n");
+    println!("| piece | task | worst seam jump, loudness / density | pitch-class distance, generated / real |");
+    println!("|---|---|---:|---:|");
+    for path in pieces {
+        let piece = load(path)?;
+        let prompt = crop(&piece, 0, 4);
+        let s = tune(Settings::continuation(), args, fidelity);
+        let out = refine::continue_piece(model, &prompt, 20.0, &s.refine, &mut no_progress)?;
+        let first = prompt.segments.last().map_or(0, |s| s.window + 1);
+        let new: std::collections::BTreeSet<u32> = (first..first + 4).collect();
+        let seams = musical::seams(&out.piece, &new);
+        let worst = seams.iter().fold((0.0f64, 0.0f64), |(l, d), s| {
+            (l.max(s.loudness_jump), d.max(s.density_jump))
+        });
+        let h = pitch_class_histogram(&prompt);
+        let generated = histogram_kl(
+            &h,
+            &pitch_class_histogram(&crop(&out.piece, first, first + 4)),
+        );
+        let real = histogram_kl(&h, &pitch_class_histogram(&crop(&piece, first, first + 4)));
+        println!(
+            "| {} | continue | {} / {} | {:.2} / {:.2} |",
+            name(path),
+            pct(worst.0),
+            pct(worst.1),
+            generated,
+            real
+        );
+        let last = piece.segments.last().map_or(0, |s| s.window);
+        let from = (last / 2).max(1);
+        let windows: Vec<u32> = (from..(from + 2).min(last)).collect();
+        let s = tune(Settings::infilling(), args, fidelity);
+        let out = refine::infill(model, &piece, &windows, &s.refine, &mut no_progress)?;
+        let gap: std::collections::BTreeSet<u32> = windows.iter().copied().collect();
+        let seams = musical::seams(&out.piece, &gap);
+        let worst = seams.iter().fold((0.0f64, 0.0f64), |(l, d), s| {
+            (l.max(s.loudness_jump), d.max(s.density_jump))
+        });
+        let dist = musical::pitch_class_distances(&piece, &out.piece, &gap);
+        let mean = |f: &dyn Fn(&(u32, Option<f64>, Option<f64>)) -> Option<f64>| {
+            let v: Vec<f64> = dist.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        println!(
+            "| {} | infill {}–{} s | {} / {} | {} / {} |",
+            name(path),
+            from * 5,
+            (from + windows.len() as u32) * 5,
+            pct(worst.0),
+            pct(worst.1),
+            opt(mean(&|d| d.1)),
+            opt(mean(&|d| d.2)),
+        );
+    }
+    println!();
+    Ok(())
+}
