@@ -4,7 +4,7 @@
 mod refine_common;
 
 use improvnet::plugin::notes::{NoteBuf, SampleNote};
-use improvnet::plugin::params::{FidelityParam, Snapshot};
+use improvnet::plugin::params::{FidelityParam, Mode, Snapshot};
 use improvnet::plugin::playback::Answer;
 use improvnet::plugin::worker::{to_model_notes, to_sample_notes, Job, Refiner};
 
@@ -161,4 +161,32 @@ fn a_new_generation_answers_the_waiting_jobs_with_their_originals() {
     assert_eq!(done.len(), 1, "each job gets exactly one answer");
     assert_eq!((done[0].0.generation, done[0].0.index), (1, 0));
     assert_eq!(*done[0].1.as_ref().unwrap(), Answer::Original);
+}
+
+#[test]
+fn live_answers_keep_the_players_tune_and_harmonize_keeps_the_melody_on_top() {
+    for mode in [Mode::Improvise, Mode::Harmonize] {
+        for seed in 0..4 {
+            let mut j = job(0, 1.0, seed);
+            j.params.mode = mode;
+            let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+            let Answer::Refined(out) = r.answer(&j).unwrap() else {
+                panic!("{mode:?}: not refined");
+            };
+            let out = out.as_slice();
+            // A one-voice line is all tune: every note is still there, as played.
+            for n in j.notes.as_slice() {
+                assert!(out.contains(n), "{mode:?} seed {seed}: {n:?} lost");
+            }
+            if mode == Mode::Harmonize {
+                // Nothing sounds above a melody note when it starts.
+                for m in j.notes.as_slice() {
+                    let above = out.iter().any(|o| {
+                        o.pitch > m.pitch && o.onset <= m.onset && m.onset < o.onset + o.dur
+                    });
+                    assert!(!above, "seed {seed}: a note above {m:?}");
+                }
+            }
+        }
+    }
 }

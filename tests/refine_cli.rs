@@ -387,6 +387,45 @@ fn bad_input_is_a_clear_error() {
     // Unknown genre.
     let err = run_err(&["improvise", &input, "--to", "polka", "--model", &s.model]);
     assert!(err.contains("polka"), "{err}");
+    // Unknown fidelity: one line, naming the flag and the choices.
+    let err = run_err(&[
+        "improvise",
+        &input,
+        "--fidelity",
+        "loose",
+        "--model",
+        &s.model,
+    ]);
+    assert!(
+        err.contains("--fidelity loose")
+            && err.contains("strict, free")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    // A genre the model never saw (its config lists the genres it was trained on).
+    let config = Path::new(&s.model).join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["improvnet_genres"] = serde_json::json!(["classical", "jazz"]);
+    std::fs::write(&config, json.to_string()).unwrap();
+    let long = s.input("long.mid", &nocturne(8));
+    let err = run_err(&[
+        "improvise",
+        &long,
+        "--to",
+        "pop",
+        "--model",
+        &s.model,
+        "--out",
+        &out,
+    ]);
+    assert!(
+        err.contains("never trained on pop")
+            && err.contains("classical, jazz")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!Path::new(&out).join("generated_long.mid").exists());
     // A config value of the wrong type: key and line.
     let cfg = s.root.join("bad.yaml");
     std::fs::write(
