@@ -192,7 +192,11 @@ pub struct Config {
     pub architectures: Option<Vec<String>>,
     /// The genre tokens the model was trained with (ours, not HF's): a model that never saw a
     /// genre cannot be asked for it. `None` (the released weights): all three.
-    #[serde(default, rename = "improvnet_genres", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "improvnet_genres",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub genres: Option<Vec<String>>,
 }
 

@@ -474,12 +474,10 @@ impl<'m> Engine<'m> {
 /// Refuses a target genre the model was never trained on (its config's `improvnet_genres`).
 pub fn check_genre(model: &ImprovNetModel, genre: Genre) -> Result<(), RefineError> {
     match &model.config.genres {
-        Some(known) if !known.iter().any(|g| g == genre.name()) => {
-            Err(RefineError::UnknownGenre {
-                genre: genre.name().to_string(),
-                known: known.join(", "),
-            })
-        }
+        Some(known) if !known.iter().any(|g| g == genre.name()) => Err(RefineError::UnknownGenre {
+            genre: genre.name().to_string(),
+            known: known.join(", "),
+        }),
         _ => Ok(()),
     }
 }

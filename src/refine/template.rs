@@ -77,6 +77,8 @@ const CHORD_MS: u16 = 50;
 const CLUSTER_MS: u16 = 40;
 /// ... and a group takes at most this many notes (six within 40 ms is a cluster).
 const MAX_GROUP: usize = 5;
+/// How far `onset_duration_mask` may move a note from where the player put it.
+const RETIME_MS: u16 = 250;
 /// Semitones the median of the model's own notes may stray from the register before it is
 /// pulled back.
 const REGISTER_SLACK: u8 = 2;
@@ -336,6 +338,8 @@ enum Pitch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
     onset: Option<u16>,
+    /// A free onset stays near this one (the player's), where it can.
+    near: Option<u16>,
     dur: Option<u16>,
     pitch: Pitch,
     /// `None` with a velocity pool: one of the block's velocities not used yet.
@@ -799,10 +803,23 @@ impl Template {
             if count >= self.bounds.max_notes {
                 narrow(&mut self.ids, |id| id == EOS);
             }
+            // A re-timed note stays near where the player put it.
+            if let Shape::Grid { slots, .. } = &self.shape {
+                if let Some(at) = slots.get(self.notes.len()).and_then(|s| s.near) {
+                    narrow(&mut self.ids, |id| match kind(id) {
+                        Kind::Onset(o) => o.abs_diff(at) <= RETIME_MS,
+                        _ => true,
+                    });
+                }
+            }
             // No cluster: a note may not make six within 40 ms, counting the forced notes still
-            // to come (the tune's next note itself is always allowed).
+            // to come (the tune's next note itself is always allowed where choosing its onset
+            // makes the note the tune's).
             let upcoming = self.upcoming_onsets();
-            let next = upcoming.first().copied();
+            let next = upcoming
+                .first()
+                .copied()
+                .filter(|_| matches!(self.shape, Shape::Include { .. }));
             let notes = &self.notes;
             narrow(&mut self.ids, |id| match kind(id) {
                 Kind::Onset(o) if Some(o) != next => {
@@ -1051,6 +1068,14 @@ fn grid(notes: &[Note], block: &CorruptedSegment, tune: &[Note]) -> Shape {
         }
         _ => {}
     }
+    // Onset groups (notes chained within 50 ms, as the top voice reads them): a tune note's
+    // chord keeps its timing under onset_duration_mask; the notes between are re-timed.
+    let mut group = vec![0usize; notes.len()];
+    for i in 1..notes.len() {
+        let gap = notes[i].onset_ms.abs_diff(notes[i - 1].onset_ms);
+        group[i] = group[i - 1] + usize::from(gap > CHORD_MS);
+    }
+    let tune_groups: Vec<usize> = tune_slots.iter().map(|&i| group[i]).collect();
     let slots = notes
         .iter()
         .enumerate()
@@ -1058,7 +1083,7 @@ fn grid(notes: &[Note], block: &CorruptedSegment, tune: &[Note]) -> Shape {
             let is_tune = tune_slots.contains(&i);
             let timing = (Some(n.onset_ms), Some(n.dur_ms));
             let (onset, dur) = match block.kind {
-                Corruption::OnsetDurationMask if !is_tune => (None, None),
+                Corruption::OnsetDurationMask if !tune_groups.contains(&group[i]) => (None, None),
                 _ => timing,
             };
             let (pitch, velocity) = if is_tune {
@@ -1079,6 +1104,7 @@ fn grid(notes: &[Note], block: &CorruptedSegment, tune: &[Note]) -> Shape {
             };
             Slot {
                 onset,
+                near: onset.is_none().then_some(n.onset_ms),
                 dur,
                 pitch,
                 velocity,
