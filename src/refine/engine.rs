@@ -125,6 +125,10 @@ pub struct PassPlan {
     pub verbatim: bool,
 }
 
+/// One defect of a candidate outweighs any difference in harmonic fit (pitch-class KL, rarely
+/// above 10).
+const FLAW_WEIGHT: f64 = 100.0;
+
 /// How a segment is harmonized, if it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Harmony {
@@ -345,7 +349,7 @@ impl<'m> Engine<'m> {
             1 => None,
             _ => fit::neighbours(piece, index, context),
         };
-        let draws = if reference.is_some() {
+        let draws = if reference.is_some() || self.sanity {
             self.candidates
         } else {
             1
@@ -381,7 +385,14 @@ impl<'m> Engine<'m> {
                 notes: parse_notes(&ids).notes,
             };
             candidate.notes.sort_by_key(|n| n.onset_ms);
-            let d = reference.map_or(0.0, |r| fit::distance(&r, &candidate));
+            // With the sanity rules, a candidate with fewer defects (restrikes, clusters) wins
+            // first; the harmonic fit decides between equals.
+            let flaws = if self.sanity {
+                fit::flaws(&candidate) as f64
+            } else {
+                0.0
+            };
+            let d = flaws * FLAW_WEIGHT + reference.map_or(0.0, |r| fit::distance(&r, &candidate));
             if best.as_ref().is_none_or(|(b, _)| d < *b) {
                 best = Some((d, candidate.notes));
             }
@@ -600,9 +611,12 @@ mod tests {
             before: 1,
             after: 1,
         };
+        // The fit alone ranks: free fidelity, no sanity rules (which would rank by defects first).
         let opts = |candidates| RefineOptions {
             candidates,
             max_tokens_per_segment: 90,
+            fidelity: Fidelity::Free,
+            sanity: false,
             ..RefineOptions::default()
         };
         let reference = fit::neighbours(&piece, 1, context).unwrap();

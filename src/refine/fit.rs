@@ -6,6 +6,7 @@
 //! pitch-class histogram of the neighbouring segments keeps the model's rhythm and voicing while
 //! steering its harmony, at N times the decoding cost.
 
+use crate::eval::musical::defects;
 use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::music::{Piece, Segment};
 
@@ -36,6 +37,18 @@ pub fn distance(reference: &[f64; 12], candidate: &Segment) -> f64 {
         segments: vec![candidate.clone()],
     });
     histogram_kl(reference, &hist)
+}
+
+/// Restrikes and clusters inside one candidate segment ([`crate::eval::musical::defects`]):
+/// what a pianist would not play, counted so that best of N can prefer the candidate without.
+pub fn flaws(candidate: &Segment) -> usize {
+    let d = defects(
+        &Piece {
+            segments: vec![candidate.clone()],
+        },
+        None,
+    );
+    d.restrikes + d.clusters
 }
 
 #[cfg(test)]
@@ -88,6 +101,16 @@ mod tests {
         gap.segments[0].notes.clear();
         gap.segments[2].notes.clear();
         assert_eq!(neighbours(&gap, 1, both), None);
+    }
+
+    #[test]
+    fn flaws_count_restrikes_and_clusters_of_one_candidate() {
+        let mut s = seg(0, &[60, 62, 64, 65, 67]);
+        assert_eq!(flaws(&s), 0, "five notes together are a chord");
+        s.notes.push(Note::new(69, 80, 20, 500));
+        assert_eq!(flaws(&s), 1, "six within 40 ms are a cluster");
+        s.notes.push(Note::new(60, 80, 300, 100));
+        assert_eq!(flaws(&s), 2, "60 struck again while it sounds");
     }
 
     #[test]

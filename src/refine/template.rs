@@ -136,6 +136,9 @@ pub struct Bounds {
     pub max_notes: usize,
     /// Notes of earlier segments still sounding here: pitch and end (ms from this segment's start).
     pub sounding: Vec<(u8, u16)>,
+    /// Notes of the next segment: pitch and onset (ms from this segment's start, so 5000 on):
+    /// nothing is held over a later strike of its pitch.
+    pub later: Vec<(u8, u16)>,
     /// The median pitch the model's own notes keep to (the segment's inner voices, or a gap's
     /// neighbours): the register does not drift.
     pub register: Option<u8>,
@@ -154,6 +157,7 @@ impl Bounds {
             min_notes: 0,
             max_notes,
             sounding: Vec::new(),
+            later: Vec::new(),
             register: None,
             key: None,
         }
@@ -280,15 +284,27 @@ impl Bounds {
             min_notes: min_notes.min(max_notes),
             max_notes,
             sounding: Vec::new(),
+            later: Vec::new(),
             register,
             key,
         }
     }
 
     /// Also keeps from restriking the notes of `piece`'s segment before `index` that still sound
-    /// into segment `index`.
+    /// into segment `index`, and from holding a note over a strike of its pitch in the next.
     pub fn with_sounding_into(mut self, piece: &Piece, index: usize) -> Self {
         self.sounding.clear();
+        self.later.clear();
+        if let (Some(seg), Some(next)) = (piece.segments.get(index), piece.segments.get(index + 1))
+        {
+            if next.window == seg.window + 1 {
+                self.later.extend(
+                    next.notes
+                        .iter()
+                        .map(|n| (n.pitch, n.onset_ms.saturating_add(5000))),
+                );
+            }
+        }
         let (Some(prev), Some(seg)) = (
             index.checked_sub(1).and_then(|i| piece.segments.get(i)),
             piece.segments.get(index),
@@ -522,6 +538,27 @@ impl Template {
         self.fresh = None;
         self.fresh = Some(Box::new(self.clone()));
         self
+    }
+
+    /// The forced notes (pitch and onset known) still to come after the current one.
+    fn upcoming_notes(&self) -> Vec<Note> {
+        match &self.shape {
+            Shape::Include { prefix, tune } => prefix
+                .iter()
+                .skip(self.notes.len() + 1)
+                .chain(&tune[self.tune_next.min(tune.len())..])
+                .copied()
+                .collect(),
+            Shape::Grid { slots, .. } => slots
+                .iter()
+                .skip(self.notes.len() + 1)
+                .filter_map(|s| match (s.onset, s.pitch) {
+                    (Some(o), Pitch::Exact(p)) => Some(Note::new(p, 1, o, 1)),
+                    _ => None,
+                })
+                .collect(),
+            Shape::Free => Vec::new(),
+        }
     }
 
     /// Onsets of the forced notes still to come after the current one, in order.
@@ -876,6 +913,21 @@ impl Template {
                 Kind::Note { pitch, .. } => !sounding.contains(&pitch),
                 _ => true,
             });
+            // Nor held over a later strike of its pitch (a forced note still to come here, or
+            // the next segment's).
+            let end = onset.saturating_add(dur);
+            let struck_later: Vec<u8> = self
+                .upcoming_notes()
+                .into_iter()
+                .map(|n| (n.pitch, n.onset_ms))
+                .chain(self.bounds.later.iter().copied())
+                .filter(|&(_, at)| onset < at && at < end)
+                .map(|(p, _)| p)
+                .collect();
+            narrow(&mut self.ids, |id| match kind(id) {
+                Kind::Note { pitch, .. } => !struck_later.contains(&pitch),
+                _ => true,
+            });
             if let Some(top) = ceiling(&self.ceiling, onset, dur, self.fill_chords) {
                 narrow(&mut self.ids, |id| match kind(id) {
                     Kind::Note { pitch, .. } => pitch < top,
@@ -1135,4 +1187,115 @@ fn tune_slots(notes: &[Note], tune: &[Note]) -> Vec<usize> {
 /// The tune of a segment as the player played it: its top voice.
 pub fn tune_of(notes: &[Note]) -> Vec<Note> {
     top_voice(notes).into_iter().map(|i| notes[i]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{Genre, BOS, VOCAB_SIZE};
+
+    /// The ids the processor leaves finite after `generated`, from flat logits.
+    fn allowed(t: &mut Template, generated: &[u32]) -> Vec<u32> {
+        let mut logits = vec![0.0f32; VOCAB_SIZE as usize];
+        t.process(generated, &mut logits);
+        (0..VOCAB_SIZE)
+            .filter(|&i| logits[i as usize].is_finite())
+            .collect()
+    }
+
+    fn pitches(ids: &[u32]) -> Vec<u8> {
+        let mut p: Vec<u8> = ids
+            .iter()
+            .filter_map(|&id| match kind(id) {
+                Kind::Note { pitch, .. } => Some(pitch),
+                _ => None,
+            })
+            .collect();
+        p.dedup();
+        p
+    }
+
+    fn open() -> Bounds {
+        Bounds::open(100)
+    }
+
+    #[test]
+    fn no_pitch_is_struck_while_it_sounds_nor_held_over_its_next_strike() {
+        let mut b = open();
+        b.sounding = vec![(60, 300)];
+        b.later = vec![(64, 5200)];
+        let mut t = Template::free(b);
+        let at = |onset, dur| vec![BOS, onset_id(onset), dur_id(dur)];
+        let p = pitches(&allowed(&mut t.clone(), &at(100, 100)));
+        assert!(!p.contains(&60) && p.contains(&62) && p.contains(&64));
+        // After the held note ends, 60 may sound again.
+        assert!(pitches(&allowed(&mut t.clone(), &at(300, 100))).contains(&60));
+        // Held from 4900 for 500 ms: over the next segment's 64 at 200 ms.
+        let p = pitches(&allowed(&mut t, &at(4900, 500)));
+        assert!(!p.contains(&64) && p.contains(&65));
+    }
+
+    #[test]
+    fn the_tune_is_forced_where_the_model_reaches_its_onset() {
+        let tune = [Note::new(72, 75, 500, 400), Note::new(74, 90, 1000, 300)];
+        let block = CorruptedSegment {
+            kind: Corruption::WholeMask,
+            genre: Genre::Jazz,
+            content: vec![BlockElement::Mask],
+        };
+        let mut t = Template::strict(&tune, &block, &tune, open());
+        let first = allowed(&mut t, &[BOS]);
+        // Onsets up to the tune's first note, no end before the tune is played.
+        assert_eq!(first.first(), Some(&onset_id(0)));
+        assert_eq!(first.last(), Some(&onset_id(500)));
+        assert!(!first.contains(&EOS));
+        // Choosing 500 ms makes the note the tune's: its duration and pitch-velocity follow.
+        let mut seq = vec![BOS, onset_id(500)];
+        assert_eq!(allowed(&mut t, &seq), vec![dur_id(400)]);
+        seq.push(dur_id(400));
+        assert_eq!(allowed(&mut t, &seq), vec![pv_id(72, 75)]);
+        seq.push(pv_id(72, 75));
+        // An added note at 600 ms, held 500 ms: below the sounding 72, and not a semitone or
+        // a minor ninth from it (71, 59) or from the 74 it is held under (73, 61).
+        seq.extend([onset_id(600), dur_id(500)]);
+        let p = pitches(&allowed(&mut t, &seq));
+        assert_eq!(p.last(), Some(&70));
+        for clash in [71, 59, 61] {
+            assert!(!p.contains(&clash), "{clash}");
+        }
+        assert!(p.contains(&60) && p.contains(&58));
+    }
+
+    #[test]
+    fn an_onset_group_takes_no_sixth_note_and_soft_rules_never_empty_the_choice() {
+        let mut t = Template::free(open());
+        let mut seq = vec![BOS];
+        for p in 60..65 {
+            seq.extend([onset_id(100), dur_id(200), pv_id(p, 75)]);
+        }
+        let ids = allowed(&mut t, &seq);
+        assert!(!ids.contains(&onset_id(100)) && !ids.contains(&onset_id(140)));
+        assert!(ids.contains(&onset_id(150)) && ids.contains(&EOS));
+        // A pool of one pitch that is still sounding: the pool (hard) wins over the restrike
+        // rule (soft).
+        let notes = [Note::new(60, 75, 0, 1000), Note::new(62, 75, 100, 500)];
+        let block = CorruptedSegment {
+            kind: Corruption::PermutePitches,
+            genre: Genre::Jazz,
+            content: notes
+                .iter()
+                .map(|n| BlockElement::Note(crate::tokens::MaskedNote::plain(n)))
+                .collect(),
+        };
+        let mut t = Template::strict(&notes, &block, &[], open());
+        let seq = [
+            BOS,
+            onset_id(0),
+            dur_id(1000),
+            pv_id(62, 75),
+            onset_id(100),
+            dur_id(500),
+        ];
+        assert_eq!(pitches(&allowed(&mut t, &seq)), vec![60]);
+    }
 }
