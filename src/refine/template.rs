@@ -79,6 +79,8 @@ const CLUSTER_MS: u16 = 40;
 const MAX_GROUP: usize = 5;
 /// How far `onset_duration_mask` may move a note from where the player put it.
 const RETIME_MS: u16 = 250;
+/// Velocity steps the mean of the model's own notes may stray from the loudness target.
+const LOUDNESS_SLACK: u32 = 6;
 /// Semitones the median of the model's own notes may stray from the register before it is
 /// pulled back.
 const REGISTER_SLACK: u8 = 2;
@@ -142,6 +144,8 @@ pub struct Bounds {
     /// The median pitch the model's own notes keep to (the segment's inner voices, or a gap's
     /// neighbours): the register does not drift.
     pub register: Option<u8>,
+    /// The mean velocity the model's own notes keep to (a gap: its neighbours').
+    pub loudness: Option<u8>,
     /// Pitch classes the model's notes prefer (a gap: those of the music around it).
     pub key: Option<[bool; 12]>,
 }
@@ -159,6 +163,7 @@ impl Bounds {
             sounding: Vec::new(),
             later: Vec::new(),
             register: None,
+            loudness: None,
             key: None,
         }
     }
@@ -196,18 +201,26 @@ impl Bounds {
         // The segment's own register and loudness where it has notes (a rewrite stays where the
         // player was); in a gap, its nearest neighbours' (the music it must join).
         let own_notes = own.filter(|s| !s.notes.is_empty() && !harmonize);
-        let near: Vec<&Segment> = segs[..at]
+        // The nearest music on each side the model sees; of the two, the closer one (both
+        // when they are as close): a gap's first window joins what came before, its last what
+        // comes after.
+        let prev = segs[..at]
             .iter()
             .rev()
-            .filter(|s| !s.notes.is_empty())
-            .take(before.min(1))
-            .chain(
-                segs[next..]
-                    .iter()
-                    .filter(|s| !s.notes.is_empty())
-                    .take(after.min(1)),
-            )
-            .collect();
+            .find(|s| !s.notes.is_empty())
+            .filter(|_| before > 0);
+        let following = segs[next..]
+            .iter()
+            .find(|s| !s.notes.is_empty())
+            .filter(|_| after > 0);
+        let near: Vec<&Segment> = match (prev, following) {
+            (Some(p), Some(f)) => match (window - p.window).cmp(&(f.window - window)) {
+                std::cmp::Ordering::Less => vec![p],
+                std::cmp::Ordering::Greater => vec![f],
+                std::cmp::Ordering::Equal => vec![p, f],
+            },
+            (p, f) => p.into_iter().chain(f).collect(),
+        };
         let (notes, margin): (Vec<&Note>, u8) = match own_notes {
             Some(s) => (s.notes.iter().collect(), OWN_RANGE_MARGIN),
             None => (
@@ -226,6 +239,7 @@ impl Bounds {
         }
         let (mut velocity_low, mut velocity_high) = (VELOCITY_BINS[1], VELOCITY_BINS[8]);
         let mut register = None;
+        let mut loudness = None;
         let mut key = None;
         match own_notes {
             Some(s) => {
@@ -249,6 +263,7 @@ impl Bounds {
                 let row = velocity_row(mean as u8) as usize;
                 velocity_low = VELOCITY_BINS[row.saturating_sub(1).max(1)];
                 velocity_high = VELOCITY_BINS[(row + 1).clamp(1, 8)];
+                loudness = Some(mean as u8);
                 register = median(near_notes().map(|n| n.pitch).collect());
                 key = Some(context_key(&notes));
             }
@@ -271,7 +286,7 @@ impl Bounds {
             // A gap joins its neighbours: within a fifth of their note count.
             (
                 near_count * 4 / 5,
-                (near_count + near_count / 5 + 1).min(max_notes),
+                (near_count + (near_count / 5).max(1)).min(max_notes),
             )
         } else {
             (0, max_notes)
@@ -286,6 +301,7 @@ impl Bounds {
             sounding: Vec::new(),
             later: Vec::new(),
             register,
+            loudness,
             key,
         }
     }
@@ -404,6 +420,8 @@ pub struct Template {
     notes: Vec<Note>,
     /// Pitches the model chose itself (not forced).
     added: Vec<u8>,
+    /// Velocities the model chose itself.
+    added_velocities: Vec<u8>,
     onset: Option<u16>,
     dur: Option<u16>,
     current: Forced,
@@ -476,6 +494,7 @@ impl Template {
             seen: 0,
             notes: Vec::new(),
             added: Vec::new(),
+            added_velocities: Vec::new(),
             onset: None,
             dur: None,
             current: Forced::Added,
@@ -654,6 +673,7 @@ impl Template {
                     };
                     if chosen {
                         self.added.push(pitch);
+                        self.added_velocities.push(velocity);
                     }
                     self.notes.push(note);
                 }
@@ -975,6 +995,31 @@ impl Template {
                     _ => true,
                 });
             }
+            if let Some(target) = self.bounds.loudness {
+                // Keep the mean velocity of the model's own notes near the target.
+                if !self.added_velocities.is_empty() {
+                    let n = self.added_velocities.len() as u32;
+                    let mean = self
+                        .added_velocities
+                        .iter()
+                        .map(|&v| u32::from(v))
+                        .sum::<u32>()
+                        / n;
+                    let target = u32::from(target);
+                    let (lo, hi) = if mean + LOUDNESS_SLACK < target {
+                        (target, 127)
+                    } else if mean > target + LOUDNESS_SLACK {
+                        (0, target)
+                    } else {
+                        (0, 127)
+                    };
+                    narrow(&mut self.ids, |id| match kind(id) {
+                        Kind::Note { velocity, .. } => (lo..=hi).contains(&u32::from(velocity)),
+                        _ => true,
+                    });
+                }
+            }
+            let b = &self.bounds;
             let (vlo, vhi) = (b.velocity_low, b.velocity_high);
             narrow(&mut self.ids, |id| match kind(id) {
                 Kind::Note { velocity, .. } => (vlo..=vhi).contains(&velocity),
