@@ -175,6 +175,8 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
         println!();
     }
     gap_tasks(&args, &pieces, &model, fidelity)?;
+    #[cfg(feature = "plugin")]
+    plugin_path(&args, &pieces, fidelity)?;
     println!("## harmonize (jazz, the harmony recipe)\n");
     println!("| melody | notes | kept | on top | chords / note | in key | clashes | empty windows | notes/s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -213,6 +215,63 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
         let p = genre_probabilities(&classifier, &load(path)?)?;
         println!("| {} | {:.2} | {:.2} |", name(path), p[0], p[2]);
     }
+    Ok(())
+}
+
+/// The plugin's worker as a bounce drives it: every segment of a piece, in order, answered with
+/// the default parameters (random corruption at rate 0.5, delay 2: no after-context).
+#[cfg(feature = "plugin")]
+fn plugin_path(
+    args: &BenchMusicArgs,
+    pieces: &[PathBuf],
+    fidelity: Fidelity,
+) -> Result<()> {
+    use improvnet::plugin::params::{FidelityParam, Snapshot};
+    use improvnet::plugin::playback::Answer;
+    use improvnet::plugin::worker::{to_model_notes, to_sample_notes, Job, Refiner};
+    const SR: f32 = 48_000.0;
+    println!("## plugin: the worker's answers (default parameters, delay 2)\n");
+    println!("| piece | segments refined | top voice kept (refined) | defects gen / orig | median pitch Δ | velocity Δ |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for path in pieces {
+        let piece = load(path)?;
+        // A fresh worker per piece, as a new plugin instance loads its model.
+        let mut refiner = Refiner::new(Some(load_model(&args.model)?));
+        let mut out = piece.clone();
+        let mut refined = 0;
+        for seg in &mut out.segments {
+            let job = Job {
+                generation: 1,
+                index: i64::from(seg.window),
+                notes: to_sample_notes(&seg.notes, SR),
+                params: Snapshot {
+                    seed: args.seed,
+                    fidelity: match fidelity {
+                        Fidelity::Strict => FidelityParam::Strict,
+                        Fidelity::Free => FidelityParam::Free,
+                    },
+                    ..Snapshot::default()
+                },
+                sample_rate: SR,
+            };
+            if let Answer::Refined(notes) = refiner.answer(&job)? {
+                seg.notes = to_model_notes(&notes, SR);
+                refined += 1;
+            }
+        }
+        let c = musical::check(&piece, &out, None);
+        println!(
+            "| {} | {refined} of {} | {} | {} / {} | {:+.1} | {:+.1} |",
+            name(path),
+            piece.segments.len(),
+            pct(c.tune_rewritten.share()),
+            c.defects.total(),
+            c.defects_original.total(),
+            c.median_pitch - c.median_pitch_original,
+            c.velocity_mean - c.velocity_mean_original,
+        );
+    }
+    println!();
     Ok(())
 }
 

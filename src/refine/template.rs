@@ -285,7 +285,7 @@ impl Bounds {
         } else if near_count > 0 {
             // A gap joins its neighbours: within a fifth of their note count.
             (
-                near_count * 4 / 5,
+                (near_count * 4).div_ceil(5),
                 (near_count + (near_count / 5).max(1)).min(max_notes),
             )
         } else {
