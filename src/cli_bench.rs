@@ -221,11 +221,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
 /// The plugin's worker as a bounce drives it: every segment of a piece, in order, answered with
 /// the default parameters (random corruption at rate 0.5, delay 2: no after-context).
 #[cfg(feature = "plugin")]
-fn plugin_path(
-    args: &BenchMusicArgs,
-    pieces: &[PathBuf],
-    fidelity: Fidelity,
-) -> Result<()> {
+fn plugin_path(args: &BenchMusicArgs, pieces: &[PathBuf], fidelity: Fidelity) -> Result<()> {
     use improvnet::plugin::params::{FidelityParam, Snapshot};
     use improvnet::plugin::playback::Answer;
     use improvnet::plugin::worker::{to_model_notes, to_sample_notes, Job, Refiner};
@@ -321,11 +317,8 @@ fn gap_tasks(
         let worst = seams.iter().fold((0.0f64, 0.0f64), |(l, d), s| {
             (l.max(s.loudness_jump), d.max(s.density_jump))
         });
-        let dist = musical::pitch_class_distances(&piece, &out.piece, &gap);
-        let mean = |f: &dyn Fn(&(u32, Option<f64>, Option<f64>)) -> Option<f64>| {
-            let v: Vec<f64> = dist.iter().filter_map(f).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        };
+        let (generated, real) =
+            musical::mean_distances(&musical::pitch_class_distances(&piece, &out.piece, &gap));
         println!(
             "| {} | infill {}–{} s | {} / {} | {} / {} |",
             name(path),
@@ -333,8 +326,8 @@ fn gap_tasks(
             (from + windows.len() as u32) * 5,
             pct(worst.0),
             pct(worst.1),
-            opt(mean(&|d| d.1)),
-            opt(mean(&|d| d.2)),
+            opt(generated),
+            opt(real),
         );
     }
     println!();

@@ -526,23 +526,37 @@ pub fn neighbour_distance(piece: &Piece, window: u32) -> Option<f64> {
     ))
 }
 
-/// For each rewritten window: its neighbour distance in the generated piece and in the original
-/// (the reference value).
+/// A rewritten window's pitch-class distance to its neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Distance {
+    pub window: u32,
+    pub generated: Option<f64>,
+    /// The original's at the same place: the reference value.
+    pub original: Option<f64>,
+}
+
+/// [`Distance`] of each rewritten window.
 pub fn pitch_class_distances(
     original: &Piece,
     generated: &Piece,
     rewritten: &BTreeSet<u32>,
-) -> Vec<(u32, Option<f64>, Option<f64>)> {
+) -> Vec<Distance> {
     rewritten
         .iter()
-        .map(|&w| {
-            (
-                w,
-                neighbour_distance(generated, w),
-                neighbour_distance(original, w),
-            )
+        .map(|&window| Distance {
+            window,
+            generated: neighbour_distance(generated, window),
+            original: neighbour_distance(original, window),
         })
         .collect()
+}
+
+/// The mean distance over the windows that have one: generated, original.
+pub fn mean_distances(distances: &[Distance]) -> (Option<f64>, Option<f64>) {
+    (
+        mean(distances.iter().filter_map(|d| d.generated)),
+        mean(distances.iter().filter_map(|d| d.original)),
+    )
 }
 
 /// Every measure of one generated piece against its original, with the original's own values
@@ -563,7 +577,7 @@ pub struct Check {
     pub notes_per_s_original: f64,
     pub seams: Vec<Seam>,
     /// Rewritten windows: pitch-class distance to the neighbours, generated and original.
-    pub distances: Vec<(u32, Option<f64>, Option<f64>)>,
+    pub distances: Vec<Distance>,
     pub swing: Option<f64>,
     pub swing_original: Option<f64>,
     pub harmony: Option<Harmony>,
@@ -627,10 +641,7 @@ impl Check {
     /// The mean pitch-class distance of the rewritten windows to their neighbours: generated,
     /// original.
     pub fn mean_distance(&self) -> (Option<f64>, Option<f64>) {
-        (
-            mean(self.distances.iter().filter_map(|d| d.1)),
-            mean(self.distances.iter().filter_map(|d| d.2)),
-        )
+        mean_distances(&self.distances)
     }
 
     /// A Markdown report: measure, generated, original.

@@ -169,6 +169,7 @@ fn parameters(ui: &mut egui::Ui, p: &ImprovParams, setter: &ParamSetter) {
             row(ui, &p.mode, setter);
             row(ui, &p.genre, setter);
             row(ui, &p.corruption, setter);
+            row(ui, &p.fidelity, setter);
             row(ui, &p.rate, setter);
             row(ui, &p.temperature, setter);
             row(ui, &p.context_before, setter);

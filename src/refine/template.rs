@@ -383,8 +383,9 @@ enum Shape {
     /// One slot per note of the segment, then the end.
     Grid {
         slots: Vec<Slot>,
-        pitch_pool: Option<[u16; 128]>,
-        velocity_pool: Option<[u16; 128]>,
+        /// How many of each pitch (velocity) the block still has to give, by value.
+        pitch_pool: Option<Box<[u16; 128]>>,
+        velocity_pool: Option<Box<[u16; 128]>>,
     },
     /// `prefix` note for note, then the model's notes with every `tune` note at its time.
     Include { prefix: Vec<Note>, tune: Vec<Note> },
@@ -781,7 +782,10 @@ impl Template {
                         pitch_pool,
                         velocity_pool,
                         ..
-                    } => (*pitch_pool, *velocity_pool),
+                    } => (
+                        pitch_pool.as_deref().copied(),
+                        velocity_pool.as_deref().copied(),
+                    ),
                     _ => (None, None),
                 };
                 // Pool entries the tune's later slots still need.
@@ -1095,8 +1099,8 @@ impl LogitsProcessor for Template {
                 .cloned()
                 .unwrap_or_else(|| self.clone());
         }
-        for i in self.seen.max(1)..generated.len() {
-            self.observe(generated[i]);
+        for &id in generated.get(self.seen.max(1)..).unwrap_or_default() {
+            self.observe(id);
         }
         self.seen = generated.len();
         let hard = self.hard().is_some();
@@ -1154,13 +1158,13 @@ fn grid(notes: &[Note], block: &CorruptedSegment, tune: &[Note]) -> Shape {
                     pool[usize::from(p.min(127))] += 1;
                 }
             }
-            pitch_pool = Some(pool);
+            pitch_pool = Some(Box::new(pool));
             if block.kind == Corruption::PermutePitchVelocity {
                 let mut pool = [0u16; 128];
                 for pv in block_notes.iter().flatten() {
                     pool[usize::from(pv.1.min(127))] += 1;
                 }
-                velocity_pool = Some(pool);
+                velocity_pool = Some(Box::new(pool));
             }
         }
         _ => {}
