@@ -190,32 +190,28 @@ fn free_fidelity_without_sanity_is_the_engine_before_templates() {
     h.seed = 5;
     h.max_tokens_per_segment = 120;
     h.passes.truncate(2);
-    h.fidelity = Fidelity::Free;
-    h.sanity = false;
-    let out = refine::harmonize(
-        &model,
-        &melody,
-        "m",
-        &h,
-        HarmonyOptions::default(),
-        &mut no_progress,
-    )
-    .unwrap();
+    let harmonize = |fidelity, sanity| {
+        let opts = RefineOptions {
+            fidelity,
+            sanity,
+            ..h.clone()
+        };
+        refine::harmonize(
+            &model,
+            &melody,
+            "m",
+            &opts,
+            HarmonyOptions::default(),
+            &mut no_progress,
+        )
+        .unwrap()
+    };
+    let out = harmonize(Fidelity::Free, false);
     assert_eq!(digest(&out.piece), "30 notes, fnv c1b41b095f921e1d");
 
     // The default (strict, with sanity) keeps every note of the melody, which the random
     // model alone does not.
-    h.fidelity = Fidelity::Strict;
-    h.sanity = true;
-    let strict = refine::harmonize(
-        &model,
-        &melody,
-        "m",
-        &h,
-        HarmonyOptions::default(),
-        &mut no_progress,
-    )
-    .unwrap();
+    let strict = harmonize(Fidelity::Strict, true);
     let kept = |p: &Piece| {
         melody
             .segments

@@ -408,16 +408,12 @@ pub struct SegmentStats {
     pub notes_per_s: f64,
 }
 
+/// The median, 0 for none.
 fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(f64::total_cmp);
-    let m = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[m]
+        0.0
     } else {
-        (xs[m - 1] + xs[m]) / 2.0
+        super::style::median(&mut xs)
     }
 }
 

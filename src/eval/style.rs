@@ -60,7 +60,7 @@ fn onset_groups(notes: &[Timed]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Median of a non-empty slice (mean of the two middle values for an even length).
-fn median(xs: &mut [f64]) -> f64 {
+pub(crate) fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     let m = xs.len() / 2;
     if xs.len() % 2 == 1 {
