@@ -292,15 +292,43 @@ pub fn classify(classifier: &Path, files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-pub fn check(original: &Path, generated: &Path, melody: Option<&Path>, json: bool) -> Result<()> {
+pub fn check(
+    original: &Path,
+    generated: &Path,
+    melody: Option<&Path>,
+    json: bool,
+    classifier: Option<&Path>,
+) -> Result<()> {
     let (_, a) = load(original)?;
     let (_, b) = load(generated)?;
     let m = melody.map(load).transpose()?.map(|(_, m)| m);
     let report = improvnet::eval::musical::check(&a, &b, m.as_ref());
+    // P(genre) of both, beside the measures (the classifier alone is easy to fool).
+    let genres = match classifier {
+        Some(dir) => {
+            let clf = load_classifier(dir)?;
+            let pa =
+                genre_probabilities(&clf, &a).with_context(|| original.display().to_string())?;
+            let pb =
+                genre_probabilities(&clf, &b).with_context(|| generated.display().to_string())?;
+            Some((pa, pb))
+        }
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let Some((pa, pb)) = genres {
+            value["genre_original"] = serde_json::json!(pa);
+            value["genre_generated"] = serde_json::json!(pb);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report.markdown());
+        if let Some((pa, pb)) = genres {
+            for (i, genre) in Genre::ALL.iter().enumerate() {
+                println!("| P({genre}) | {:.2} | {:.2} |", pb[i], pa[i]);
+            }
+        }
     }
     Ok(())
 }

@@ -74,6 +74,9 @@ enum Command {
         /// Print JSON instead of a Markdown table.
         #[arg(long)]
         json: bool,
+        /// A genre classifier folder: adds P(genre) of both pieces beside the measures.
+        #[arg(long)]
+        classifier: Option<PathBuf>,
     },
     /// The genre classifier's P(classical), P(pop), P(jazz) for each file, as a Markdown table.
     Classify {
@@ -211,7 +214,14 @@ fn run(cli: Cli) -> Result<()> {
             generated,
             melody,
             json,
-        } => cli::check(&original, &generated, melody.as_deref(), json),
+            classifier,
+        } => cli::check(
+            &original,
+            &generated,
+            melody.as_deref(),
+            json,
+            classifier.as_deref(),
+        ),
         Command::Classify { classifier, files } => cli::classify(&classifier, &files),
         Command::Improvise { input, to, common } => cli_refine::improvise(input, to, common),
         Command::Harmonize {

@@ -192,3 +192,45 @@ fn corpus_charts_are_written_and_repeat_with_the_seed() {
         assert!(melody.notes.iter().all(|n| (21..=108).contains(&n.pitch)));
     }
 }
+
+#[test]
+fn check_measures_a_piece_against_itself_and_its_melody() {
+    let file = data("chopin_nocturne_op15_1.mid");
+    let f = file.to_str().unwrap();
+    let (ok, stdout, stderr) = improvnet(&["check", f, f, "--json"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Nothing rewritten, the whole top voice kept.
+    assert_eq!(v["rewritten_windows"], 0);
+    assert_eq!(v["tune_overall"]["kept"], v["tune_overall"]["total"]);
+    assert!(v["tune_overall"]["total"].as_u64().unwrap() > 500);
+    assert_eq!(v["median_pitch"], v["median_pitch_original"]);
+    assert_eq!(v["defects"]["clusters"], v["defects_original"]["clusters"]);
+    assert!(v["harmony"].is_null());
+    // Markdown, with the classifier's P(genre) beside, and the harmony section with --melody.
+    let (ok, stdout, stderr) = improvnet(&[
+        "check",
+        f,
+        f,
+        "--melody",
+        f,
+        "--classifier",
+        "models/genre-classifier-tiny",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("| top voice kept, overall | 100.0 %"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| melody notes kept | 100.0 % (1788 of 1788)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| P(jazz) |"), "{stdout}");
+    // A missing file: one line naming it.
+    let (ok, _, stderr) = improvnet(&["check", f, "/nonexistent/gen.mid"]);
+    assert!(
+        !ok && stderr.contains("/nonexistent/gen.mid") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}

@@ -458,7 +458,20 @@ impl<'m> Engine<'m> {
                     },
                     rng,
                 )?;
-                piece.segments[index].notes = notes;
+                let keep_melody = self.sanity || self.fidelity == Fidelity::Strict;
+                piece.segments[index].notes = if notes.is_empty() && plan.verbatim && keep_melody {
+                    // A harmonization never loses its melody: an empty answer (possible under
+                    // free fidelity) falls back to the melody alone (a sanity rule: without
+                    // them, free fidelity stays the original's, which drops the window).
+                    let tune = self.tune(&piece.segments[index]);
+                    if tune.is_empty() {
+                        piece.segments[index].notes.clone()
+                    } else {
+                        tune
+                    }
+                } else {
+                    notes
+                };
                 report.segment_times.push(start.elapsed());
                 report.segment_tokens.push(tokens);
                 report.refined_windows.insert(target.window);
