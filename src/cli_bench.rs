@@ -176,7 +176,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
     }
     gap_tasks(&args, &pieces, &model, fidelity)?;
     #[cfg(feature = "plugin")]
-    plugin_path(&args, &pieces, fidelity)?;
+    plugin_path(&args, &pieces, &melodies, fidelity)?;
     println!("## harmonize (jazz, the harmony recipe)\n");
     println!("| melody | notes | kept | on top | chords / note | in key | clashes | empty windows | notes/s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -219,19 +219,33 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
 }
 
 /// The plugin's worker as a bounce drives it: every segment of a piece, in order, answered with
-/// the default parameters (random corruption at rate 0.5, delay 2: no after-context).
+/// the default parameters (random corruption at rate 0.5, delay 2: no after-context); and each
+/// melody in harmonize mode.
 #[cfg(feature = "plugin")]
-fn plugin_path(args: &BenchMusicArgs, pieces: &[PathBuf], fidelity: Fidelity) -> Result<()> {
+fn plugin_path(
+    args: &BenchMusicArgs,
+    pieces: &[PathBuf],
+    melodies: &[PathBuf],
+    fidelity: Fidelity,
+) -> Result<()> {
     use improvnet::plugin::params::{FidelityParam, Snapshot};
     use improvnet::plugin::playback::Answer;
     use improvnet::plugin::worker::{to_model_notes, to_sample_notes, Job, Refiner};
     const SR: f32 = 48_000.0;
-    println!("## plugin: the worker's answers (default parameters, delay 2)\n");
-    println!("| piece | segments refined | top voice kept (refined) | defects gen / orig | median pitch Δ | velocity Δ |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for path in pieces {
-        let piece = load(path)?;
-        // A fresh worker per piece, as a new plugin instance loads its model.
+    use improvnet::plugin::params::Mode;
+    // Harmonize mode at rate 1 (every phrase answered), improvise at the default 0.5.
+    let params = |mode| Snapshot {
+        mode,
+        rate: if mode == Mode::Harmonize { 1.0 } else { 0.5 },
+        seed: args.seed,
+        fidelity: match fidelity {
+            Fidelity::Strict => FidelityParam::Strict,
+            Fidelity::Free => FidelityParam::Free,
+        },
+        ..Snapshot::default()
+    };
+    // Every segment of `piece` through a fresh worker, in order; the answers as a piece.
+    let bounce = |piece: &Piece, mode| -> Result<(Piece, usize)> {
         let mut refiner = Refiner::new(Some(load_model(&args.model)?));
         let mut out = piece.clone();
         let mut refined = 0;
@@ -240,14 +254,7 @@ fn plugin_path(args: &BenchMusicArgs, pieces: &[PathBuf], fidelity: Fidelity) ->
                 generation: 1,
                 index: i64::from(seg.window),
                 notes: to_sample_notes(&seg.notes, SR),
-                params: Snapshot {
-                    seed: args.seed,
-                    fidelity: match fidelity {
-                        Fidelity::Strict => FidelityParam::Strict,
-                        Fidelity::Free => FidelityParam::Free,
-                    },
-                    ..Snapshot::default()
-                },
+                params: params(mode),
                 sample_rate: SR,
             };
             if let Answer::Refined(notes) = refiner.answer(&job)? {
@@ -255,6 +262,14 @@ fn plugin_path(args: &BenchMusicArgs, pieces: &[PathBuf], fidelity: Fidelity) ->
                 refined += 1;
             }
         }
+        Ok((out, refined))
+    };
+    println!("## plugin: the worker's answers (default parameters, delay 2)\n");
+    println!("| piece | segments refined | top voice kept (refined) | defects gen / orig | median pitch Δ | velocity Δ |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for path in pieces {
+        let piece = load(path)?;
+        let (out, refined) = bounce(&piece, Mode::Improvise)?;
         let c = musical::check(&piece, &out, None);
         println!(
             "| {} | {refined} of {} | {} | {} / {} | {:+.1} | {:+.1} |",
@@ -265,6 +280,24 @@ fn plugin_path(args: &BenchMusicArgs, pieces: &[PathBuf], fidelity: Fidelity) ->
             c.defects_original.total(),
             c.median_pitch - c.median_pitch_original,
             c.velocity_mean - c.velocity_mean_original,
+        );
+    }
+    println!();
+    println!("| melody (harmonize mode, rate 1) | segments refined | melody kept | on top | chords / note | clashes |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for path in melodies {
+        let melody = load(path)?;
+        let (out, refined) = bounce(&melody, Mode::Harmonize)?;
+        let h = musical::harmony(&melody, &out);
+        let share = |n: usize| pct(n as f64 / h.melody_notes.max(1) as f64);
+        println!(
+            "| {} | {refined} of {} | {} | {} | {:.2} | {} |",
+            name(path),
+            melody.segments.len(),
+            share(h.kept),
+            share(h.on_top),
+            h.chords_per_note,
+            share(h.clashes)
         );
     }
     println!();
