@@ -77,6 +77,8 @@ const CHORD_MS: u16 = 50;
 const CLUSTER_MS: u16 = 40;
 /// ... and a group takes at most this many notes (six within 40 ms is a cluster).
 const MAX_GROUP: usize = 5;
+/// How long a chord filled under a melody note is held, at least (a beat at 120 bpm).
+const CHORD_HOLD_MS: u16 = 500;
 /// How far `onset_duration_mask` may move a note from where the player put it.
 const RETIME_MS: u16 = 250;
 /// Velocity steps the mean of the model's own notes may stray from the loudness target.
@@ -279,7 +281,7 @@ impl Bounds {
                 .div_ceil(near.len())
         };
         let (min_notes, max_notes) = if harmonize {
-            (tune, (3 * tune + 4).min(max_notes))
+            (tune, ((5 * tune).div_ceil(2) + 4).min(max_notes))
         } else if own > 0 {
             (own * 3 / 5, (own + own.div_ceil(10) + 1).min(max_notes))
         } else if near_count > 0 {
@@ -856,6 +858,18 @@ impl Template {
     /// it leaves something.
     fn soft(&mut self, logits: &[f32], generated: &[u32]) {
         let is_free = |f: &Forced| !matches!(f, Forced::Note(_));
+        if let (Some(onset), None, Forced::Added, true) =
+            (self.onset, self.dur, self.current, self.fill_chords)
+        {
+            // A chord filled under a melody note is held (comping), so the next melody notes
+            // sound over it rather than each getting a chord of its own.
+            if self.thin_chord().is_some_and(|(at, _)| at == onset) {
+                narrow(&mut self.ids, |id| match kind(id) {
+                    Kind::Dur(d) => (CHORD_HOLD_MS..=4 * CHORD_HOLD_MS).contains(&d),
+                    _ => true,
+                });
+            }
+        }
         if self.onset.is_none() {
             let count = self.notes.len();
             if count < self.bounds.min_notes {
