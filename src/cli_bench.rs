@@ -90,7 +90,7 @@ fn opt(x: Option<f64>) -> String {
 }
 
 /// The options every task shares from the command line.
-fn tune(mut s: Settings, args: &BenchMusicArgs, fidelity: Fidelity) -> Settings {
+fn with_flags(mut s: Settings, args: &BenchMusicArgs, fidelity: Fidelity) -> Settings {
     s.refine.fidelity = fidelity;
     s.refine.sanity = args.sanity;
     s.refine.seed = args.seed;
@@ -147,7 +147,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for path in &pieces {
             let piece = load(path)?;
-            let mut s = tune(recipe.clone(), &args, fidelity);
+            let mut s = with_flags(recipe.clone(), &args, fidelity);
             s.refine.protected_windows = refine::preserved_windows(
                 &piece,
                 s.novel_peaks_pct,
@@ -182,7 +182,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for path in &melodies {
         let melody = load(path)?;
-        let mut s = tune(Settings::harmony(), &args, fidelity);
+        let mut s = with_flags(Settings::harmony(), &args, fidelity);
         s.refine.target = improvnet::tokens::Genre::Jazz;
         let out = refine::harmonize(
             &model,
@@ -318,7 +318,7 @@ fn gap_tasks(
     for path in pieces {
         let piece = load(path)?;
         let prompt = crop(&piece, 0, 4);
-        let s = tune(Settings::continuation(), args, fidelity);
+        let s = with_flags(Settings::continuation(), args, fidelity);
         let out = refine::continue_piece(model, &prompt, 20.0, &s.refine, &mut no_progress)?;
         let first = prompt.segments.last().map_or(0, |s| s.window + 1);
         let new: std::collections::BTreeSet<u32> = (first..first + 4).collect();
@@ -343,7 +343,7 @@ fn gap_tasks(
         let last = piece.segments.last().map_or(0, |s| s.window);
         let from = (last / 2).max(1);
         let windows: Vec<u32> = (from..(from + 2).min(last)).collect();
-        let s = tune(Settings::infilling(), args, fidelity);
+        let s = with_flags(Settings::infilling(), args, fidelity);
         let out = refine::infill(model, &piece, &windows, &s.refine, &mut no_progress)?;
         let gap: std::collections::BTreeSet<u32> = windows.iter().copied().collect();
         let seams = musical::seams(&out.piece, &gap);

@@ -487,7 +487,7 @@ impl Template {
     }
 
     fn new(shape: Shape, bounds: Bounds, ceiling: Vec<Note>) -> Self {
-        let mut t = Self {
+        Self {
             shape,
             bounds,
             ceiling,
@@ -505,32 +505,24 @@ impl Template {
             ids: Vec::new(),
             scratch: Vec::new(),
             fresh: None,
-        };
-        t.fresh = Some(Box::new(t.clone()));
-        t
+        }
     }
 
     /// Also prefers the harmonization chord constraint (spec §11), where the template allows it.
     pub fn with_chord_constraint(mut self) -> Self {
         self.chord = Some(ChordConstraint::default());
-        self.fresh = None;
-        self.fresh = Some(Box::new(self.clone()));
         self
     }
 
     /// Added notes prefer these pitch classes (index 0 = C).
     pub fn with_key(mut self, pitch_classes: [bool; 12]) -> Self {
         self.key = Some(pitch_classes);
-        self.fresh = None;
-        self.fresh = Some(Box::new(self.clone()));
         self
     }
 
     /// Prefers, after each tune note, added notes with it until three pitch classes sound.
     pub fn with_chord_fill(mut self) -> Self {
         self.fill_chords = true;
-        self.fresh = None;
-        self.fresh = Some(Box::new(self.clone()));
         self
     }
 
@@ -541,8 +533,6 @@ impl Template {
             onset_ms: n.onset_ms.saturating_add(5000),
             ..*n
         }));
-        self.fresh = None;
-        self.fresh = Some(Box::new(self.clone()));
         self
     }
 
@@ -557,8 +547,6 @@ impl Template {
                 ..*n
             })
         }));
-        self.fresh = None;
-        self.fresh = Some(Box::new(self.clone()));
         self
     }
 
@@ -1105,14 +1093,12 @@ fn with_tune(tune: &[Note], onset: u16, dur: u16) -> impl Iterator<Item = &Note>
 
 impl LogitsProcessor for Template {
     fn process(&mut self, generated: &[u32], logits: &mut [f32]) {
+        // The template as built, kept at its first step, to start a new sequence from.
+        let fresh = self.fresh.take().unwrap_or_else(|| Box::new(self.clone()));
         if generated.len() < self.seen {
-            // A new sequence: start over from the template as built.
-            *self = self
-                .fresh
-                .as_deref()
-                .cloned()
-                .unwrap_or_else(|| self.clone());
+            *self = (*fresh).clone();
         }
+        self.fresh = Some(fresh);
         for &id in generated.get(self.seen.max(1)..).unwrap_or_default() {
             self.observe(id);
         }
