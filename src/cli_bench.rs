@@ -323,9 +323,7 @@ fn gap_tasks(
         let first = prompt.segments.last().map_or(0, |s| s.window + 1);
         let new: std::collections::BTreeSet<u32> = (first..first + 4).collect();
         let seams = musical::seams(&out.piece, &new);
-        let worst = seams.iter().fold((0.0f64, 0.0f64), |(l, d), s| {
-            (l.max(s.loudness_jump), d.max(s.density_jump))
-        });
+        let worst = musical::worst_seam(&seams);
         let h = pitch_class_histogram(&prompt);
         let generated = histogram_kl(
             &h,
@@ -347,9 +345,7 @@ fn gap_tasks(
         let out = refine::infill(model, &piece, &windows, &s.refine, &mut no_progress)?;
         let gap: std::collections::BTreeSet<u32> = windows.iter().copied().collect();
         let seams = musical::seams(&out.piece, &gap);
-        let worst = seams.iter().fold((0.0f64, 0.0f64), |(l, d), s| {
-            (l.max(s.loudness_jump), d.max(s.density_jump))
-        });
+        let worst = musical::worst_seam(&seams);
         let (generated, real) =
             musical::mean_distances(&musical::pitch_class_distances(&piece, &out.piece, &gap));
         println!(

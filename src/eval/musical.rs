@@ -495,6 +495,13 @@ pub fn seams(generated: &Piece, rewritten: &BTreeSet<u32>) -> Vec<Seam> {
         .collect()
 }
 
+/// The largest loudness and density jump over `seams` (0 without seams).
+pub fn worst_seam(seams: &[Seam]) -> (f64, f64) {
+    seams.iter().fold((0.0, 0.0), |(l, d), s| {
+        (f64::max(l, s.loudness_jump), f64::max(d, s.density_jump))
+    })
+}
+
 /// Pitch-class distance (KL, as the paper's metric) of segment `window` to its neighbours
 /// (the segments just before and after), or `None` without neighbours or notes.
 pub fn neighbour_distance(piece: &Piece, window: u32) -> Option<f64> {
@@ -629,9 +636,7 @@ fn opt(x: Option<f64>) -> String {
 impl Check {
     /// The largest loudness and density jump over the seams (0 without seams).
     pub fn worst_seam(&self) -> (f64, f64) {
-        self.seams.iter().fold((0.0, 0.0), |(l, d), s| {
-            (f64::max(l, s.loudness_jump), f64::max(d, s.density_jump))
-        })
+        worst_seam(&self.seams)
     }
 
     /// The mean pitch-class distance of the rewritten windows to their neighbours: generated,

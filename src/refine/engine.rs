@@ -213,7 +213,7 @@ impl<'m> Engine<'m> {
 
     fn tune(&self, segment: &Segment) -> Vec<Note> {
         match &self.tunes {
-            Some(map) => map.get(&segment.window).cloned().unwrap_or_default(),
+            Some(_) => self.tune_at(segment.window),
             None => tune_of(&segment.notes),
         }
     }

@@ -430,6 +430,7 @@ pub struct Template {
     current: Forced,
     tune_next: usize,
     ids: Vec<u32>,
+    keep: Vec<bool>,
     scratch: Vec<f32>,
     /// The template before any token, to start a new sequence from.
     fresh: Option<Box<Template>>,
@@ -503,6 +504,7 @@ impl Template {
             current: Forced::Added,
             tune_next: 0,
             ids: Vec::new(),
+            keep: Vec::new(),
             scratch: Vec::new(),
             fresh: None,
         }
@@ -550,40 +552,25 @@ impl Template {
         self
     }
 
-    /// The forced notes (pitch and onset known) still to come after the current one.
-    fn upcoming_notes(&self) -> Vec<Note> {
+    /// Forced notes from the `from`-th note of the segment on: onset, and pitch where forced.
+    fn forced_from(&self, from: usize) -> Vec<(u16, Option<u8>)> {
         match &self.shape {
             Shape::Include { prefix, tune } => prefix
                 .iter()
-                .skip(self.notes.len() + 1)
+                .skip(from)
                 .chain(&tune[self.tune_next.min(tune.len())..])
-                .copied()
+                .map(|n| (n.onset_ms, Some(n.pitch)))
                 .collect(),
             Shape::Grid { slots, .. } => slots
                 .iter()
-                .skip(self.notes.len() + 1)
-                .filter_map(|s| match (s.onset, s.pitch) {
-                    (Some(o), Pitch::Exact(p)) => Some(Note::new(p, 1, o, 1)),
-                    _ => None,
+                .skip(from)
+                .filter_map(|s| {
+                    let pitch = match s.pitch {
+                        Pitch::Exact(p) => Some(p),
+                        _ => None,
+                    };
+                    s.onset.map(|o| (o, pitch))
                 })
-                .collect(),
-            Shape::Free => Vec::new(),
-        }
-    }
-
-    /// Onsets of the forced notes still to come after the current one, in order.
-    fn upcoming_onsets(&self) -> Vec<u16> {
-        match &self.shape {
-            Shape::Include { prefix, tune } => prefix
-                .iter()
-                .skip(self.notes.len())
-                .chain(&tune[self.tune_next.min(tune.len())..])
-                .map(|n| n.onset_ms)
-                .collect(),
-            Shape::Grid { slots, .. } => slots
-                .iter()
-                .skip(self.notes.len())
-                .filter_map(|s| s.onset)
                 .collect(),
             Shape::Free => Vec::new(),
         }
@@ -618,11 +605,6 @@ impl Template {
         pcs.sort_unstable();
         pcs.dedup();
         (pcs.len() < 3).then_some((t.onset_ms, pcs))
-    }
-
-    /// Notes decoded so far.
-    pub fn notes(&self) -> &[Note] {
-        &self.notes
     }
 
     fn observe(&mut self, id: u32) {
@@ -878,7 +860,12 @@ impl Template {
             // No cluster: a note may not make six within 40 ms, counting the forced notes still
             // to come (the tune's next note itself is always allowed where choosing its onset
             // makes the note the tune's).
-            let upcoming = self.upcoming_onsets();
+            // (The note to be decoded next is the `notes.len()`-th.)
+            let upcoming: Vec<u16> = self
+                .forced_from(self.notes.len())
+                .into_iter()
+                .map(|(o, _)| o)
+                .collect();
             let next = upcoming
                 .first()
                 .copied()
@@ -943,9 +930,9 @@ impl Template {
             // the next segment's).
             let end = onset.saturating_add(dur);
             let struck_later: Vec<u8> = self
-                .upcoming_notes()
+                .forced_from(self.notes.len() + 1)
                 .into_iter()
-                .map(|n| (n.pitch, n.onset_ms))
+                .filter_map(|(at, p)| p.map(|p| (p, at)))
                 .chain(self.bounds.later.iter().copied())
                 .filter(|&(_, at)| onset < at && at < end)
                 .map(|(p, _)| p)
@@ -1109,27 +1096,24 @@ impl LogitsProcessor for Template {
             self.ids
                 .extend((0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()));
         } else {
-            let finite: Vec<u32> = self
-                .ids
-                .iter()
-                .copied()
-                .filter(|&i| logits.get(i as usize).is_some_and(|l| l.is_finite()))
-                .collect();
-            if finite.is_empty() {
+            let finite = |i: &u32| logits.get(*i as usize).is_some_and(|l| l.is_finite());
+            if self.ids.iter().any(finite) {
+                self.ids.retain(finite);
+            } else {
                 // Another processor forbade every allowed token: the template wins, evenly.
                 for &i in &self.ids {
                     logits[i as usize] = 0.0;
                 }
-            } else {
-                self.ids = finite;
             }
         }
         self.soft(logits, generated);
-        let mut keep = vec![false; logits.len()];
+        // Everything not chosen is forbidden (a buffer reused step to step: this runs per token).
+        self.keep.clear();
+        self.keep.resize(logits.len(), false);
         for &i in &self.ids {
-            keep[i as usize] = true;
+            self.keep[i as usize] = true;
         }
-        for (l, k) in logits.iter_mut().zip(keep) {
+        for (l, &k) in logits.iter_mut().zip(&self.keep) {
             if !k {
                 *l = f32::NEG_INFINITY;
             }
