@@ -172,6 +172,11 @@ struct Setup<'a> {
     timeline: Option<Timeline<'a>>,
     /// A saved state loaded before activation.
     state: Option<&'a [u8]>,
+    /// (sample, id, CLAP value) sent in the block that contains the sample.
+    automation: &'a [(i64, &'a str, f64)],
+    /// The render extension switches to offline at the block that contains this sample, while
+    /// the plugin is active (no restart: the mode counts from that block on).
+    offline_from: Option<i64>,
 }
 
 /// What came out of a session.
@@ -184,6 +189,8 @@ struct Outcome {
     state: Vec<u8>,
     /// Parameter values after the session, in the order asked for by [`Outcome::value`].
     values: Vec<(ClapId, f64)>,
+    /// The longest `process()` call.
+    longest_block: std::time::Duration,
 }
 
 impl Outcome {
@@ -258,9 +265,35 @@ fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
     let mut out_buf = EventBuffer::new();
     let mut next = 0;
     let mut t0 = 0i64;
+    let mut longest_block = std::time::Duration::ZERO;
+    let block_end = |t0: i64| t0 + i64::from(BLOCK);
     while t0 < total {
         in_buf.clear();
         out_buf.clear();
+        if setup
+            .offline_from
+            .is_some_and(|t| (t0..block_end(t0)).contains(&t))
+        {
+            let render: PluginRender = instance
+                .plugin_handle()
+                .get_extension()
+                .expect("the render extension");
+            render
+                .set(&instance.plugin_handle(), RenderMode::Offline)
+                .expect("offline render mode");
+        }
+        for &(_, name, value) in setup
+            .automation
+            .iter()
+            .filter(|(t, _, _)| (t0..block_end(t0)).contains(t))
+        {
+            in_buf.push(&ParamValueEvent::new(
+                0,
+                param_id(name),
+                Pckn::match_all(),
+                value,
+            ));
+        }
         if t0 == 0 {
             for (name, value) in setup.params {
                 in_buf.push(&ParamValueEvent::new(
@@ -286,6 +319,7 @@ fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
         // A MIDI-only plugin has no audio ports: the frame count must be declared.
         let input_audio = unsafe { InputAudioBuffers::from_raw_buffers(&[], BLOCK) };
         let mut output_audio = unsafe { OutputAudioBuffers::from_raw_buffers(&mut [], BLOCK) };
+        let started = std::time::Instant::now();
         processor
             .process(
                 &input_audio,
@@ -296,6 +330,7 @@ fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
                 timeline.as_ref(),
             )
             .expect("process");
+        longest_block = longest_block.max(started.elapsed());
         for e in out_buf.iter() {
             let time = t0 + i64::from(e.header().time());
             if let Some(on) = e.as_event::<NoteOnEvent>() {
@@ -349,6 +384,7 @@ fn run(input: &[Ev], total: i64, setup: &Setup) -> Outcome {
         latency,
         state,
         values,
+        longest_block,
     }
 }
 
@@ -629,4 +665,246 @@ fn a_bundle_with_the_built_in_model_refines_without_a_model_folder() {
     let out = session(&input, 7 * SEG, &[("rate", 1.0)], true);
     assert_balanced(&out);
     assert_turns_refined(&out, &input, 2, 2);
+}
+
+#[test]
+fn an_offline_render_flagged_while_active_waits_for_every_answer() {
+    let _env = env_lock();
+    let dir = tempfile::tempdir().expect("temp dir");
+    refine_common::save_tiny_model(dir.path(), 7);
+    std::env::set_var("IMPROVNET_MODEL", dir.path());
+    // Every answer takes 0.5 s of wall time: live, this host (far faster than real time) would
+    // hear the originals (see `late_answers_fall_back_to_the_original`).
+    std::env::set_var("IMPROVNET_WORKER_STALL_MS", "500");
+    let input = phrase(12);
+    // Activated for realtime; the host flags offline rendering at the first block, as a VST3
+    // host does through `ProcessData::processMode` (the wrapper asks for a restart this host
+    // never makes: the mode must count from the block on).
+    let setup = Setup {
+        params: &[("rate", 1.0)],
+        offline_from: Some(0),
+        ..Setup::default()
+    };
+    let a = run(&input, 7 * SEG, &setup).events;
+    assert_balanced(&a);
+    assert_turns_refined(&a, &input, 2, 3);
+    let b = run(&input, 7 * SEG, &setup).events;
+    assert_eq!(a, b, "offline bounces differ");
+    std::env::remove_var("IMPROVNET_MODEL");
+}
+
+#[test]
+fn shortening_the_delay_mid_bounce_never_stalls_a_block() {
+    let _env = env_lock();
+    let dir = tempfile::tempdir().expect("temp dir");
+    refine_common::save_tiny_model(dir.path(), 7);
+    std::env::set_var("IMPROVNET_MODEL", dir.path());
+    let input = phrase(40);
+    // Delay 8 segments (CLAP value 7), automated to 2 after three segments: the segments
+    // captured at delay 8 wait for six later ones that arrive only after their new turn.
+    let setup = Setup {
+        params: &[("rate", 1.0), ("delay", 7.0)],
+        automation: &[(3 * SEG + 1000, "delay", 1.0)],
+        offline: true,
+        ..Setup::default()
+    };
+    let a = run(&input, 12 * SEG, &setup);
+    assert_balanced(&a.events);
+    // One refinement with the tiny model takes well under a second; a block that waits for
+    // context that never comes would take the 60 s safety net.
+    println!("longest block: {:?}", a.longest_block);
+    assert!(
+        a.longest_block < std::time::Duration::from_secs(10),
+        "a block waited {:?}",
+        a.longest_block
+    );
+    // Every turn after the change is refined, from segment 3 on (delay 2: heard at 5 and on).
+    let expected = shifted(&input, 2 * SEG);
+    for s in 3..8 {
+        let turn = (s + 2) * SEG..(s + 3) * SEG;
+        let onsets = |v: &[Ev]| -> Vec<Ev> {
+            sorted(
+                v.iter()
+                    .filter(|e| e.on && turn.contains(&e.time))
+                    .copied()
+                    .collect(),
+            )
+        };
+        assert_ne!(
+            onsets(&a.events),
+            onsets(&expected),
+            "segment {s} not refined"
+        );
+    }
+    let b = run(&input, 12 * SEG, &setup);
+    assert_eq!(a.events, b.events, "offline bounces differ");
+    std::env::remove_var("IMPROVNET_MODEL");
+}
+
+/// A host that implements the latency extension and records where `changed()` comes from.
+mod latency_host {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use clack_extensions::latency::{HostLatency, HostLatencyImpl};
+    use clack_host::prelude::*;
+
+    #[derive(Default)]
+    pub struct Log {
+        pub in_activate: AtomicBool,
+        pub changed_inside: AtomicU32,
+        pub changed_outside: AtomicU32,
+        pub restarts: AtomicU32,
+    }
+
+    pub struct Shared(pub Arc<Log>);
+    impl SharedHandler<'_> for Shared {
+        fn request_restart(&self) {
+            self.0.restarts.fetch_add(1, Ordering::SeqCst);
+        }
+        fn request_process(&self) {}
+        fn request_callback(&self) {}
+    }
+
+    pub struct Main(pub Arc<Log>);
+    impl MainThreadHandler<'_> for Main {}
+    impl HostLatencyImpl for Main {
+        fn changed(&self) {
+            let counter = if self.0.in_activate.load(Ordering::SeqCst) {
+                &self.0.changed_inside
+            } else {
+                &self.0.changed_outside
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub struct LatencyHost;
+    impl HostHandlers for LatencyHost {
+        type Shared<'a> = Shared;
+        type MainThread<'a> = Main;
+        type AudioProcessor<'a> = ();
+        fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Shared) {
+            builder.register::<HostLatency>();
+        }
+    }
+}
+
+#[test]
+fn latency_changes_reach_the_host_only_inside_activate() {
+    use latency_host::{LatencyHost, Log, Main, Shared};
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+
+    let _env = env_lock();
+    let log = Arc::new(Log::default());
+    let host_info = HostInfo::new("improvnet-test", "tests", "https://example.invalid", "0.1")
+        .expect("host info");
+    let entry = unsafe { PluginEntry::load(plugin_library::plugin_library("IMPROVNET_TEST_CLAP")) }
+        .expect("load the plugin library");
+    let id = c"org.improvnet-in-rust.improvnet";
+    let (l1, l2) = (log.clone(), log.clone());
+    let mut instance = PluginInstance::<LatencyHost>::new(
+        move |_| Shared(l1),
+        move |_| Main(l2),
+        &entry,
+        id,
+        &host_info,
+    )
+    .expect("instance");
+    let config = PluginAudioConfiguration {
+        sample_rate: f64::from(SR),
+        min_frames_count: BLOCK,
+        max_frames_count: BLOCK,
+    };
+    let activate = |instance: &mut PluginInstance<LatencyHost>| {
+        log.in_activate.store(true, SeqCst);
+        let p = instance.activate(|_, _| (), config).expect("activate");
+        log.in_activate.store(false, SeqCst);
+        p.start_processing().expect("start processing")
+    };
+    // One block on an audio thread of its own (nice-plug runs main-thread tasks at once when
+    // asked from the main thread, which would hide the race).
+    let block = |processor: &mut StartedPluginAudioProcessor<LatencyHost>,
+                 params: &[(&str, f64)]| {
+        std::thread::scope(|s| {
+            s.spawn(|| audio_block(processor, params))
+                .join()
+                .expect("audio thread")
+        })
+    };
+    let latency = |instance: &mut PluginInstance<LatencyHost>| -> u32 {
+        let ext: PluginLatency = instance
+            .plugin_handle()
+            .get_extension()
+            .expect("the latency extension");
+        ext.get(&instance.plugin_handle())
+    };
+
+    // 1. "Align" switched on while playing: the plugin asks for a restart from the main thread,
+    //    and the new latency is reported inside the next activate.
+    let mut processor = activate(&mut instance);
+    block(&mut processor, &[("align", 1.0)]);
+    block(&mut processor, &[]);
+    instance.call_on_main_thread_callback();
+    assert_eq!(log.restarts.load(SeqCst), 1, "no restart asked for");
+    assert_eq!(log.changed_outside.load(SeqCst), 0);
+    instance.deactivate(processor.stop_processing());
+    let mut processor = activate(&mut instance);
+    assert_eq!(log.changed_inside.load(SeqCst), 1);
+    assert_eq!(latency(&mut instance), 2 * SEG as u32);
+
+    // 2. The delay changes and the host deactivates before its main thread runs the plugin's
+    //    callback (the race clap-validator's fuzzer hit): still nothing outside activate.
+    block(&mut processor, &[("delay", 3.0)]);
+    instance.deactivate(processor.stop_processing());
+    instance.call_on_main_thread_callback();
+    assert_eq!(
+        log.changed_outside.load(SeqCst),
+        0,
+        "changed() outside activate"
+    );
+    let mut processor = activate(&mut instance);
+    assert_eq!(log.changed_inside.load(SeqCst), 2);
+    assert_eq!(latency(&mut instance), 4 * SEG as u32);
+
+    // 3. Reactivating with the latency unchanged reports nothing and asks for no restart.
+    block(&mut processor, &[]);
+    instance.call_on_main_thread_callback();
+    instance.deactivate(processor.stop_processing());
+    let processor = activate(&mut instance);
+    instance.deactivate(processor.stop_processing());
+    instance.call_on_main_thread_callback();
+    assert_eq!(log.changed_inside.load(SeqCst), 2);
+    assert_eq!(log.changed_outside.load(SeqCst), 0);
+    assert_eq!(log.restarts.load(SeqCst), 1);
+}
+
+/// One block of a [`latency_host`] session, no input notes.
+fn audio_block(
+    processor: &mut StartedPluginAudioProcessor<latency_host::LatencyHost>,
+    params: &[(&str, f64)],
+) {
+    let mut in_buf = EventBuffer::new();
+    let mut out_buf = EventBuffer::new();
+    for (name, value) in params {
+        in_buf.push(&ParamValueEvent::new(
+            0,
+            param_id(name),
+            Pckn::match_all(),
+            *value,
+        ));
+    }
+    let input_audio = unsafe { InputAudioBuffers::from_raw_buffers(&[], BLOCK) };
+    let mut output_audio = unsafe { OutputAudioBuffers::from_raw_buffers(&mut [], BLOCK) };
+    processor
+        .process(
+            &input_audio,
+            &mut output_audio,
+            &InputEvents::from_buffer(&in_buf),
+            &mut OutputEvents::from_buffer(&mut out_buf),
+            None,
+            None,
+        )
+        .expect("process");
 }

@@ -190,3 +190,49 @@ fn live_answers_keep_the_players_tune_and_harmonize_keeps_the_melody_on_top() {
         }
     }
 }
+
+#[test]
+fn a_shortened_delay_or_a_due_turn_answers_waiting_jobs_at_once() {
+    let with_delay = |index, delay| {
+        let mut j = job(index, 1.0, 5);
+        j.params.delay = delay;
+        j
+    };
+    let indices = |done: &[improvnet::plugin::worker::Answered]| -> Vec<i64> {
+        done.iter().map(|(j, _)| j.index).collect()
+    };
+    // Delay 8 wants six later segments; the delay drops to 2 at segment 2, whose job needs
+    // none: it and the two jobs before it are answered now, in order, each refined.
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    assert!(r.submit(with_delay(0, 8)).is_empty());
+    assert!(r.submit(with_delay(1, 8)).is_empty());
+    let done = r.submit(with_delay(2, 2));
+    assert_eq!(indices(&done), [0, 1, 2]);
+    assert!(done
+        .iter()
+        .all(|(_, a)| matches!(a, Ok(Answer::Refined(_)))));
+
+    // Offline, the audio thread says when a turn is due: every job up to it is answered with
+    // the context there is; later ones keep waiting, and a stale generation changes nothing.
+    let mut r = Refiner::new(Some(refine_common::tiny_model(3)));
+    for i in 0..3 {
+        assert!(r.submit(with_delay(i, 8)).is_empty());
+    }
+    assert!(r.due(7, 1).is_empty(), "another generation");
+    assert_eq!(indices(&r.due(1, 1)), [0, 1]);
+    assert!(r.due(1, 1).is_empty(), "each job is answered once");
+    assert_eq!(indices(&r.due(1, 5)), [2]);
+}
+
+#[test]
+fn inference_leaves_a_core_for_the_host() {
+    use improvnet::plugin::worker::inference_threads;
+    // Automatic: the cores less one; one core: one thread.
+    assert_eq!(inference_threads(0, 1), 1);
+    assert_eq!(inference_threads(0, 2), 1);
+    assert_eq!(inference_threads(0, 8), 7);
+    // A saved setting is honoured up to the cores less one.
+    assert_eq!(inference_threads(3, 8), 3);
+    assert_eq!(inference_threads(16, 8), 7);
+    assert_eq!(inference_threads(4, 2), 1);
+}

@@ -7,9 +7,10 @@
 
 use gemm::Parallelism;
 
-/// Threads for the encoder's matrix products: as candle (`RAYON_NUM_THREADS`, else the cores).
+/// Threads for the matrix products and the decoder's team: those of the rayon pool this runs in
+/// (the global one: `RAYON_NUM_THREADS` or `--threads`, else the cores; the plugin worker's own).
 pub fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+    rayon::current_num_threads().max(1)
 }
 
 fn par(threads: usize) -> Parallelism {

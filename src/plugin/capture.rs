@@ -6,7 +6,14 @@
 //! The buffers stay in a ring after that: playback reads the original notes from there, and a
 //! late note-off still completes them. Nothing here allocates, locks or blocks.
 
+use nice_plug::prelude::Transport;
+
 use super::notes::{NoteBuf, SampleNote, OPEN};
+
+/// Segment length: the model's T-segment.
+pub const SEGMENT_SECONDS: f32 = 5.0;
+/// How long after a segment's window held notes may still end and count in full.
+pub const GRACE_SECONDS: f32 = 0.25;
 
 /// Segments kept: the longest delay plus the one being filled, with room to spare.
 pub const RING: usize = 12;
@@ -198,6 +205,44 @@ impl Capture {
     }
 }
 
+/// One bar in seconds at the host's tempo and metre, when the host tells both.
+pub fn bar_seconds(transport: &Transport) -> Option<f64> {
+    let tempo = transport.tempo.filter(|t| t.is_finite() && *t > 0.0)?;
+    let num = transport.time_sig_numerator.filter(|n| *n > 0)?;
+    let den = transport.time_sig_denominator.filter(|d| *d > 0)?;
+    Some(f64::from(num) * 4.0 / f64::from(den) * 60.0 / tempo)
+}
+
+/// Segment length in samples: 5 s, or with `bar` (seconds) the whole number of bars closest to
+/// 5 s (at least one, at most 4 × 5 s so a very slow tempo cannot starve the worker forever).
+pub fn segment_samples(sample_rate: f32, bar: Option<f64>) -> u32 {
+    let sr = f64::from(sample_rate);
+    let seconds = match bar {
+        Some(bar) if bar > 0.0 => {
+            let target = f64::from(SEGMENT_SECONDS);
+            let fewer = (target / bar).floor().max(1.0);
+            // On a tie the shorter segment wins: less waiting for the answer.
+            let bars = if ((fewer + 1.0) * bar - target).abs() < (fewer * bar - target).abs() {
+                fewer + 1.0
+            } else {
+                fewer
+            };
+            (bars * bar).min(4.0 * target)
+        }
+        _ => f64::from(SEGMENT_SECONDS),
+    };
+    (seconds * sr).round().max(1.0) as u32
+}
+
+/// The grace period in samples; none at delay 1, where the original plays right after its window.
+pub fn grace(sample_rate: f32, delay: u32) -> u32 {
+    if delay <= 1 {
+        0
+    } else {
+        (GRACE_SECONDS * sample_rate).round() as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +346,24 @@ mod tests {
         let notes = c.original(0).unwrap().as_slice().to_vec();
         assert_eq!(notes[0].dur, 100);
         assert_eq!(notes[1].dur, 50);
+    }
+
+    #[test]
+    fn synced_segments_are_the_whole_bars_closest_to_five_seconds() {
+        let sr = 48_000.0;
+        let bar = |bpm: f64, num: f64| num * 60.0 / bpm;
+        assert_eq!(segment_samples(sr, None), 240_000);
+        // 100 bpm 4/4: 2.4 s bars, two of them.
+        assert_eq!(segment_samples(sr, Some(bar(100.0, 4.0))), 230_400);
+        // 120 bpm 4/4: 2 s bars; 4 s and 6 s are as close, the shorter wins.
+        assert_eq!(segment_samples(sr, Some(bar(120.0, 4.0))), 192_000);
+        // 140 bpm 3/4: 1.2857 s bars, four of them (5.14 s).
+        assert_eq!(
+            segment_samples(sr, Some(bar(140.0, 3.0))),
+            (4.0 * 3.0 * 60.0 / 140.0 * 48_000.0_f64).round() as u32
+        );
+        // 40 bpm 4/4: one 6 s bar; 8 bpm: one 30 s bar, capped at 20 s.
+        assert_eq!(segment_samples(sr, Some(bar(40.0, 4.0))), 288_000);
+        assert_eq!(segment_samples(sr, Some(bar(8.0, 4.0))), 960_000);
     }
 }

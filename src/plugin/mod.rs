@@ -26,19 +26,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 
-use capture::Capture;
+use capture::{bar_seconds, grace, segment_samples, Capture};
+pub use capture::{GRACE_SECONDS, SEGMENT_SECONDS};
 use params::{ImprovParams, Mode};
 use playback::{PlayEvent, Playback};
-use worker::{Job, ModelSource, ModelState, Reply, Status, Worker};
+use worker::{Job, ModelSource, ModelState, Msg, Reply, Status, Worker};
 
-/// Segment length: the model's T-segment.
-pub const SEGMENT_SECONDS: f32 = 5.0;
-/// How long after a segment's window held notes may still end and count in full.
-pub const GRACE_SECONDS: f32 = 0.25;
 /// The environment variable naming a model folder when the project names none (it wins over
 /// the built-in model).
 pub const MODEL_ENV: &str = "IMPROVNET_MODEL";
@@ -46,7 +43,8 @@ pub const MODEL_ENV: &str = "IMPROVNET_MODEL";
 const SEEK_TOLERANCE: i64 = 16;
 /// Jobs and replies in flight at most (one segment each).
 const QUEUE: usize = 16;
-/// Longest an offline render waits for one segment's answer.
+/// Longest an offline render waits for one segment's answer: a safety net for a worker that
+/// died. A live worker answers a due segment at once (see [`Msg::Due`]).
 const OFFLINE_WAIT: Duration = Duration::from_secs(60);
 
 /// The plugin object the host instantiates.
@@ -54,6 +52,9 @@ pub struct ImprovNet {
     params: Arc<ImprovParams>,
     status: Arc<Status>,
     rt: Option<Realtime>,
+    /// The segment length (seconds) the last activation ended with (bar-synced segments follow
+    /// the host's tempo), so a reactivation reports the latency the host last saw.
+    seg_seconds: f64,
 }
 
 /// Everything that exists between activate and deactivate.
@@ -62,7 +63,7 @@ struct Realtime {
     offline: bool,
     capture: Capture,
     playback: Playback,
-    jobs: Sender<Job>,
+    jobs: Sender<Msg>,
     replies: Receiver<Reply>,
     _worker: Worker,
     generation: u32,
@@ -85,6 +86,7 @@ impl Default for ImprovNet {
             params: Arc::new(ImprovParams::default()),
             status: Arc::new(Status::default()),
             rt: None,
+            seg_seconds: f64::from(SEGMENT_SECONDS),
         }
     }
 }
@@ -163,6 +165,38 @@ impl Realtime {
         self.flush = false;
     }
 
+    /// Follows the host: the segment length (bar-synced at its tempo and metre when `sync`), and
+    /// the block's start on the plugin's clock (see [`Self::block_start`]).
+    fn follow_transport<P: Plugin>(&mut self, sync: bool, ctx: &mut impl ProcessContext<P>) -> i64 {
+        let transport = ctx.transport();
+        let host_pos = transport.pos_samples().filter(|_| transport.playing);
+        let bar = bar_seconds(transport).filter(|_| sync);
+        let seg_len = segment_samples(self.sample_rate, bar);
+        if seg_len != self.capture.seg_len() {
+            // A new tempo or metre: what was captured no longer lines up; start again.
+            self.flush(0, ctx);
+            self.playback.set_seg_len(seg_len);
+            self.capture.set_seg_len(seg_len);
+        }
+        let t0 = self.block_start(host_pos, ctx);
+        self.rendered_to = t0;
+        t0
+    }
+
+    /// Bypassed: releases what the effect played once, then hands the input on untouched.
+    fn pass_through<P: Plugin>(&mut self, end: i64, ctx: &mut impl ProcessContext<P>) {
+        if !self.bypassed {
+            self.flush(0, ctx);
+            self.bypassed = true;
+        }
+        while let Some(event) = ctx.next_event() {
+            if ctx.try_send_event(event).is_err() {
+                self.send_failed += 1;
+            }
+        }
+        self.clock = end;
+    }
+
     /// The block's start on the plugin's clock: the host's position (`host`) while its transport
     /// runs (a jump there is a seek), a free-running count otherwise.
     fn block_start<P: Plugin>(
@@ -219,7 +253,7 @@ impl Realtime {
                 params: snapshot,
                 sample_rate,
             };
-            if jobs.try_send(job).is_err() {
+            if jobs.try_send(Msg::Segment(job)).is_err() {
                 status.pending.fetch_sub(1, Ordering::Relaxed);
                 status.queue_full.fetch_add(1, Ordering::Relaxed);
             }
@@ -253,17 +287,32 @@ impl Realtime {
         }
     }
 
-    /// Offline only: waits until the answers for the turns starting in `[from, to)` are in.
+    /// Offline only: waits until the answers for the turns starting in `[from, to)` are in,
+    /// telling the worker each is due (so it never waits for context that cannot come in time).
     fn wait_for_turns(&mut self, from: i64, to: i64) {
         let Some(first) = self.capture.first() else {
             return;
         };
         for index in self.playback.turns_in(from, to) {
-            if index < first {
+            if index < first || self.playback.has_answer(index) {
                 continue;
             }
+            let mut due = Some(Msg::Due {
+                generation: self.generation,
+                index,
+            });
             let deadline = Instant::now() + OFFLINE_WAIT;
             while !self.playback.has_answer(index) && Instant::now() < deadline {
+                // The worker may be sending replies while the job queue is full: keep draining.
+                if let Some(msg) = due.take() {
+                    match self.jobs.try_send(msg) {
+                        Err(TrySendError::Full(msg)) => due = Some(msg),
+                        Err(TrySendError::Disconnected(_)) => return,
+                        Ok(()) => {}
+                    }
+                }
+                // (Polling: a blocking receive allocates its waiter once, which the debug
+                // builds' allocation check forbids on the audio thread.)
                 match self.replies.try_recv() {
                     Ok(r) if r.generation == self.generation => {
                         self.playback.receive(r.index, r.answer)
@@ -275,13 +324,83 @@ impl Realtime {
             }
         }
     }
+
+    /// Parameter changes the audio thread acts on: mode and delay release what sounds (a delay
+    /// change also moves the grace); "align" and the delay set the reported latency.
+    fn apply_params<P: Plugin>(&mut self, params: &ImprovParams, ctx: &mut impl ProcessContext<P>) {
+        let mode = params.mode.value();
+        let delay = params.delay.value().max(1) as u32;
+        if mode != self.mode || delay != self.playback.delay() {
+            let failed = &mut self.send_failed;
+            self.playback
+                .all_off(0, false, &mut |e| send_event(ctx, e, failed));
+            self.playback.set_delay(delay);
+            self.capture.set_grace(grace(self.sample_rate, delay));
+            self.mode = mode;
+        }
+        let latency = latency_samples(params, self.capture.seg_len());
+        if latency != self.latency {
+            // The wrapper asks the host for a restart and reports it inside `activate`.
+            self.latency = latency;
+            ctx.set_latency_samples(latency);
+        }
+    }
+
+    /// One input event at `t`: captured, and echoed when "MIDI thru" is on.
+    fn handle_event<P: Plugin>(
+        &mut self,
+        t: i64,
+        event: PluginNoteEvent<P>,
+        thru: bool,
+        ctx: &mut impl ProcessContext<P>,
+    ) {
+        match event {
+            NoteEvent::NoteOn {
+                key: Key::Number(k),
+                velocity,
+                ..
+            } if velocity > 0.0 => {
+                // (velocity 0 is a note-off in MIDI 1 terms: next arm)
+                let vel = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
+                self.capture.note_on(t, k, vel);
+                if thru && k < 128 {
+                    self.thru_sounding[usize::from(k)] = true;
+                    if ctx.try_send_event(event).is_err() {
+                        self.send_failed += 1;
+                    }
+                }
+            }
+            NoteEvent::NoteOn {
+                key: Key::Number(k),
+                ..
+            }
+            | NoteEvent::NoteOff {
+                key: Key::Number(k),
+                ..
+            }
+            | NoteEvent::Choke {
+                key: Key::Number(k),
+                ..
+            } => {
+                self.capture.note_off(t, k);
+                if k < 128
+                    && std::mem::take(&mut self.thru_sounding[usize::from(k)])
+                    && ctx.try_send_event(event).is_err()
+                {
+                    self.send_failed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Plugin for ImprovNet {
     const NAME: &'static str = "ImprovNet";
     const VENDOR: &'static str = "ImprovNet-in-Rust";
-    const URL: &'static str = "https://github.com/keshavbhandari/improvnet";
-    const EMAIL: &'static str = "improvnet@example.invalid";
+    // No project site or support address yet: none rather than someone else's.
+    const URL: &'static str = "";
+    const EMAIL: &'static str = "";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     /// MIDI only first; a stereo pass-through for hosts that refuse MIDI-only plugins.
@@ -325,6 +444,11 @@ impl Plugin for ImprovNet {
         let sample_rate = config.sample_rate.max(1.0);
         let seg_len = (SEGMENT_SECONDS * sample_rate).round() as u32;
         let delay = self.params.delay.value().max(1) as u32;
+        // The latency is set here, where both formats allow it; `process` changes it only when
+        // "align", the delay or the bar length changes (and the host then restarts the plugin).
+        let last_seg_len = (self.seg_seconds * f64::from(sample_rate)).round().max(1.0) as u32;
+        let latency = latency_samples(&self.params, last_seg_len);
+        _ctx.set_latency_samples(latency);
         let (job_tx, job_rx) = crossbeam_channel::bounded(QUEUE);
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(QUEUE);
         // Set before the thread starts, so an offline render never sees a stale state.
@@ -334,7 +458,9 @@ impl Plugin for ImprovNet {
         } else {
             ModelState::None
         });
-        let worker = match Worker::spawn(model, job_rx, reply_tx, self.status.clone()) {
+        let threads =
+            worker::inference_threads(self.params.threads.load(Ordering::Relaxed), worker::cores());
+        let worker = match Worker::spawn(model, job_rx, reply_tx, self.status.clone(), threads) {
             Ok(w) => w,
             Err(e) => {
                 nice_error!("cannot start the ImprovNet worker thread: {e}");
@@ -356,7 +482,7 @@ impl Plugin for ImprovNet {
             flush: false,
             bypassed: false,
             mode: self.params.mode.value(),
-            latency: 0,
+            latency,
             thru_sounding: [false; 128],
             send_failed: 0,
         });
@@ -371,6 +497,9 @@ impl Plugin for ImprovNet {
     }
 
     fn deactivate(&mut self) {
+        if let Some(rt) = &self.rt {
+            self.seg_seconds = f64::from(rt.capture.seg_len()) / f64::from(rt.sample_rate);
+        }
         // Dropping the worker stops and joins its thread.
         self.rt = None;
     }
@@ -385,111 +514,27 @@ impl Plugin for ImprovNet {
         let Some(rt) = self.rt.as_mut() else {
             return ProcessStatus::Normal;
         };
-        let params = &*self.params;
-        let status = &*self.status;
+        flush_subnormals(buffer);
+        // Read per block: a VST3 host may flag an offline bounce only here (Ardour's export).
+        rt.offline = ctx.process_mode() == ProcessMode::Offline;
+        let (params, status) = (&*self.params, &*self.status);
         let n = buffer.samples() as i64;
-        let (host_pos, bar_seconds) = {
-            let transport = ctx.transport();
-            let pos = if transport.playing {
-                transport.pos_samples()
-            } else {
-                None
-            };
-            (pos, bar_seconds(transport))
-        };
-        let seg_len = segment_samples(rt.sample_rate, bar_seconds.filter(|_| params.sync.value()));
-        if seg_len != rt.capture.seg_len() {
-            // A new tempo or metre: what was captured no longer lines up; start again.
-            rt.flush(0, ctx);
-            rt.playback.set_seg_len(seg_len);
-            rt.capture.set_seg_len(seg_len);
-        }
-        let t0 = rt.block_start(host_pos, ctx);
-        rt.rendered_to = t0;
-
+        let t0 = rt.follow_transport(params.sync.value(), ctx);
         if params.bypass.value() {
-            // Release what the effect played once, then hand the input on untouched.
-            if !rt.bypassed {
-                rt.flush(0, ctx);
-                rt.bypassed = true;
-            }
-            while let Some(event) = ctx.next_event() {
-                if ctx.try_send_event(event).is_err() {
-                    rt.send_failed += 1;
-                }
-            }
-            rt.clock = t0 + n;
+            rt.pass_through(t0 + n, ctx);
             return ProcessStatus::Normal;
         }
         rt.bypassed = false;
 
-        // Mode and delay changes release what sounds; a delay change also moves the grace.
-        let mode = params.mode.value();
-        let delay = params.delay.value().max(1) as u32;
-        if mode != rt.mode || delay != rt.playback.delay() {
-            let failed = &mut rt.send_failed;
-            rt.playback
-                .all_off(0, false, &mut |e| send_event(ctx, e, failed));
-            rt.playback.set_delay(delay);
-            rt.capture.set_grace(grace(rt.sample_rate, delay));
-            rt.mode = mode;
-        }
-        let latency = if params.align.value() {
-            delay * rt.capture.seg_len()
-        } else {
-            0
-        };
-        if latency != rt.latency {
-            rt.latency = latency;
-            ctx.set_latency_samples(latency);
-        }
-
+        rt.apply_params(params, ctx);
         let thru = params.thru.value();
         while let Some(event) = ctx.next_event() {
             let t = t0 + i64::from(event.timing()).min(n);
             rt.run_to(t0, t, params, status, ctx);
-            match event {
-                NoteEvent::NoteOn {
-                    key: Key::Number(k),
-                    velocity,
-                    ..
-                } if velocity > 0.0 => {
-                    // (velocity 0 is a note-off in MIDI 1 terms: next arm)
-                    let vel = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
-                    rt.capture.note_on(t, k, vel);
-                    if thru && k < 128 {
-                        rt.thru_sounding[usize::from(k)] = true;
-                        if ctx.try_send_event(event).is_err() {
-                            rt.send_failed += 1;
-                        }
-                    }
-                }
-                NoteEvent::NoteOn {
-                    key: Key::Number(k),
-                    ..
-                }
-                | NoteEvent::NoteOff {
-                    key: Key::Number(k),
-                    ..
-                }
-                | NoteEvent::Choke {
-                    key: Key::Number(k),
-                    ..
-                } => {
-                    rt.capture.note_off(t, k);
-                    if k < 128
-                        && std::mem::take(&mut rt.thru_sounding[usize::from(k)])
-                        && ctx.try_send_event(event).is_err()
-                    {
-                        rt.send_failed += 1;
-                    }
-                }
-                _ => {}
-            }
+            rt.handle_event(t, event, thru, ctx);
         }
         rt.run_to(t0, t0 + n, params, status, ctx);
         rt.clock = t0 + n;
-
         status.late.store(rt.playback.late(), Ordering::Relaxed);
         status
             .dropped_notes
@@ -506,41 +551,24 @@ fn wait_while_loading(status: &Status) {
     }
 }
 
-/// One bar in seconds at the host's tempo and metre, when the host tells both.
-fn bar_seconds(transport: &Transport) -> Option<f64> {
-    let tempo = transport.tempo.filter(|t| t.is_finite() && *t > 0.0)?;
-    let num = transport.time_sig_numerator.filter(|n| *n > 0)?;
-    let den = transport.time_sig_denominator.filter(|d| *d > 0)?;
-    Some(f64::from(num) * 4.0 / f64::from(den) * 60.0 / tempo)
-}
-
-/// Segment length in samples: 5 s, or with `bar` (seconds) the whole number of bars closest to
-/// 5 s (at least one, at most 4 × 5 s so a very slow tempo cannot starve the worker forever).
-pub fn segment_samples(sample_rate: f32, bar: Option<f64>) -> u32 {
-    let sr = f64::from(sample_rate);
-    let seconds = match bar {
-        Some(bar) if bar > 0.0 => {
-            let target = f64::from(SEGMENT_SECONDS);
-            let fewer = (target / bar).floor().max(1.0);
-            // On a tie the shorter segment wins: less waiting for the answer.
-            let bars = if ((fewer + 1.0) * bar - target).abs() < (fewer * bar - target).abs() {
-                fewer + 1.0
-            } else {
-                fewer
-            };
-            (bars * bar).min(4.0 * target)
-        }
-        _ => f64::from(SEGMENT_SECONDS),
-    };
-    (seconds * sr).round().max(1.0) as u32
-}
-
-/// The grace period in samples; none at delay 1, where the original plays right after its window.
-fn grace(sample_rate: f32, delay: u32) -> u32 {
-    if delay <= 1 {
-        0
+/// The latency to report: the delay in segments when "align to timeline" is on, else none.
+fn latency_samples(params: &ImprovParams, seg_len: u32) -> u32 {
+    if params.align.value() {
+        (params.delay.value().max(1) as u32).saturating_mul(seg_len)
     } else {
-        (GRACE_SECONDS * sample_rate).round() as u32
+        0
+    }
+}
+
+/// The stereo layout passes audio through: subnormal input leaves as zero, so no later plugin
+/// pays for denormal arithmetic (and validators that flag them pass).
+fn flush_subnormals(buffer: &mut Buffer) {
+    for channel in buffer.as_slice() {
+        for x in channel.iter_mut() {
+            if x.is_subnormal() {
+                *x = 0.0;
+            }
+        }
     }
 }
 
@@ -555,33 +583,11 @@ impl ClapPlugin for ImprovNet {
 
 impl Vst3Plugin for ImprovNet {
     const VST3_CLASS_ID: [u8; 16] = *b"ImprovNetRustFx1";
+    // VST3 has no MIDI-effect category: "Fx|Tools" files it with the effects (it makes no sound),
+    // where hosts that take VST3 MIDI effects (Ardour, REAPER, Bitwig) let it sit on a MIDI track.
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
-        &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+        &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
 }
 
 nice_export_clap!(ImprovNet);
 nice_export_vst3!(ImprovNet);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn synced_segments_are_the_whole_bars_closest_to_five_seconds() {
-        let sr = 48_000.0;
-        let bar = |bpm: f64, num: f64| num * 60.0 / bpm;
-        assert_eq!(segment_samples(sr, None), 240_000);
-        // 100 bpm 4/4: 2.4 s bars, two of them.
-        assert_eq!(segment_samples(sr, Some(bar(100.0, 4.0))), 230_400);
-        // 120 bpm 4/4: 2 s bars; 4 s and 6 s are as close, the shorter wins.
-        assert_eq!(segment_samples(sr, Some(bar(120.0, 4.0))), 192_000);
-        // 140 bpm 3/4: 1.2857 s bars, four of them (5.14 s).
-        assert_eq!(
-            segment_samples(sr, Some(bar(140.0, 3.0))),
-            (4.0 * 3.0 * 60.0 / 140.0 * 48_000.0_f64).round() as u32
-        );
-        // 40 bpm 4/4: one 6 s bar; 8 bpm: one 30 s bar, capped at 20 s.
-        assert_eq!(segment_samples(sr, Some(bar(40.0, 4.0))), 288_000);
-        assert_eq!(segment_samples(sr, Some(bar(8.0, 4.0))), 960_000);
-    }
-}

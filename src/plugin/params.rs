@@ -3,6 +3,7 @@
 //! The audio thread reads them into a [`Snapshot`] when a segment is handed on, so a value the
 //! host automated applies to the segment captured at that time.
 
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, RwLock};
 
 use nice_plug::prelude::*;
@@ -138,6 +139,10 @@ pub struct ImprovParams {
     /// The host's bypass: everything sounding is released, the input passes through as it is.
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// Threads the model computes on; 0 = automatic (the cores less one). Read when the plugin
+    /// is activated; never more than the cores less one (see [`super::worker::inference_threads`]).
+    #[persist = "threads"]
+    pub threads: Arc<AtomicU32>,
     /// The model folder ("" = the `IMPROVNET_MODEL` environment variable, then none).
     #[persist = "model_dir"]
     pub model_dir: Arc<RwLock<String>>,
@@ -207,6 +212,7 @@ impl Default for ImprovParams {
             align: BoolParam::new("Align to timeline", false),
             sync: BoolParam::new("Sync to bars", false),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
+            threads: Arc::new(AtomicU32::new(0)),
             model_dir: Arc::new(RwLock::new(String::new())),
             editor_size: Arc::new(RwLock::new(EditorSize::DEFAULT)),
         }

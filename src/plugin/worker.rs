@@ -2,8 +2,11 @@
 //! answers each captured segment with refined notes or "play the original".
 //!
 //! It calls the same engine as the CLI ([`Engine::run_pass`]): one pass over the new segment,
-//! with the segments already played as before-context. Neither side ever blocks on the
-//! channels (both poll), so the audio thread never takes a lock inside them.
+//! with the segments already played as before-context. The audio thread never blocks on the
+//! channels (it only `try_send`s and `try_recv`s); the worker sleeps in `recv_timeout` when idle.
+//!
+//! Inference must leave the audio alone: the worker and its compute threads run at a lower OS
+//! priority, on a pool of [`inference_threads`] threads (by default one core is left free).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -36,6 +39,18 @@ pub struct Job {
     pub notes: NoteBuf,
     pub params: Snapshot,
     pub sample_rate: f32,
+}
+
+/// What the audio thread sends the worker.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+pub enum Msg {
+    /// A captured segment to answer.
+    Segment(Job),
+    /// Offline only: the answer for `index` is due now. Every job up to it is answered at once
+    /// with the after-context captured so far (a shortened delay, say, leaves a job waiting for
+    /// later segments that would arrive only after its turn).
+    Due { generation: u32, index: i64 },
 }
 
 /// The worker's answer for one segment.
@@ -197,13 +212,40 @@ impl Refiner {
             self.start_generation(&job);
         }
         self.waiting.push_back(job);
-        while let Some(next) = self.waiting.front() {
+        // A job is due once the jobs after it are its after-context; jobs are answered in order,
+        // so a due job releases every job before it too (with the context there is: a job
+        // captured at a long delay would otherwise hold up one captured after the delay shrank).
+        let n = self.waiting.len();
+        let due = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| n - 1 - i >= j.params.context_after())
+            .map(|(i, _)| i + 1)
+            .last();
+        if let Some(count) = due {
+            done.extend(self.answer_first(count));
+        }
+        done
+    }
+
+    /// Answers every waiting job up to `index` at once, with the after-context it has (the
+    /// audio thread's offline [`Msg::Due`]).
+    pub fn due(&mut self, generation: u32, index: i64) -> Vec<Answered> {
+        if self.generation != Some(generation) {
+            return Vec::new();
+        }
+        let count = self.waiting.iter().take_while(|j| j.index <= index).count();
+        self.answer_first(count)
+    }
+
+    /// Answers the first `count` waiting jobs in order, each with up to its own after-context.
+    fn answer_first(&mut self, count: usize) -> Vec<Answered> {
+        let mut done = Vec::with_capacity(count);
+        for _ in 0..count {
+            let next = self.waiting.pop_front().expect("count <= waiting");
             let after = next.params.context_after();
-            if self.waiting.len() <= after {
-                break;
-            }
-            let later: Vec<Job> = self.waiting.iter().skip(1).take(after).copied().collect();
-            let next = self.waiting.pop_front().expect("front exists");
+            let later: Vec<Job> = self.waiting.iter().take(after).copied().collect();
             let answer = self.refine(&next, &later);
             done.push((next, answer));
         }
@@ -383,18 +425,31 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread; it loads the model from `model` first (off the audio thread).
+    /// Starts the thread; it loads the model from `model` first (off the audio thread) and
+    /// computes on `threads` threads (see [`inference_threads`]), all at a lowered priority.
     pub fn spawn(
         model: Option<ModelSource>,
-        jobs: Receiver<Job>,
+        jobs: Receiver<Msg>,
         replies: Sender<Reply>,
         status: Arc<Status>,
+        threads: usize,
     ) -> std::io::Result<Worker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("improvnet-worker".into())
-            .spawn(move || run(model, jobs, replies, status, flag))?;
+            .spawn(move || {
+                // Threads inherit the priority of the thread that starts them: lower it first.
+                lower_priority();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads.max(1))
+                    .thread_name(|i| format!("improvnet-infer-{i}"))
+                    .build();
+                match pool {
+                    Ok(pool) => pool.install(|| run(model, jobs, replies, status, flag)),
+                    Err(_) => run(model, jobs, replies, status, flag),
+                }
+            })?;
         Ok(Worker {
             handle: Some(handle),
             stop,
@@ -451,7 +506,7 @@ impl ModelSource {
 
 fn run(
     source: Option<ModelSource>,
-    jobs: Receiver<Job>,
+    jobs: Receiver<Msg>,
     replies: Sender<Reply>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
@@ -482,19 +537,23 @@ fn run(
     let mut latencies = Latencies::default();
     let stall = stall_from_env();
     while !stop.load(Ordering::Relaxed) {
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(TryRecvError::Empty) => {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => return,
+        // Sleeps until a message comes (no polling); wakes now and then to see `stop`.
+        let msg = match jobs.recv_timeout(IDLE_WAKE) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         let start = Instant::now();
-        if refiner.has_model() && !stall.is_zero() && !sleep_unless_stopped(stall, &stop) {
-            return;
-        }
-        for (job, answer) in refiner.submit(job) {
+        let answered = match msg {
+            Msg::Segment(job) => {
+                if refiner.has_model() && !stall.is_zero() && !sleep_unless_stopped(stall, &stop) {
+                    return;
+                }
+                refiner.submit(job)
+            }
+            Msg::Due { generation, index } => refiner.due(generation, index),
+        };
+        for (job, answer) in answered {
             let answer = match answer {
                 Ok(a) => a,
                 Err(e) => {
@@ -522,6 +581,46 @@ fn run(
             }
             status.pending.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// How often an idle worker wakes to see whether it should stop.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
+
+/// The nice value of the worker and its compute threads (Linux; 0 is normal, 19 the lowest).
+pub const WORKER_NICE: i32 = 10;
+
+/// Inference threads for a saved setting (`0` = automatic) on a machine with `cores` cores: at
+/// most the cores less one (when there are two or more), so the host's audio thread always has
+/// a core; automatic takes exactly that.
+pub fn inference_threads(setting: u32, cores: usize) -> usize {
+    let most = cores.saturating_sub(1).max(1);
+    match setting as usize {
+        0 => most,
+        n => n.min(most),
+    }
+}
+
+/// This machine's cores, as the OS reports them to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Lowers the calling thread's scheduling priority (threads it starts inherit it). Best effort:
+/// a refused change leaves the priority as it was.
+fn lower_priority() {
+    // Linux: with `who` 0 `setpriority` sets the calling thread's nice value (NPTL threads each
+    // have their own), not the whole host process's.
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system call on the calling thread, no pointers.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
+    }
+    // macOS: the "utility" quality of service, below the host's user-interactive threads.
+    #[cfg(target_os = "macos")]
+    // SAFETY: plain call on the calling thread, no pointers.
+    unsafe {
+        libc::pthread_set_qos_class_self_np(libc::qos_class_t::QOS_CLASS_UTILITY, 0);
     }
 }
 
