@@ -2,7 +2,7 @@
 //! the first ~3 minutes of the Chopin nocturne fixture, with the wall time of the whole run and
 //! the latency of each rewritten segment (median, p95).
 //!
-//!     cargo run --release --example refine_bench -- [small | MODEL_DIR] [--seconds 180]
+//!     cargo run --release --example refine_bench -- [small | base | MODEL_DIR] [--seconds 180]
 //!         [--max-tokens N] [--passes N] [--f16] [--seed S] [--out FILE.mid] [--save-model DIR]
 //!
 //! Measured 2026-11-26 on the 2-core dev machine while another engineer's training run and
@@ -12,8 +12,9 @@
 //!   per segment median 68–174 ms, p95 273–431 ms;
 //! - cap 300 tokens: 188 segments in 129–177 s (two runs); median 678–922 ms, p95 1016–1430 ms.
 //!
-//! `--save-model DIR` writes the random `small` model in the HF layout, so the CLI commands can
-//! be tried (`--model DIR`) before a trained model ships.
+//! `--save-model DIR` writes the random `small` (or `base`) model in the HF layout, so the CLI
+//! commands can be tried (`--model DIR`) before a trained model ships, and the plugin's paced
+//! benchmark has a worker that is busy all the time (`base`).
 //!
 //! With no trained model, `small` uses `Config::small()` with random weights. An untrained
 //! decoder does not stop where a trained one would, so each segment's decoding is capped at
@@ -87,6 +88,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut model = if which == "small" {
         ImprovNetModel::random(&Config::small(), 0, &Device::Cpu)?
+    } else if which == "base" {
+        ImprovNetModel::random(&Config::base(), 0, &Device::Cpu)?
     } else {
         ImprovNetModel::load(&PathBuf::from(&which), &Device::Cpu)?
     };

@@ -236,3 +236,52 @@ fn inference_leaves_a_core_for_the_host() {
     assert_eq!(inference_threads(16, 8), 7);
     assert_eq!(inference_threads(4, 2), 1);
 }
+
+/// The worker and its compute threads run below the host's threads (Linux: `SCHED_IDLE`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_worker_threads_run_at_idle_priority() {
+    use improvnet::plugin::worker::{Msg, Reply, Status, Worker};
+    use std::sync::Arc;
+
+    let (_jobs, job_rx) = crossbeam_channel::bounded::<Msg>(4);
+    let (reply_tx, _replies) = crossbeam_channel::bounded::<Reply>(4);
+    let worker = Worker::spawn(None, job_rx, reply_tx, Arc::new(Status::default()), 2)
+        .expect("spawn the worker");
+    // (comm is cut to 15 bytes.)
+    let policies = || -> Vec<(String, u32)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc") {
+            let dir = task.expect("task").path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let comm = comm.trim().to_string();
+            // (Other tests' decoders run their own "improvnet-dec" threads meanwhile.)
+            if !(comm.starts_with("improvnet-worke") || comm.starts_with("improvnet-infer")) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name; `policy` is field 41 (index 38 after it).
+            let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+            let policy = rest
+                .split(' ')
+                .nth(38)
+                .expect("policy")
+                .parse()
+                .expect("number");
+            found.push((comm, policy));
+        }
+        found
+    };
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen = policies();
+        if seen.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(worker);
+    // The worker and its pool of two; SCHED_IDLE is policy 5.
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(seen.iter().all(|(_, p)| *p == 5), "{seen:?}");
+}

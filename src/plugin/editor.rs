@@ -29,7 +29,8 @@ use nice_plug_egui::{
 
 use super::notes::{NoteBuf, OPEN};
 use super::params::{EditorSize, ImprovParams};
-use super::worker::{LastSegment, ModelState, Status};
+use super::presets::{Preset, PRESETS};
+use super::worker::{cores, inference_threads, LastSegment, ModelState, Status};
 use super::SEGMENT_SECONDS;
 
 pub use egui;
@@ -161,6 +162,24 @@ fn parameters(ui: &mut egui::Ui, p: &ImprovParams, setter: &ParamSetter) {
         ui.end_row();
     }
     ui.strong("Parameters");
+    ui.horizontal(|ui| {
+        ui.label("Preset");
+        let current = Preset::current(p);
+        egui::ComboBox::from_id_salt("improvnet-preset")
+            .selected_text(current.map_or("(your own)", |x| x.name))
+            .show_ui(ui, |ui| {
+                for preset in PRESETS {
+                    let chosen = current.is_some_and(|c| c.name == preset.name);
+                    if ui
+                        .selectable_label(chosen, preset.name)
+                        .on_hover_text(preset.about)
+                        .clicked()
+                    {
+                        apply_preset(p, preset, setter);
+                    }
+                }
+            });
+    });
     egui::Grid::new("improvnet-params")
         .num_columns(2)
         .spacing([10.0, 4.0])
@@ -178,7 +197,53 @@ fn parameters(ui: &mut egui::Ui, p: &ImprovParams, setter: &ParamSetter) {
             row(ui, &p.thru, setter);
             row(ui, &p.seed, setter);
             row(ui, &p.align, setter);
+            threads_row(ui, p);
         });
+}
+
+/// The saved inference thread count (0 = automatic); not a host parameter, it applies when the
+/// host next activates the plugin.
+fn threads_row(ui: &mut egui::Ui, p: &ImprovParams) {
+    let most = inference_threads(0, cores());
+    let mut n = p.threads.load(Ordering::Relaxed).min(most as u32);
+    ui.label("Model threads");
+    let drag = egui::DragValue::new(&mut n)
+        .range(0..=most as u32)
+        .custom_formatter(move |v, _| {
+            if v < 0.5 {
+                format!("auto ({most})")
+            } else {
+                format!("{v:.0}")
+            }
+        });
+    let response = ui.add(drag).on_hover_text(
+        "Threads the model computes on (at most the cores less one, so the host keeps a core); \
+         applies when the host next activates the plugin",
+    );
+    if response.changed() {
+        p.threads.store(n, Ordering::Relaxed);
+    }
+    ui.end_row();
+}
+
+/// Sets every parameter of `preset`, each as one gesture (a host records it as automation).
+pub fn apply_preset(p: &ImprovParams, preset: &Preset, setter: &ParamSetter) {
+    fn set<P: Param>(setter: &ParamSetter, param: &P, value: P::Plain) {
+        setter.begin_set_parameter(param);
+        setter.set_parameter(param, value);
+        setter.end_set_parameter(param);
+    }
+    set(setter, &p.mode, preset.mode);
+    set(setter, &p.genre, preset.genre);
+    set(setter, &p.corruption, preset.corruption);
+    set(setter, &p.fidelity, preset.fidelity);
+    set(setter, &p.rate, preset.rate);
+    set(setter, &p.temperature, preset.temperature);
+    set(setter, &p.context_before, preset.context_before);
+    set(setter, &p.delay, preset.delay);
+    set(setter, &p.thru, preset.thru);
+    set(setter, &p.sync, preset.sync);
+    set(setter, &p.align, preset.align);
 }
 
 fn status(
@@ -683,6 +748,24 @@ mod tests {
             }
         }
         assert_eq!(state.model_dir.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn each_factory_preset_sets_what_it_says() {
+        let params = ImprovParams::default();
+        let gui = GuiContext::new(Arc::new(Hostless));
+        let setter = gui.param_setter();
+        for preset in PRESETS {
+            apply_preset(&params, preset, &setter);
+            assert_eq!(Preset::current(&params), Some(preset), "{}", preset.name);
+            let s = params.snapshot();
+            assert_eq!((s.mode, s.delay), (preset.mode, preset.delay as u32));
+            // (A value goes through its normalised form: 0.6 comes back as 0.59999996.)
+            assert!((s.rate - preset.rate).abs() < 1e-4, "{}", s.rate);
+        }
+        // Any other value is the musician's own setting.
+        setter.set_parameter(&params.temperature, 1.37);
+        assert_eq!(Preset::current(&params), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - [`capture`] — audio thread: live notes into segments on the sample clock.
 //! - [`playback`] — audio thread: refined (or original) segments back out, every on with its off.
 //! - [`worker`] — inference thread: the model, the history, the refine engine.
-//! - [`params`] — what the host automates and saves.
+//! - [`params`] — what the host automates and saves; [`presets`] — named settings to start from.
 //! - `editor` (feature `editor`) — the egui editor.
 //!
 //! Only `worker` touches candle; the audio thread uses the other modules and two bounded
@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod notes;
 pub mod params;
 pub mod playback;
+pub mod presets;
 pub mod worker;
 
 use std::num::NonZeroU32;

@@ -587,7 +587,8 @@ fn run(
 /// How often an idle worker wakes to see whether it should stop.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 
-/// The nice value of the worker and its compute threads (Linux; 0 is normal, 19 the lowest).
+/// The nice value of the worker and its compute threads where Linux refuses `SCHED_IDLE`
+/// (0 is normal, 19 the lowest).
 pub const WORKER_NICE: i32 = 10;
 
 /// Inference threads for a saved setting (`0` = automatic) on a machine with `cores` cores: at
@@ -609,12 +610,17 @@ pub fn cores() -> usize {
 /// Lowers the calling thread's scheduling priority (threads it starts inherit it). Best effort:
 /// a refused change leaves the priority as it was.
 fn lower_priority() {
-    // Linux: with `who` 0 `setpriority` sets the calling thread's nice value (NPTL threads each
-    // have their own), not the whole host process's.
+    // Linux: `SCHED_IDLE`, so any normal thread that wakes (the host's audio thread, when the
+    // host has no realtime scheduling) takes the core at once; a nice value only weighs the
+    // share. Both calls with pid/`who` 0 change the calling thread alone (NPTL threads each
+    // have their own), not the whole host process.
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system call on the calling thread, no pointers.
+    // SAFETY: plain system calls on the calling thread; `param` outlives the call.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
+        }
     }
     // macOS: the "utility" quality of service, below the host's user-interactive threads.
     #[cfg(target_os = "macos")]
