@@ -2,7 +2,6 @@
 //!
 //!     cargo run --release --example model_bench -- small [--runs 5] [--enc 1000] [--dec 300] [--export DIR]
 //!     cargo run --release --example model_bench -- base
-//!     cargo run --release --example model_bench -- small --f16   (opt-in f16 decoder)
 //!     cargo run --release --example model_bench -- path/to/model_dir
 //!
 //! `--size L,D,H,FFN` or `--size2 ENC_L,DEC_L,D,H,FFN` bench other shapes.
@@ -21,7 +20,6 @@ fn main() -> anyhow::Result<()> {
     let mut which = "small".to_string();
     let mut export: Option<PathBuf> = None;
     let mut custom: Option<Config> = None;
-    let mut f16 = false;
     let mut i = 0;
     while i < args.len() {
         let next = || args.get(i + 1).cloned().unwrap_or_default();
@@ -31,12 +29,6 @@ fn main() -> anyhow::Result<()> {
             "--dec" => spec.dec_tokens = next().parse()?,
             "--seed" => spec.seed = next().parse()?,
             "--export" => export = Some(next().into()),
-            // Opt-in fast mode: f16 decoder matrices and cross-attention K/V.
-            "--f16" => {
-                f16 = true;
-                i += 1;
-                continue;
-            }
             // A custom size: --size LAYERS,D,HEADS,FFN (encoder and decoder alike).
             "--size" => {
                 let v: Vec<usize> = next()
@@ -72,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         i += 2;
     }
     let dev = Device::Cpu;
-    let mut model = match (custom, which.as_str()) {
+    let model = match (custom, which.as_str()) {
         (Some(c), _) => ImprovNetModel::random(&c, 1, &dev)?,
         (None, w) => match w {
             "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
@@ -89,10 +81,6 @@ fn main() -> anyhow::Result<()> {
                 "enc_ids": input, "dec_tokens": spec.dec_tokens, "runs": spec.runs
             }))?,
         )?;
-    }
-    if f16 {
-        model.set_f16_decoder(true)?;
-        which.push_str(" f16-decoder");
     }
     let r = bench_model(&model, &spec)?;
     println!("rust {which}: {r}");

@@ -3,7 +3,7 @@
 //! the latency of each rewritten segment (median, p95).
 //!
 //!     cargo run --release --example refine_bench -- [small | base | MODEL_DIR] [--seconds 180]
-//!         [--max-tokens N] [--passes N] [--f16] [--seed S] [--out FILE.mid] [--save-model DIR]
+//!         [--max-tokens N] [--passes N] [--seed S] [--out FILE.mid] [--save-model DIR]
 //!
 //! Measured 2026-11-26 on the 2-core dev machine while another engineer's training run and
 //! builds kept the load average at 6–8 (so these are upper bounds, and varied run to run),
@@ -44,7 +44,6 @@ fn main() -> anyhow::Result<()> {
     let mut seconds = 180u32;
     let mut max_tokens: Option<usize> = None;
     let mut passes: Option<usize> = None;
-    let mut f16 = false;
     let mut seed = 0u64;
     let mut out_file: Option<PathBuf> = None;
     let mut save_model: Option<PathBuf> = None;
@@ -58,11 +57,6 @@ fn main() -> anyhow::Result<()> {
             "--seed" => seed = next().parse()?,
             "--out" => out_file = Some(next().into()),
             "--save-model" => save_model = Some(next().into()),
-            "--f16" => {
-                f16 = true;
-                i += 1;
-                continue;
-            }
             other => {
                 which = other.to_string();
                 i += 1;
@@ -86,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     lens.sort_unstable();
     let median_len = lens[lens.len() / 2];
 
-    let mut model = if which == "small" {
+    let model = if which == "small" {
         ImprovNetModel::random(&Config::small(), 0, &Device::Cpu)?
     } else if which == "base" {
         ImprovNetModel::random(&Config::base(), 0, &Device::Cpu)?
@@ -97,9 +91,6 @@ fn main() -> anyhow::Result<()> {
         model.save(dir)?;
         println!("saved the model to {}", dir.display());
         return Ok(());
-    }
-    if f16 {
-        model.set_f16_decoder(true)?;
     }
 
     let mut settings = Settings::style_transfer();
@@ -131,10 +122,9 @@ fn main() -> anyhow::Result<()> {
     let tokens: usize = out.report.segment_tokens.iter().sum();
     let n = ms.len().max(1);
     println!(
-        "model {which} ({:.2} M params{}), piece {:.0} s ({} segments, median {} tokens), \
+        "model {which} ({:.2} M params), piece {:.0} s ({} segments, median {} tokens), \
          {} passes, cap {} tokens/segment, seed {seed}",
         model.num_parameters() as f64 / 1e6,
-        if f16 { ", f16 decoder" } else { "" },
         piece.duration_ms() as f64 / 1000.0,
         piece.segments.len(),
         median_len,

@@ -236,7 +236,7 @@ impl Config {
     /// memory bound), so the decoder is the shallow side; the encoder runs once per segment.
     ///
     /// `examples/model_bench` / `scripts/bench_model_presets.sh`, encoder 1000 tokens, 2 cores,
-    /// opt-in f16 decoder, measured at load average ~10 (other builds on the machine; a quiet
+    /// with the f16 decoder of the time (since removed), measured at load average ~10 (other builds on the machine; a quiet
     /// machine was ~2.7x faster for the same binary), ms per segment for 300 / 150 decoded tokens:
     ///
     /// | shape (enc+dec, d)   | params | 300 tok | 150 tok |
@@ -249,8 +249,7 @@ impl Config {
     /// | 4+2 d128             | 2.57 M | 287     | 160     |
     ///
     /// On a quiet machine (load < 1, 2026-11-26, `examples/model_bench small --runs 3`): 4+2 d192
-    /// refines a 300-token segment in 145 ms (encoder 82 ms, decoder 0.21 ms/token) in f32 and
-    /// 125 ms with the f16 decoder; 150 tokens with f16: 111 ms.
+    /// refines a 300-token segment in 145 ms (encoder 82 ms, decoder 0.21 ms/token) in f32.
     ///
     /// d256 cannot reach the 150 ms target: its encoder alone (~5 GMAC over 1000 tokens) is
     /// ~100 ms of gemm on 2 cores. 4+2 d192 is the widest shape near the target; 4+2 d128 is

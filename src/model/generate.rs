@@ -255,16 +255,15 @@ impl ImprovNetModel {
                 enc_ids.len()
             )));
         }
-        if self.device().is_cpu() {
-            // The fast path: gemm and fused kernels, no pooler, no padding mask.
-            if let Ok(rows) = super::fast_enc::encode_unpadded(&self.encoder, enc_ids) {
-                return DecoderState::from_rows(self, &rows, enc_ids.len());
-            }
+        // Generation runs on the CPU kernels (gemm and fused kernels for the encoder, no pooler,
+        // no padding mask; the KV-cache decoder); its errors are the caller's to see.
+        if !self.device().is_cpu() {
+            return Err(ModelError::Input(
+                "generation runs on the CPU: load the model there (--device cpu)".into(),
+            ));
         }
-        let ids = Tensor::new(enc_ids, self.device())?.unsqueeze(0)?;
-        let mask = ids.ones_like()?;
-        let enc = self.encode(&ids, &mask)?;
-        DecoderState::new(self, &enc, &vec![true; enc_ids.len()])
+        let rows = super::fast_enc::encode_unpadded(&self.encoder, enc_ids)?;
+        DecoderState::from_rows(self, &rows, enc_ids.len())
     }
 
     /// Generates one decoder sequence for `enc_ids` (no padding), starting from `[<S>]`; returns

@@ -132,19 +132,6 @@ pub fn has_avx2() -> bool {
     }
 }
 
-pub fn has_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| has_avx2() && std::arch::is_x86_feature_detected!("f16c"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 // Abramowitz & Stegun 7.1.26.
 const AS_P: f32 = 0.327_591_1;
 const AS_A: [f32; 5] = [
@@ -188,6 +175,75 @@ pub mod avx {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
         _mm_cvtss_f32(s)
+    }
+
+    /// `y[o] = b[o] + w[o, :] . x` for a row-major matrix with rows `ld` apart (the decoder's
+    /// per-token products: four rows at a time share each load of `x`).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let m = y.len();
+        debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
+        let n8 = n / 8 * 8;
+        let xp = x.as_ptr();
+        let wp = w.as_ptr();
+        let mut o = 0;
+        while o + 4 <= m {
+            let r0 = wp.add(o * ld);
+            let r1 = r0.add(ld);
+            let r2 = r1.add(ld);
+            let r3 = r2.add(ld);
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut a2 = _mm256_setzero_ps();
+            let mut a3 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i < n8 {
+                let xv = _mm256_loadu_ps(xp.add(i));
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0.add(i)), xv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1.add(i)), xv, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2.add(i)), xv, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3.add(i)), xv, a3);
+                i += 8;
+            }
+            let mut s = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
+            for i in n8..n {
+                let xi = *xp.add(i);
+                s[0] += *r0.add(i) * xi;
+                s[1] += *r1.add(i) * xi;
+                s[2] += *r2.add(i) * xi;
+                s[3] += *r3.add(i) * xi;
+            }
+            for (k, sk) in s.iter().enumerate() {
+                *y.get_unchecked_mut(o + k) = sk + b.map_or(0.0, |b| *b.get_unchecked(o + k));
+            }
+            o += 4;
+        }
+        while o < m {
+            *y.get_unchecked_mut(o) = dot(&w[o * ld..o * ld + n], x) + b.map_or(0.0, |b| b[o]);
+            o += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let n8 = n / 8 * 8;
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < n8 {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+                acc,
+            );
+            i += 8;
+        }
+        let mut s = hsum(acc);
+        for i in n8..n {
+            s += a[i] * b[i];
+        }
+        s
     }
 
     #[inline]

@@ -220,9 +220,9 @@ impl Refiner {
             .waiting
             .iter()
             .enumerate()
-            .filter(|(i, j)| n - 1 - i >= j.params.context_after())
-            .map(|(i, _)| i + 1)
-            .last();
+            .rev()
+            .find(|(i, j)| n - 1 - i >= j.params.context_after())
+            .map(|(i, _)| i + 1);
         if let Some(count) = due {
             done.extend(self.answer_first(count));
         }
