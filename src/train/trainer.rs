@@ -71,7 +71,9 @@ pub enum Stage {
     Finetune,
 }
 
-/// Settings of a run; saved in every checkpoint and restored on resume.
+/// Settings of a run; saved in every checkpoint and restored on resume. Settings it no longer
+/// has are ignored when a saved run is read (no `deny_unknown_fields`), so runs saved with the
+/// removed experiments (docs/experiments.md, "The six removed experiments") still resume.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub stage: Stage,
