@@ -222,7 +222,7 @@ impl Refiner {
             .enumerate()
             .filter(|(i, j)| n - 1 - i >= j.params.context_after())
             .map(|(i, _)| i + 1)
-            .last();
+            .next_back();
         if let Some(count) = due {
             done.extend(self.answer_first(count));
         }
