@@ -51,9 +51,6 @@ pub enum DatasetCommand {
         /// Context segments drawn on each side, 1..=N (the original: 5).
         #[arg(long, default_value_t = 5)]
         max_context: usize,
-        /// Share of samples with no context before the corrupted block (see `train --block-first`).
-        #[arg(long, default_value_t = 0.0)]
-        block_first: f64,
         /// Weight of one corruption, NAME=W (repeatable; the others keep weight 1), as `train
         /// --corruption-weight`: an outside trainer gets the mix the shipped model practised.
         #[arg(long = "corruption-weight", value_name = "NAME=W")]
@@ -128,7 +125,6 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             seed,
             valid,
             max_context,
-            block_first,
             corruption_weight,
             velocity_shift,
             register_shift,
@@ -136,7 +132,6 @@ pub fn run(command: DatasetCommand) -> Result<()> {
         } => {
             let config = train::SampleConfig {
                 context: (1, max_context),
-                block_first,
                 corruption_weights: crate::cli_train::corruption_weights(&corruption_weight)?,
                 max_velocity_shift: velocity_shift,
                 max_register_shift: register_shift,

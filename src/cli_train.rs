@@ -92,12 +92,8 @@ pub struct TrainArgs {
     /// Validation pieces used (0: all), one sample per corruption each.
     #[arg(long, default_value_t = 0)]
     valid_pieces: usize,
-    /// Share of training samples with no context before the corrupted block (0 = the
-    /// original's sampling): a curriculum that lets a small model find copying quickly.
-    #[arg(long, default_value_t = 0.0)]
-    block_first: f64,
     /// From scratch, start the output bias at zero as HF does, instead of at the training
-    /// labels' log-frequencies (which delays the encoder's collapse; see the model card).
+    /// labels' log-frequencies (which delays the encoder's collapse; see docs/experiments.md).
     #[arg(long)]
     zero_output_bias: bool,
     /// From scratch, start from weights that already copy the corrupted input (an induction
@@ -112,11 +108,11 @@ pub struct TrainArgs {
     align_positions: bool,
     /// With --copy-circuit: the codes of one pitch's velocities share a part, and so do the
     /// pitches of one pitch class, so that the output head can read "how often does this pitch
-    /// (class) occur in the block" (an experiment: see the model card)
+    /// (class) occur in the block" (see docs/training.md)
     #[arg(long)]
     pitch_codes: bool,
     /// With --copy-circuit: the codes of one velocity's pitches share a part, so that the output
-    /// head can read a note's loudness apart from its pitch (an experiment: see the model card)
+    /// head can read a note's loudness apart from its pitch (see docs/training.md)
     #[arg(long)]
     velocity_codes: bool,
     /// Weight of one corruption in the training samples, NAME=W (repeatable; the others keep
@@ -130,12 +126,6 @@ pub struct TrainArgs {
     /// candidate is where the label names one. 0 (default): the labels alone, as the original.
     #[arg(long, default_value_t = 0.0)]
     rule_teacher: f64,
-    /// The rule teacher's share on transposition alone (0..=1; default: --rule-teacher's).
-    /// "Hear it again" puts about half of every pitch's target on the copy, moved or not, so
-    /// with it the model repairs a moved note only where the rule would; 0 leaves transposition
-    /// to the labels.
-    #[arg(long, value_name = "SHARE")]
-    transposition_teacher: Option<f64>,
     /// Largest loudness shift of a training window, in velocity bins either way (0..=7): the
     /// window's velocities move together by a drawn number of bins that keeps them inside
     /// 15..=120, as transposition moves its pitches, so the rare loud and soft bins are
@@ -154,24 +144,6 @@ pub struct TrainArgs {
     /// the bias as loaded.
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pull_output_bias: f64,
-    /// Count each close call this many more times in the loss (0..=100): a target whose label
-    /// is within one nat of the model's best guess, a narrow win or a near miss, is where token
-    /// accuracy is decided (a copy kept or lost, a repair made or missed). 0 (default): every
-    /// target alike, as the original.
-    #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
-    close_calls: f64,
-    /// How many more times a transposition target counts where "hear it again" (a pitch never
-    /// or seldom heard in the context, a neighbour heard 12 times as often) would move the
-    /// copied pitch: spends the model's capacity on the few repairs the context supports. 0
-    /// (default): every target alike, as the original.
-    #[arg(long, default_value_t = 0.0, value_name = "EXTRA")]
-    repair_weight: f64,
-    /// Share S of the target at each of those sites moved from the label to the rule's guess
-    /// (the rule is right there about one time in four, the copy one in six; meant to make that
-    /// edge one the model can learn, which `small` did not in 700 steps: see its model card).
-    /// 0 (default): the labels alone, as the original.
-    #[arg(long, default_value_t = 0.0, value_name = "S")]
-    repair_teacher: f64,
     /// Compute threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -376,7 +348,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
             ckpt_minutes: a.ckpt_minutes.unwrap_or(10.0),
             eval_every: a.eval_every,
             valid_pieces: a.valid_pieces,
-            block_first: a.block_first,
             unigram_bias: !a.zero_output_bias,
             copy_circuit: a.copy_circuit,
             align_positions: a.align_positions,
@@ -384,13 +355,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             velocity_codes: a.velocity_codes,
             corruption_weights: corruption_weights(&a.corruption_weight)?,
             rule_teacher: a.rule_teacher,
-            transposition_teacher: a.transposition_teacher,
             velocity_shift: a.velocity_shift,
             register_shift: a.register_shift,
             pull_output_bias: a.pull_output_bias,
-            close_calls: a.close_calls,
-            repair_weight: a.repair_weight,
-            repair_teacher: a.repair_teacher,
         };
         let mc = model_config(&a.config)?;
         let name = data_dir.to_string_lossy().to_string();
@@ -576,20 +543,11 @@ pub struct ScoreArgs {
     /// Context segments drawn on each side for the token-accuracy samples, 1..=N.
     #[arg(long, default_value_t = 5)]
     max_context: usize,
-    /// Share of token-accuracy samples drawn with the block first (a diagnosis of
-    /// `train --block-first`; 0, the default, is the original's sampling).
-    #[arg(long, default_value_t = 0.0)]
-    block_first: f64,
     /// Token-accuracy windows drawn per piece and corruption (the first draw is the one-draw
     /// score's): more draws narrow a comparison a few windows can decide. With more than one
     /// the infilled segments differ from the one-draw run's.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     draws: u64,
-    /// Transposed views the model's token scores are averaged over (shifts 0, −1, +1, −2, …;
-    /// test-time augmentation, N times the scoring time): how much of the model's error
-    /// averaging takes out. 1 (default): the model as it is. The infills decode one view.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=25))]
-    views: u64,
     /// Segments masked and infilled per piece (0: skip the infilling score).
     #[arg(long, default_value_t = 2)]
     infill_per_piece: usize,
@@ -643,9 +601,7 @@ pub fn score_model(a: ScoreArgs) -> Result<()> {
         max_context: a.max_context,
         infill_per_piece: a.infill_per_piece,
         candidates: a.candidates,
-        block_first: a.block_first,
         draws: a.draws as usize,
-        views: a.views as usize,
         ..HeldOutConfig::default()
     };
     let report = heldout::score(&model, &data, &cfg, &Device::Cpu, &|line| {

@@ -151,7 +151,6 @@ fn dataset_build_then_stats() {
         "the shifts moved no window"
     );
     for (flag, value) in [
-        ("--block-first", "1.5"),
         ("--velocity-shift", "8"),
         ("--register-shift", "49"),
         ("--corruption-weight", "skyline=x"),

@@ -235,33 +235,6 @@ fn classifier_window_is_uncorrupted_and_on_the_keyboard() {
     }
 }
 
-/// The block-first curriculum puts the corrupted block at the start of the encoder input for
-/// the requested share of samples, and only those.
-#[test]
-fn block_first_curriculum_starts_with_the_block() {
-    let ps = pieces();
-    let draw = |share: f64, seed: u64| {
-        let lp = &ps[(seed % 2) as usize];
-        let cfg = SampleConfig {
-            block_first: share,
-            ..SampleConfig::default()
-        };
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        training_sample(&lp.piece, lp.genre, &cfg, &mut rng)
-    };
-    for seed in 0..50u64 {
-        let s = draw(1.0, seed);
-        assert_eq!(s.meta.context_before, 0);
-        assert_eq!(s.encoder_ids[0], SEP, "seed {seed}");
-    }
-    let first = (0..400u64)
-        .filter(|&seed| draw(0.5, seed).meta.context_before == 0)
-        .count();
-    assert!((150..=250).contains(&first), "{first} of 400 block-first");
-    // Off (the default): context before is always drawn from 1..=5.
-    assert!((0..50u64).all(|seed| draw(0.0, seed).meta.context_before >= 1));
-}
-
 #[test]
 fn exported_samples_read_back_and_do_not_depend_on_threads() {
     use improvnet::train::export::{export_samples, exported_sample, read_samples};

@@ -10,7 +10,7 @@
 //!   the previous segment's.
 //! - **does it read its input at all**: the same teacher-forced loss with every sample given the
 //!   encoder input of the sample scored before it. A decoder that ignores its encoder (a collapsed
-//!   encoder, see the model card) scores the same either way.
+//!   encoder, see docs/experiments.md, "How we got here") scores the same either way.
 
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
@@ -33,7 +33,6 @@ use super::loss::{label_margins, CLOSE_CALL_MARGIN};
 use super::rules::{piano_note, rule_name, rule_prediction};
 use super::sample::{training_sample, Batch, Sample, SampleConfig};
 use super::trainer::{batch_loss, row_scores, Metric};
-use super::views::{view_scores, view_shifts};
 use super::TrainError;
 
 /// What to score and how.
@@ -54,16 +53,10 @@ pub struct HeldOutConfig {
     /// Samples per infill, the one whose pitch classes fit the neighbours kept (the `infill`
     /// command's default; 1 = the original's single sample).
     pub candidates: usize,
-    /// Share of token-accuracy samples with the block first (a diagnosis of the block-first
-    /// curriculum; 0 = the original's sampling, the score to report).
-    pub block_first: f64,
     /// Token-accuracy windows drawn per piece and corruption. Why more than one: on 60 pieces
     /// a model and the copy can part by a dozen targets of 7,700, a few windows' worth; more
     /// draws narrow that. The first draw is the one-draw score's, so 1 (the default) keeps it.
     pub draws: usize,
-    /// Transposed views the model's token-accuracy distributions are averaged over (1: the
-    /// model as it is; see [`super::views`]).
-    pub views: usize,
 }
 
 impl Default for HeldOutConfig {
@@ -76,9 +69,7 @@ impl Default for HeldOutConfig {
             infill_context: 4,
             temperature: 0.97,
             candidates: INFILL_CANDIDATES,
-            block_first: 0.0,
             draws: 1,
-            views: 1,
         }
     }
 }
@@ -327,9 +318,6 @@ impl KeptNotes {
 #[derive(Clone, Debug)]
 pub struct HeldOutReport {
     pub pieces: usize,
-    /// Views asked for, and the mean used per token-accuracy sample (a view that would push a
-    /// note off the keyboard is left out).
-    pub views: (usize, f64),
     pub per_corruption: Vec<CorruptionScore>,
     /// The notes left in place that the model keeps, by loudness and octave.
     pub kept: KeptNotes,
@@ -349,17 +337,7 @@ impl HeldOutReport {
 
     /// The report as Markdown tables (the model card's).
     pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        if self.views.0 > 1 {
-            s += &format!(
-                "The model's token scores are the mixture of {} transposed views (shifts {:?}; \
-                 {:.2} per sample on average), the encoder-use line one view's.\n\n",
-                self.views.0,
-                view_shifts(self.views.0),
-                self.views.1
-            );
-        }
-        s += &String::from(
+        let mut s = String::from(
             "| corruption | samples | model loss | model token acc | copy-input acc | model wins |\n\
              |---|---:|---:|---:|---:|:---:|\n",
         );
@@ -589,9 +567,6 @@ pub fn score(
     let mut kept = KeptNotes::default();
     let mut previous: Option<Sample> = None;
     let draws = config.draws.max(1);
-    let shifts = view_shifts(config.views.max(1));
-    let mut views_used = 0.0;
-    let mut scored = 0.0;
     let windows = (0..draws).flat_map(|d| chosen.iter().enumerate().map(move |kp| (d, kp)));
     for (draw, (k, p)) in windows {
         progress(&format!(
@@ -604,11 +579,9 @@ pub fn score(
             let cfg = SampleConfig {
                 corruption: CorruptionChoice::Fixed(c),
                 context: (1, config.max_context.max(1)),
-                block_first: config.block_first,
                 ..SampleConfig::default()
             };
             let sample = training_sample(&p.piece, p.genre, &cfg, &mut rng);
-            scored += 1.0;
             let copy = copy_prediction(&sample.encoder_ids).unwrap_or_default();
             let (correct, count) = prediction_score(&sample, &copy);
             per[ci].copy.add(0.0, count, correct);
@@ -626,23 +599,8 @@ pub fn score(
                 device,
             )?;
             let (nll, n, c) = (own.row_nll[0], own.row_count[0], own.row_correct[0]);
-            let mixed = if shifts.len() > 1 {
-                Some(view_scores(model, &sample, &own, &shifts, device)?)
-            } else {
-                None
-            };
-            let (pred, log_probs) = match &mixed {
-                Some(m) => {
-                    views_used += m.views as f64;
-                    per[ci].model.add(m.nll, m.count, m.correct);
-                    (&m.pred, &m.log_probs)
-                }
-                None => {
-                    views_used += 1.0;
-                    per[ci].model.add(nll, n, c);
-                    (&own.pred, &own.log_probs)
-                }
-            };
+            per[ci].model.add(nll, n, c);
+            let (pred, log_probs) = (&own.pred, &own.log_probs);
             add_fields(&mut per[ci].by_field, &sample, &copy, pred);
             // One row, cut to its own length: the trimmed labels are the sample's first ones.
             let margins = label_margins(log_probs, &sample.labels[..pred.len()])?;
@@ -667,7 +625,6 @@ pub fn score(
     let infill = infill_scores(model, &chosen, config, &mut rng, progress)?;
     Ok(HeldOutReport {
         pieces: chosen.len(),
-        views: (shifts.len(), views_used / f64::max(scored, 1.0)),
         per_corruption: per,
         kept,
         encoder_use,

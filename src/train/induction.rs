@@ -4,9 +4,9 @@
 //! Why: the target is mostly a copy of the encoder's `SEP corruption genre … SEP` block, which sits
 //! at a different offset in every sample. A model from random weights must discover that
 //! alignment through learned absolute positions; on 2 CPU cores it had not within any session's
-//! budget, and until it does the encoder collapses and the decoder ignores it (the model card's
-//! "Why no model so far reads its input"). So the alignment is built in and training only has to
-//! learn the repairs. The residual stream is split into subspaces of `code` dimensions:
+//! budget, and until it does the encoder collapses and the decoder ignores it
+//! (docs/experiments.md, "How we got here"). So the alignment is built in and training only has
+//! to learn the repairs. The residual stream is split into subspaces of `code` dimensions:
 //!
 //! - `POS`: sinusoidal positions; `TOK`: a random unit code of the token (shared by encoder,
 //!   decoder and output head);
@@ -220,8 +220,8 @@ const VELOCITY_CODE_MIX: f64 = 0.5;
 /// Why: a shuffle of the pitches keeps each note's loudness in place, but with the pitch codes
 /// alone nothing ties one velocity across pitches, so a model that finds the right pitch
 /// elsewhere in the block brings that note's loudness along (a quarter of the notes of
-/// `runs/pc2-teach3`, MODEL_CARD.md). A shared part lets the output head read "this pitch" and
-/// "that loudness" from two places.
+/// `runs/pc2-teach3`; docs/experiments.md). A shared part lets the output head read "this
+/// pitch" and "that loudness" from two places.
 fn share_velocity_codes(rng: &mut ChaCha8Rng, codes: &mut [Vec<f64>]) {
     let dim = codes.first().map_or(0, |c| c.len());
     let velocity = unit_codes(rng, VELOCITY_BINS.len(), dim);

@@ -88,7 +88,7 @@ pub fn normals(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f64> {
 /// from about 0.8 to under 0.05 of their norm), and the decoder then learns to ignore it. Starting
 /// the bias at the unigram log-frequencies removes the largest part of that shared gradient and
 /// the encoder keeps its per-position information for hundreds of steps instead of dozens (it
-/// delays the collapse, it does not prevent it: the model card has the numbers;
+/// delays the collapse, it does not prevent it: docs/experiments.md has the numbers;
 /// `scripts/train_torch.py` logs `encoder_spread`).
 pub fn unigram_log_frequencies(
     labels: impl IntoIterator<Item = u32>,

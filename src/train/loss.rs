@@ -235,20 +235,10 @@ fn weighted_sum(
 }
 
 /// How near the label's log-probability must come to the best other token's for a target to be
-/// a close call ([`close_calls`]), in nats.
+/// a close call ([`label_margins`] within it, either side), in nats: token accuracy changes only
+/// where the argmax changes, so the near misses and the narrow wins are where the next repair
+/// or loss of the copy is decided (`score-model`'s ledger counts them).
 pub const CLOSE_CALL_MARGIN: f32 = 1.0;
-
-/// The close calls of a forward pass: the positions of `t`'s loss mask where the label's
-/// log-probability is within `margin` nats of the best other token's, either side. Why: token
-/// accuracy changes only where the argmax changes, and cross-entropy spends most of its gradient
-/// on targets far from that boundary (the hopeless and the certain); [`extra_weight_term`] weights
-/// the near misses and the narrow wins, where a repair or a loss of the copy is decided.
-pub fn close_calls(log_probs: &Tensor, t: &TrimmedBatch, margin: f32) -> Result<Vec<usize>> {
-    let margins = label_margins(log_probs, &t.labels)?;
-    Ok((0..margins.len())
-        .filter(|&at| t.loss_mask[at] != 0.0 && margins[at].abs() < margin)
-        .collect())
-}
 
 /// Per row of `log_probs` `[N, V]`: the label's log-probability minus the best other token's
 /// (above 0: the argmax is the label, by that many nats). `labels` has one label per row.
@@ -268,28 +258,6 @@ pub fn label_margins(log_probs: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
             row[label] - other
         })
         .collect())
-}
-
-/// The term that counts the labels at `positions` (flat indices into `t`) `extra` more times in
-/// [`cross_entropy_over`]'s loss, over the same `denominator`. `None` without positions or
-/// without extra weight.
-pub fn extra_weight_term(
-    log_probs: &Tensor,
-    t: &TrimmedBatch,
-    positions: &[usize],
-    extra: f64,
-    denominator: f64,
-) -> Result<Option<Tensor>> {
-    if positions.is_empty() || extra == 0.0 {
-        return Ok(None);
-    }
-    let v = log_probs.dim(D::Minus1)?;
-    let index: Vec<u32> = positions
-        .iter()
-        .map(|&at| (at * v) as u32 + t.labels[at])
-        .collect();
-    let weight = vec![-extra as f32; index.len()];
-    weighted_sum(log_probs, &index, &weight, denominator).map(Some)
 }
 
 #[cfg(test)]
@@ -368,34 +336,5 @@ mod tests {
         // The mixed target at position 1 is 0.75 on 10 and 0.25 on 3; the others keep labels.
         let want = -(logp(0, 2) + 0.75 * logp(1, 10) + 0.25 * logp(1, 3) + logp(2, 11)) / 3.0;
         assert!((mixed - want).abs() < 1e-5, "{mixed} vs {want}");
-    }
-
-    #[test]
-    fn close_calls_are_the_targets_within_the_margin_and_count_extra() {
-        let dev = Device::Cpu;
-        let t = one_row(&[0, 1, 2, 0], &[1.0, 1.0, 1.0, 0.0]);
-        // Position 0: the label wins by 3 nats (certain); 1: loses by 0.5 (a near miss); 2: wins
-        // by 0.2 (a narrow win); 3: a near miss outside the loss mask.
-        let values: Vec<f32> = vec![
-            3.0, 0.0, 0.0, //
-            0.5, 0.0, -1.0, //
-            0.0, -2.0, 0.2, //
-            0.5, 0.0, 0.0,
-        ];
-        let logits = Tensor::from_slice(&values, (1, 4, 3), &dev).unwrap();
-        let ce = cross_entropy_over(&logits, &t, 3.0).unwrap();
-        let calls = close_calls(&ce.log_probs, &t, CLOSE_CALL_MARGIN).unwrap();
-        assert_eq!(calls, vec![1, 2]);
-        assert!(extra_weight_term(&ce.log_probs, &t, &[], 2.0, 3.0)
-            .unwrap()
-            .is_none());
-        let term = extra_weight_term(&ce.log_probs, &t, &calls, 2.0, 3.0)
-            .unwrap()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
-        let logp = |row, tok| log_softmax_at(&values, 3, row, tok);
-        let want = -2.0 * (logp(1, 1) + logp(2, 2)) / 3.0;
-        assert!((term - want).abs() < 1e-5, "{term} vs {want}");
     }
 }

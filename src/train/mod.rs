@@ -27,7 +27,6 @@ pub mod rules;
 pub mod sample;
 pub mod schedule;
 pub mod trainer;
-pub mod views;
 
 pub use dataset::{
     build, default_valid_count, load, load_manifest, save, split_order, BuildOptions, Dataset,

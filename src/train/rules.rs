@@ -231,17 +231,16 @@ pub struct TargetShare {
     pub share: f32,
 }
 
-/// The rule teacher: at every target a rule has a belief about, `teacher(corruption)` (0..=1)
-/// of the target moves from the label to the rule's distribution (so the label keeps
-/// `1 − teacher` plus what the rule gives it). Rows without a rule, or with a share of 0, get
-/// nothing.
-pub fn target_mix(batch: &Batch, teacher: impl Fn(Corruption) -> f64) -> Vec<TargetShare> {
+/// The rule teacher: at every target a rule has a belief about, `teacher` (0..=1) of the
+/// target moves from the label to the rule's distribution (so the label keeps `1 − teacher`
+/// plus what the rule gives it). Rows without a rule get nothing, and so does every row with a
+/// share of 0.
+pub fn target_mix(batch: &Batch, teacher: f64) -> Vec<TargetShare> {
     let mut out = Vec::new();
+    if teacher <= 0.0 {
+        return out;
+    }
     for (row, meta) in batch.meta.iter().enumerate() {
-        let teacher = teacher(meta.corruption);
-        if teacher <= 0.0 {
-            continue;
-        }
         let enc = &batch.encoder_ids[row * ENCODER_MAX_LEN..(row + 1) * ENCODER_MAX_LEN];
         let labels = &batch.labels[row * DECODER_MAX_LEN..(row + 1) * DECODER_MAX_LEN];
         for b in beliefs(enc, labels, meta.corruption).unwrap_or_default() {
@@ -256,63 +255,6 @@ pub fn target_mix(batch: &Batch, teacher: impl Fn(Corruption) -> f64) -> Vec<Tar
         }
     }
     out
-}
-
-/// A place where "hear it again" would move a copied pitch: a transposition target whose rule
-/// guess differs from the copy's pitch. `train --repair-weight` counts these targets more: the
-/// sites depend on the input alone (the encoder and the teacher-forced targets before them), so
-/// weighing them moves no target's best prediction, only where the model spends its capacity:
-/// on the few places where the context says a pitch was moved.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Repair {
-    pub row: usize,
-    /// Index of the target in the labels.
-    pub position: usize,
-    /// The rule's guess there (a pitch-velocity token, at the copy's velocity).
-    pub guess: u32,
-}
-
-/// Every repair site of `batch`'s transposition rows.
-pub fn repairs(batch: &Batch) -> Vec<Repair> {
-    let mut out = Vec::new();
-    for (row, meta) in batch.meta.iter().enumerate() {
-        if meta.corruption != Corruption::IncorrectTransposition {
-            continue;
-        }
-        let enc = &batch.encoder_ids[row * ENCODER_MAX_LEN..(row + 1) * ENCODER_MAX_LEN];
-        let labels = &batch.labels[row * DECODER_MAX_LEN..(row + 1) * DECODER_MAX_LEN];
-        for b in beliefs(enc, labels, meta.corruption).unwrap_or_default() {
-            let (pitch, velocity) = b.guess();
-            if pitch != b.copy.0 {
-                out.push(Repair {
-                    row,
-                    position: b.position,
-                    guess: Token::PianoNote { pitch, velocity }.id(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The repair teacher (`train --repair-teacher`): at every repair site, `share` of the target
-/// moves from the label to the rule's guess. Why a guess and not the rule's belief: at a site
-/// the rule's guess is right about one time in four and the copy about one in six (held out),
-/// too slight an edge for a belief to move the model's argmax off the copy. (Nor did the guess
-/// move `small`'s in 700 steps: the model card's stage 14.)
-pub fn repair_mix(repairs: &[Repair], share: f64) -> Vec<TargetShare> {
-    if share <= 0.0 {
-        return Vec::new();
-    }
-    repairs
-        .iter()
-        .map(|r| TargetShare {
-            row: r.row,
-            position: r.position,
-            token: r.guess,
-            share: share as f32,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -468,7 +410,7 @@ mod tests {
             sample(Corruption::Skyline),
             sample(Corruption::PermutePitches),
         ]);
-        let mix = target_mix(&batch, |_| 0.5);
+        let mix = target_mix(&batch, 0.5);
         // Row 1 only. At the first pitch both 60 and 64 remain (half each, at the copy's
         // velocity bin 1); at the second only 64 does (bin 2).
         let share = |s: f32| s as f64;
@@ -482,49 +424,6 @@ mod tests {
                 (1, 6, pv(2, 64), 0.5),
             ]
         );
-        assert!(target_mix(&batch, |_| 0.0).is_empty());
-        // A share per corruption: only skyline has one, and no rule speaks for it.
-        let only_skyline = |c| if c == Corruption::Skyline { 0.5 } else { 0.0 };
-        assert!(target_mix(&batch, only_skyline).is_empty());
-    }
-
-    #[test]
-    fn repair_sites_are_the_transposed_pitches_hearing_it_again_would_move() {
-        let pv = |vel_bin: u32, pitch: u32| PIANO_BASE + vel_bin * 128 + pitch;
-        let (o, d) = (ONSET_BASE, DUR_BASE);
-        // Context: 60 six times. Block: 61 (never heard, next to 60: moved), 67 (no familiar
-        // neighbour: kept), 61 again (60 has now been heard 7 times: moved).
-        let sample = |corruption: Corruption| {
-            let mut enc = vec![pv(1, 60); 6];
-            enc.extend([SEP, CORRUPTION_BASE + corruption.index() as u32, GENRE_BASE]);
-            for p in [61, 67, 61] {
-                enc.extend([o, d, pv(1, p)]);
-            }
-            enc.push(SEP);
-            let mut labels = vec![BOS];
-            for p in [60, 67, 62] {
-                labels.extend([o, d, pv(1, p)]);
-            }
-            labels.push(EOS);
-            Sample::padded(corruption, &enc, &labels)
-        };
-        let batch = Batch::from_samples(vec![
-            sample(Corruption::PermutePitches),
-            sample(Corruption::IncorrectTransposition),
-        ]);
-        // Row 1 only (the permutation's rule is another), at the first and third pitch; the
-        // sites do not look at the labels' pitches (62 at the third is no repair, still a site).
-        let found = repairs(&batch);
-        let sites: Vec<_> = found.iter().map(|r| (r.row, r.position)).collect();
-        assert_eq!(sites, vec![(1, 3), (1, 9)]);
-        // The repair teacher moves the share to the guesses: 60 at both, the copy's velocity.
-        let mix: Vec<_> = repair_mix(&found, 0.5)
-            .iter()
-            .map(|m| (m.row, m.position, m.token, m.share))
-            .collect();
-        assert_eq!(mix, vec![(1, 3, pv(1, 60), 0.5), (1, 9, pv(1, 60), 0.5)]);
-        assert!(repair_mix(&found, 0.0).is_empty());
-        let kept = Batch::from_samples(vec![sample(Corruption::PermutePitches)]);
-        assert!(repairs(&kept).is_empty());
+        assert!(target_mix(&batch, 0.0).is_empty());
     }
 }

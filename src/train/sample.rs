@@ -74,12 +74,6 @@ pub struct SampleConfig {
     pub context: (usize, usize),
     /// Apply the original's hidden 10% context drop (spec §6.2); on for training.
     pub context_drop: bool,
-    /// Share of samples drawn with no context before the block (0: the original's sampling).
-    /// A curriculum: with the block first, the decoder's positions line up with the block's and
-    /// copying through cross-attention is found quickly; from there the model learns to find
-    /// the block wherever it sits. Without it a small model trained on CPU stays on the
-    /// token-frequency plateau (see `examples/copy_task.rs`).
-    pub block_first: f64,
     /// Relative weights of the nine corruptions (in [`Corruption::ALL`] order) when
     /// `corruption` is `Random`; `None` draws them uniformly, as the original.
     pub corruption_weights: Option<[f64; 9]>,
@@ -96,27 +90,20 @@ impl Default for SampleConfig {
             max_register_shift: 0,
             context: (1, 5),
             context_drop: true,
-            block_first: 0.0,
             corruption_weights: None,
         }
     }
 }
 
 impl SampleConfig {
-    /// Refuses sampling options outside their ranges (the context, the block-first share, the
-    /// corruption weights, the loudness and register shifts), naming the flag that sets each:
-    /// `improvnet train` and `improvnet dataset samples` take the same flags.
+    /// Refuses sampling options outside their ranges (the context, the corruption weights, the
+    /// loudness and register shifts), naming the flag that sets each: `improvnet train` and
+    /// `improvnet dataset samples` take the same flags.
     pub fn check_options(&self) -> Result<(), String> {
         if self.context.1 == 0 {
             return Err(
                 "--max-context 0: at least one context segment each side is drawn (1..=N)".into(),
             );
-        }
-        if !(0.0..=1.0).contains(&self.block_first) {
-            return Err(format!(
-                "--block-first {} must be a share between 0 and 1",
-                self.block_first
-            ));
         }
         if let Some(w) = &self.corruption_weights {
             if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
@@ -273,12 +260,7 @@ pub fn training_sample(
     rng: &mut impl Rng,
 ) -> Sample {
     let shift = draw_transpose(piece, config.max_transpose, config.pitch_range, rng);
-    // No draw at all when the curriculum is off, so the original's sample stream is unchanged.
-    let before = if config.block_first > 0.0 && rng.gen_bool(config.block_first.min(1.0)) {
-        0
-    } else {
-        randint(rng, config.context)
-    };
+    let before = randint(rng, config.context);
     let after = randint(rng, config.context);
     let kind = match (config.corruption, config.corruption_weights) {
         (CorruptionChoice::Random, Some(w)) => weighted_corruption(&w, rng),

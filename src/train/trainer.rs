@@ -23,11 +23,10 @@ use super::init::{
     init_bert, pull_output_bias, set_output_bias, stream, stream_seed, unigram_log_frequencies,
 };
 use super::loss::{
-    close_calls, cross_entropy, cross_entropy_over, extra_weight_term, inputs, loss_positions,
-    target_mix_term, trim, LossOutput, CLOSE_CALL_MARGIN,
+    cross_entropy, cross_entropy_over, inputs, loss_positions, target_mix_term, trim, LossOutput,
 };
 use super::optim::{named_vars, AdamW, AdamWConfig};
-use super::rules::{repair_mix, repairs, target_mix};
+use super::rules::target_mix;
 use super::sample::{epoch_batches, training_batch, training_sample, Batch, SampleConfig};
 use super::schedule::Schedule;
 use crate::corrupt::CorruptionChoice;
@@ -72,7 +71,9 @@ pub enum Stage {
     Finetune,
 }
 
-/// Settings of a run; saved in every checkpoint and restored on resume.
+/// Settings of a run; saved in every checkpoint and restored on resume. Settings it no longer
+/// has are ignored when a saved run is read (no `deny_unknown_fields`), so runs saved with the
+/// removed experiments (docs/experiments.md, "The six removed experiments") still resume.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub stage: Stage,
@@ -103,10 +104,6 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Validation pieces used (0: all); each gives one sample per corruption.
     pub valid_pieces: usize,
-    /// Share of training samples with the block first (no context before): a curriculum for
-    /// small models (see [`SampleConfig::block_first`]). Validation keeps the full sampling.
-    #[serde(default)]
-    pub block_first: f64,
     /// From scratch, start the output bias at the training labels' log-frequencies
     /// ([`super::init::unigram_log_frequencies`]: delays the encoder's collapse); off gives
     /// HF's zero bias. Runs saved before this setting existed resume with it off.
@@ -137,11 +134,6 @@ pub struct TrainConfig {
     /// transposition's pitches); 0 trains on the labels alone, as the original.
     #[serde(default)]
     pub rule_teacher: f64,
-    /// The rule teacher's share on transposition alone ("hear it again"); `None` takes
-    /// `rule_teacher`. Why apart: its belief puts about half the target on the copy at every
-    /// pitch, moved or not, so the argmax can only repair where the rule would.
-    #[serde(default)]
-    pub transposition_teacher: Option<f64>,
     /// Largest loudness shift of a training window, in velocity bins
     /// ([`SampleConfig::max_velocity_shift`]); 0 keeps the velocities as played, as the original.
     #[serde(default)]
@@ -155,20 +147,6 @@ pub struct TrainConfig {
     /// starts ([`super::init::pull_output_bias`]); 0 keeps the bias as loaded.
     #[serde(default)]
     pub pull_output_bias: f64,
-    /// How many more times a close call counts in the loss ([`super::loss::close_calls`]: a
-    /// target whose label is within a nat of the argmax, winning or losing); 0 weights every
-    /// target alike, as the original.
-    #[serde(default)]
-    pub close_calls: f64,
-    /// How many more times a transposition target counts where "hear it again" would move the
-    /// copied pitch ([`super::rules::Repair`]); 0 weights every target alike, as the
-    /// original.
-    #[serde(default)]
-    pub repair_weight: f64,
-    /// Share of a repair site's target moved from the label to "hear it again"'s guess
-    /// ([`super::rules::repair_mix`]); 0 leaves the labels alone, as the original.
-    #[serde(default)]
-    pub repair_teacher: f64,
 }
 
 /// Refuses a share outside 0..=1 (NaN included), naming its flag.
@@ -178,17 +156,6 @@ fn share(flag: &str, value: f64) -> Result<(), TrainError> {
     }
     Err(TrainError::Config(format!(
         "{flag} {value} must be a share between 0 and 1"
-    )))
-}
-
-/// Refuses an extra loss weight outside 0..=`max` (NaN included), naming its flag and what it
-/// weighs.
-fn extra_weight(flag: &str, value: f64, max: f64, what: &str) -> Result<(), TrainError> {
-    if (0.0..=max).contains(&value) {
-        return Ok(());
-    }
-    Err(TrainError::Config(format!(
-        "{flag} {value} must be within 0..={max} (extra weight of {what})"
     )))
 }
 
@@ -215,7 +182,6 @@ impl Default for TrainConfig {
             ckpt_minutes: 0.0,
             eval_every: 0,
             valid_pieces: 0,
-            block_first: 0.0,
             unigram_bias: true,
             copy_circuit: false,
             align_positions: false,
@@ -223,26 +189,14 @@ impl Default for TrainConfig {
             velocity_codes: false,
             corruption_weights: None,
             rule_teacher: 0.0,
-            transposition_teacher: None,
             velocity_shift: 0,
             register_shift: 0,
             pull_output_bias: 0.0,
-            close_calls: 0.0,
-            repair_weight: 0.0,
-            repair_teacher: 0.0,
         }
     }
 }
 
 impl TrainConfig {
-    /// The rule teacher's share on samples of `corruption`.
-    pub fn teacher_share(&self, corruption: Corruption) -> f64 {
-        match (corruption, self.transposition_teacher) {
-            (Corruption::IncorrectTransposition, Some(t)) => t,
-            _ => self.rule_teacher,
-        }
-    }
-
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.batch == 0 {
             return Err(TrainError::Config("--batch must be at least 1".into()));
@@ -263,27 +217,7 @@ impl TrainConfig {
             .check_options()
             .map_err(TrainError::Config)?;
         share("--rule-teacher", self.rule_teacher)?;
-        if let Some(t) = self.transposition_teacher {
-            share("--transposition-teacher", t)?;
-        }
         share("--pull-output-bias", self.pull_output_bias)?;
-        share("--repair-teacher", self.repair_teacher)?;
-        let both = self.teacher_share(Corruption::IncorrectTransposition) + self.repair_teacher;
-        if both > 1.0 {
-            return Err(TrainError::Config(format!(
-                "--repair-teacher {} and transposition's rule teacher {} move {both} of a \
-                 target: together at most 1",
-                self.repair_teacher,
-                self.teacher_share(Corruption::IncorrectTransposition)
-            )));
-        }
-        extra_weight("--close-calls", self.close_calls, 100.0, "a close call")?;
-        extra_weight(
-            "--repair-weight",
-            self.repair_weight,
-            1000.0,
-            "a repair site",
-        )?;
         if self.align_positions && !self.copy_circuit {
             return Err(TrainError::Config(
                 "--align-positions is part of the copy circuit: add --copy-circuit".into(),
@@ -311,10 +245,9 @@ impl TrainConfig {
     }
 
     /// The sampling of training batches: [`sample_config`](Self::sample_config) plus the
-    /// block-first curriculum.
+    /// corruption weights and the loudness and register shifts.
     pub fn training_sample_config(&self) -> SampleConfig {
         SampleConfig {
-            block_first: self.block_first,
             corruption_weights: self.corruption_weights,
             max_velocity_shift: self.velocity_shift,
             max_register_shift: self.register_shift,
@@ -389,8 +322,8 @@ pub struct EvalReport {
     pub per_corruption: Vec<(Corruption, Metric)>,
     /// Validation loss with each sample given the previous sample's encoder input, minus the
     /// loss with its own (nats per token): 0 when the decoder ignores its encoder, the failure
-    /// every model trained here showed first (the model card's "encoder collapse"). `None`
-    /// with fewer than two validation samples.
+    /// every model trained here showed first (the "encoder collapse" of docs/experiments.md,
+    /// "How we got here"). `None` with fewer than two validation samples.
     pub encoder_gap: Option<f64>,
 }
 
@@ -600,40 +533,11 @@ impl Trainer {
                 });
             }
             loss += part;
-            let cfg = &self.config;
-            // The rule's beliefs are read once, for both repair options.
-            let found = if cfg.repair_weight > 0.0 || cfg.repair_teacher > 0.0 {
-                repairs(&rows)
-            } else {
-                Vec::new()
-            };
-            let mut mix = target_mix(&rows, |c| cfg.teacher_share(c));
-            mix.extend(repair_mix(&found, cfg.repair_teacher));
-            let mut objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
+            let mix = target_mix(&rows, self.config.rule_teacher);
+            let objective = match target_mix_term(&out.log_probs, &t, &mix, denominator)? {
                 Some(term) => (&out.loss + term)?,
                 None => out.loss,
             };
-            let mut extras = Vec::new();
-            if cfg.close_calls > 0.0 {
-                let calls = close_calls(&out.log_probs, &t, CLOSE_CALL_MARGIN)?;
-                extras.push((calls, cfg.close_calls));
-            }
-            if cfg.repair_weight > 0.0 {
-                let sites = found
-                    .iter()
-                    .filter(|r| r.position < t.dec_len)
-                    .map(|r| r.row * t.dec_len + r.position)
-                    .filter(|&at| t.loss_mask[at] != 0.0)
-                    .collect();
-                extras.push((sites, cfg.repair_weight));
-            }
-            for (positions, extra) in extras {
-                if let Some(term) =
-                    extra_weight_term(&out.log_probs, &t, &positions, extra, denominator)?
-                {
-                    objective = (objective + term)?;
-                }
-            }
             let g = objective.backward()?;
             // Keep the parameters' gradients only; the rest of `g` is freed here.
             for var in self.optimizer.vars() {
@@ -1006,5 +910,70 @@ impl CsvLog {
 
     pub fn row(&mut self, line: &str) -> Result<(), TrainError> {
         writeln!(self.file, "{line}").map_err(io(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `trainer_state.json` of a run saved before six training experiments were removed
+    /// (docs/experiments.md, "The six removed experiments"): their settings are ignored, so the
+    /// run still resumes, with the shipped settings it had.
+    #[test]
+    fn a_state_saved_with_the_removed_experiments_still_loads() {
+        let saved = r#"{
+            "step": 300,
+            "config": {
+                "stage": "pretrain", "steps": 1500, "batch": 4, "micro_batch": 1, "lr": 0.0005,
+                "warmup_ratio": 0.03, "weight_decay": 0.01, "clip": 3.0, "seed": 444,
+                "loss_on_padding": false, "dropout": false, "max_context": 5, "ckpt_every": 50,
+                "ckpt_minutes": 10.0, "eval_every": 50, "valid_pieces": 0, "block_first": 0.25,
+                "unigram_bias": true, "copy_circuit": true, "align_positions": true,
+                "pitch_codes": true, "velocity_codes": true,
+                "corruption_weights": [1.0, 1.0, 1.0, 3.0, 3.0, 1.0, 6.0, 1.0, 1.0],
+                "rule_teacher": 0.3, "transposition_teacher": null, "velocity_shift": 3,
+                "register_shift": 12, "pull_output_bias": 0.0, "close_calls": 4.0,
+                "repair_weight": 50.0, "repair_teacher": 0.5
+            },
+            "data": "data/cj-v1",
+            "rng": "(444, 300)",
+            "best_valid_loss": 1.25,
+            "best_step": 300,
+            "elapsed_s": 1234.5
+        }"#;
+        let state: TrainerState = serde_json::from_str(saved).unwrap();
+        assert_eq!(state.step, 300);
+        let want = TrainConfig {
+            steps: 1500,
+            lr: 0.0005,
+            warmup_ratio: 0.03,
+            dropout: false,
+            ckpt_every: 50,
+            ckpt_minutes: 10.0,
+            eval_every: 50,
+            copy_circuit: true,
+            align_positions: true,
+            pitch_codes: true,
+            velocity_codes: true,
+            corruption_weights: Some([1.0, 1.0, 1.0, 3.0, 3.0, 1.0, 6.0, 1.0, 1.0]),
+            rule_teacher: 0.3,
+            velocity_shift: 3,
+            register_shift: 12,
+            ..TrainConfig::default()
+        };
+        assert_eq!(state.config, want);
+        state.config.validate().unwrap();
+        // Written again, it holds the shipped settings only.
+        let again = serde_json::to_string(&state.config).unwrap();
+        for gone in [
+            "block_first",
+            "transposition_teacher",
+            "close_calls",
+            "repair_weight",
+            "repair_teacher",
+        ] {
+            assert!(!again.contains(gone), "{again}");
+        }
     }
 }
