@@ -13,7 +13,9 @@
 //!   some Windows hosts have: no realtime scheduling) wakes for each block at its time and
 //!   counts the blocks that finish after the next one is due ("late": a crackle). Rate 1,
 //!   delay 1, so every segment goes to the model; with a big model (a random `base` from
-//!   `refine_bench -- base --save-model DIR`) the worker is never idle.
+//!   `refine_bench -- base --save-model DIR`) the worker is never idle. Late blocks of the
+//!   first 2 s (the model loading beside the first blocks) are counted apart from the rest,
+//!   with the worst wake-up delay of each part.
 //! - `--lib PATH` (repeatable): plugin libraries to compare (say, before and after a change),
 //!   run in turn A B A B for `--rounds` rounds, with the load average before each run.
 
@@ -27,6 +29,8 @@ use clack_host::utils::ClapId;
 
 const SR: u32 = 48_000;
 const BLOCK: u32 = 256;
+/// The start of a paced run counted apart: the worker loads the model meanwhile.
+const START_UP: Duration = Duration::from_secs(2);
 
 struct Shared;
 impl SharedHandler<'_> for Shared {
@@ -66,8 +70,11 @@ fn param_id(id: &str) -> ClapId {
 struct Run {
     /// process() wall time per block, ns.
     times: Vec<u64>,
-    /// Blocks that finished after the next block was due (paced runs only).
-    late: usize,
+    /// Blocks that finished after the next block was due (paced runs only): in the first
+    /// [`START_UP`] and after it.
+    late: [usize; 2],
+    /// The latest wake-up after a block's time, ns, in the same two parts.
+    worst_wake: [u64; 2],
     events: u64,
 }
 
@@ -94,7 +101,8 @@ fn run(lib: &PathBuf, blocks: u32, paced: bool) -> Result<Run, Box<dyn std::erro
     let mut events = 0u64;
     let period = Duration::from_nanos(u64::from(BLOCK) * 1_000_000_000 / u64::from(SR));
     let start = Instant::now();
-    let mut late = 0;
+    let mut late = [0; 2];
+    let mut worst_wake = [0u64; 2];
     for b in 0..blocks {
         in_buf.clear();
         out_buf.clear();
@@ -132,6 +140,9 @@ fn run(lib: &PathBuf, blocks: u32, paced: bool) -> Result<Run, Box<dyn std::erro
                 std::thread::sleep(wait);
             }
         }
+        let part = usize::from(period * b >= START_UP);
+        let woke = Instant::now().saturating_duration_since(start + period * b);
+        worst_wake[part] = worst_wake[part].max(woke.as_nanos() as u64);
         let input = unsafe { InputAudioBuffers::from_raw_buffers(&[], BLOCK) };
         let mut output = unsafe { OutputAudioBuffers::from_raw_buffers(&mut [], BLOCK) };
         let t = Instant::now();
@@ -145,7 +156,7 @@ fn run(lib: &PathBuf, blocks: u32, paced: bool) -> Result<Run, Box<dyn std::erro
         )?;
         times.push(t.elapsed().as_nanos() as u64);
         if paced && Instant::now() > start + period * (b + 1) {
-            late += 1;
+            late[part] += 1;
         }
         events += u64::from(in_buf.len() + out_buf.len());
     }
@@ -153,6 +164,7 @@ fn run(lib: &PathBuf, blocks: u32, paced: bool) -> Result<Run, Box<dyn std::erro
     Ok(Run {
         times,
         late,
+        worst_wake,
         events,
     })
 }
@@ -179,7 +191,14 @@ fn report(label: &str, r: &Run, paced: bool) {
         times[times.len() - 1],
     );
     if paced {
-        print!("; late blocks {}", r.late);
+        print!(
+            "; late blocks {} in the first {} s (worst wake-up {} µs), {} after (worst {} µs)",
+            r.late[0],
+            START_UP.as_secs(),
+            r.worst_wake[0] / 1000,
+            r.late[1],
+            r.worst_wake[1] / 1000
+        );
     }
     println!();
 }

@@ -1,5 +1,5 @@
 //! The live plugin (CLAP + VST3): a MIDI effect that answers each 5 s phrase with its
-//! ImprovNet refinement `delay` segments later (DESIGN.md, "The plugin's shape").
+//! ImprovNet refinement `delay` segments later (docs/design.md, "The plugin's shape"; docs/plugin.md).
 //!
 //! - [`notes`] — the fixed-capacity note buffer the threads pass by value.
 //! - [`capture`] — audio thread: live notes into segments on the sample clock.
@@ -40,6 +40,9 @@ use worker::{Job, ModelSource, ModelState, Msg, Reply, Status, Worker};
 /// The environment variable naming a model folder when the project names none (it wins over
 /// the built-in model).
 pub const MODEL_ENV: &str = "IMPROVNET_MODEL";
+/// Diagnostics: with `IMPROVNET_DEBUG` set (to a file path, or anything else for stderr), the
+/// worker writes a line per answered segment and each deactivation the status counters.
+pub const DEBUG_ENV: &str = "IMPROVNET_DEBUG";
 /// Samples the host position may differ from the expected one without counting as a seek.
 const SEEK_TOLERANCE: i64 = 16;
 /// Jobs and replies in flight at most (one segment each).
@@ -500,6 +503,9 @@ impl Plugin for ImprovNet {
     fn deactivate(&mut self) {
         if let Some(rt) = &self.rt {
             self.seg_seconds = f64::from(rt.capture.seg_len()) / f64::from(rt.sample_rate);
+            if std::env::var_os(DEBUG_ENV).is_some() {
+                worker::debug_line(&self.status.summary(rt.offline));
+            }
         }
         // Dropping the worker stops and joins its thread.
         self.rt = None;

@@ -127,6 +127,23 @@ impl Status {
         }
     }
 
+    /// One line of counters for diagnostics (never called on the audio thread).
+    pub fn summary(&self, offline: bool) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let message = self.message.lock().map(|m| m.clone()).unwrap_or_default();
+        format!(
+            "ImprovNet: {} refined, {} late, {} errors, {} queue full, {} pending, model {:?}, \
+             last block {}; {message}",
+            n(&self.refined),
+            n(&self.late),
+            n(&self.errors),
+            n(&self.queue_full),
+            n(&self.pending),
+            self.model_state(),
+            if offline { "offline" } else { "realtime" },
+        )
+    }
+
     /// The last answered segment (GUI thread; a short lock the worker also takes).
     pub fn last_segment(&self) -> Option<LastSegment> {
         self.last_segment.lock().ok().and_then(|g| *g)
@@ -439,6 +456,19 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("improvnet-worker".into())
             .spawn(move || {
+                // The model loads at the host's normal priority: loading maps and faults in
+                // hundreds of megabytes under the process's memory-map lock, and a thread at
+                // idle priority holding that lock behind a busy core stalls every other
+                // thread that faults a page, the audio thread included (measured: blocks 23-33
+                // ms late at start-up in the paced host with a busy core).
+                let model = match model {
+                    Some(source) => load(&source, &status),
+                    None => {
+                        status.set_model_state(ModelState::None);
+                        status.set_message("no model: segments pass through".into());
+                        None
+                    }
+                };
                 // Threads inherit the priority of the thread that starts them: lower it first.
                 lower_priority();
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -504,38 +534,34 @@ impl ModelSource {
     }
 }
 
+/// Loads the model, publishing its state (a failure leaves the segments passing through).
+fn load(source: &ModelSource, status: &Status) -> Option<ImprovNetModel> {
+    status.set_model_state(ModelState::Loading);
+    match source.load() {
+        Ok(m) => {
+            status.set_model_state(ModelState::Ready);
+            status.set_message(source.describe());
+            Some(m)
+        }
+        Err(e) => {
+            status.set_model_state(ModelState::Failed);
+            status.set_message(format!("{e}; segments pass through"));
+            None
+        }
+    }
+}
+
 fn run(
-    source: Option<ModelSource>,
+    model: Option<ImprovNetModel>,
     jobs: Receiver<Msg>,
     replies: Sender<Reply>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
 ) {
-    let model = match source {
-        None => {
-            status.set_model_state(ModelState::None);
-            status.set_message("no model: segments pass through".into());
-            None
-        }
-        Some(source) => {
-            status.set_model_state(ModelState::Loading);
-            match source.load() {
-                Ok(m) => {
-                    status.set_model_state(ModelState::Ready);
-                    status.set_message(source.describe());
-                    Some(m)
-                }
-                Err(e) => {
-                    status.set_model_state(ModelState::Failed);
-                    status.set_message(format!("{e}; segments pass through"));
-                    None
-                }
-            }
-        }
-    };
     let mut refiner = Refiner::new(model);
     let mut latencies = Latencies::default();
     let stall = stall_from_env();
+    let debug = std::env::var_os(super::DEBUG_ENV).is_some();
     while !stop.load(Ordering::Relaxed) {
         // Sleeps until a message comes (no polling); wakes now and then to see `stop`.
         let msg = match jobs.recv_timeout(IDLE_WAKE) {
@@ -557,6 +583,9 @@ fn run(
             let answer = match answer {
                 Ok(a) => a,
                 Err(e) => {
+                    if debug {
+                        debug_line(&format!("ImprovNet: segment {}: {e}", job.index));
+                    }
                     status.errors.fetch_add(1, Ordering::Relaxed);
                     status.set_message(format!("segment {}: {e}", job.index));
                     Answer::Original
@@ -570,6 +599,18 @@ fn run(
                     .median_ms
                     .store(latencies.push(ms), Ordering::Relaxed);
             }
+            if debug {
+                let what = match &answer {
+                    Answer::Refined(notes) => format!("refined, {} notes", notes.len()),
+                    Answer::Original => "the original".to_string(),
+                };
+                debug_line(&format!(
+                    "ImprovNet: segment {} (generation {}, {} notes in): {what}",
+                    job.index,
+                    job.generation,
+                    job.notes.len()
+                ));
+            }
             status.publish_segment(&job, &answer);
             let reply = Reply {
                 generation: job.generation,
@@ -581,6 +622,24 @@ fn run(
             }
             status.pending.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Diagnostics ([`super::DEBUG_ENV`]): a line to the file the variable names (a value with a
+/// `/`; hosts may not show a plugin's stderr), else to stderr.
+pub fn debug_line(line: &str) {
+    use std::io::Write;
+    let to = std::env::var(super::DEBUG_ENV).unwrap_or_default();
+    if to.contains('/') {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&to)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    } else {
+        eprintln!("{line}");
     }
 }
 
