@@ -67,6 +67,11 @@ set ("Corruption rate", 1.0)
 set ("Fidelity", 1.0)
 set ("Delay", 2)
 set ("Seed", seed)
+-- A VST3 host hands parameter changes to the processor in its next process() call; nice-plug
+-- applies setParamNormalized only while not processing, so the saved state would hold the old
+-- values if the session were saved before the engine ran a cycle.
+local function settle () ARDOUR.LuaAPI.usleep (1000000) end
+settle ()
 assert (ARDOUR.LuaAPI.set_processor_param (chain[1], 0, seconds)) -- pattern length
 
 Session:save_state ("", false, false, false, false, false)
@@ -90,6 +95,7 @@ ac:set_automation_state (ARDOUR.AutoState.Play)
 for _, t in ipairs ({ 0, 1, half / rate - 0.02, half / rate - 0.005, half / rate + 0.01, seconds - 0.01 }) do
 	print (string.format ("Delay automation at %.2f s: %.3f", t, cl:eval (Temporal.timepos_t (math.floor (t * rate)))))
 end
+settle ()
 Session:save_state (name .. "-auto", false, false, false, false, false)
 print ("saved", name .. "-auto")
 close_session ()

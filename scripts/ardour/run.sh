@@ -30,6 +30,9 @@ grep -q 'name="hide-dummy-backend" value="0"' "$HOME/.config/ardour7/config" 2>/
 mkdir -p "$HOME/.config/ardour7/scripts" "$OUT"
 cp "$HERE/improvnet_pattern.lua" "$HOME/.config/ardour7/scripts/"
 # Headless Ardour only reads the VST3 cache: scan the bundle (again) so the cache matches it.
+# Ardour takes the cache only if it is strictly newer than the module (whole seconds): a bundle
+# copied in the same second as the scan would count as "updated" and not load.
+sleep 1
 LD_LIBRARY_PATH=/usr/lib/ardour7 "$SCANNER" -f "$BUNDLE" > "$OUT/scan.log" 2>&1 || fail "scan of $BUNDLE (see $OUT/scan.log)"
 
 echo "== building the session ($LEN s, seed $SEED) in $OUT/session"
@@ -37,6 +40,17 @@ rm -rf "$OUT/session" "$OUT"/*.wav "$OUT"/*.events
 IN_SESSION_DIR="$OUT/session" IN_SESSION_NAME=$NAME IN_SECONDS=$LEN IN_SEED=$SEED \
   ardour7-lua "$HERE/build_session.lua" > "$OUT/build.log" 2>&1 || { tail "$OUT/build.log"; exit 1; }
 grep -E "^set |automation at|session range" "$OUT/build.log" | sed 's/^/   /'
+# The plugin's own saved state must hold what was set (else the exports run on defaults).
+python3 - "$OUT/session/$NAME.ardour" "$SEED" <<'PY' || exit 1
+import base64, json, re, sys
+xml = open(sys.argv[1]).read()
+raw = base64.b64decode(re.search(r"<chunk>([^<]*)</chunk>", xml).group(1))
+state = json.loads(raw[raw.index(b"{"):raw.rindex(b"}") + 1])["params"]
+got = (state["rate"]["f32"], state["fidelity"]["i32"], state["seed"]["i32"])
+want = (1.0, 1, int(sys.argv[2]))
+print(f"   saved plugin state: rate {got[0]}, fidelity {got[1]}, seed {got[2]}")
+sys.exit(0 if got == want else f"saved plugin state {got} is not the session's {want}")
+PY
 
 # export SNAPSHOT LABEL [ENV=VAL...]: 32-bit float wav; retried once (ardour7-export can crash at exit).
 declare -A WALL
