@@ -6,7 +6,7 @@ Run from the repository root with a Python that has music21 (pip install music21
     /work/pyenv/bin/python scripts/export_music21.py [--out data/music21] [--seed 1] [--jobs 2]
 
 What is exported (only `.mxl` sources: the corpus licence reserves derivative electronic formats
-for some kern files, see notes/data.md):
+for some kern files, see docs/training.md):
   chorales/  Bach chorales (bach/*.mxl)
   quartets/  string quartet movements (Beethoven, Mozart, Haydn, Schumann op. 41), all parts merged
              into one piano part

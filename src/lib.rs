@@ -1,6 +1,6 @@
 //! ImprovNet for musicians' DAWs: piano improvisation by iterative corruption refinement.
 //!
-//! The pipeline, one module per concept (see `DESIGN.md`):
+//! The pipeline, one module per concept (see `docs/design.md`):
 //! `music` (MIDI <-> notes <-> T-segments) -> `tokens` (the exact ImprovNet vocabulary) ->
 //! `corrupt` (the nine corruption functions) -> `model` (BERT2BERT in candle); `structure` (which
 //! segments structure preservation keeps).
