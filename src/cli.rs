@@ -266,12 +266,10 @@ pub fn classify(classifier: &Path, files: &[PathBuf]) -> Result<()> {
     for file in files {
         let (performance, piece) = load(file)?;
         let p = genre_probabilities(&clf, &piece).with_context(|| file.display().to_string())?;
-        let name = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        // The path as given: two files of one name in different folders stay apart.
         println!(
-            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} |",
+            file.display(),
             performance.notes.len(),
             p[0],
             p[1],

@@ -505,6 +505,19 @@ pub fn continue_prompt(
     let model = load_model(&common.model)?;
     create_dir(&common.out)?;
     let first = prompt.segments.last().map_or(0, |s| s.window + 1);
+    // The original's prompt generation regenerates from window `t_segment_start` on, over the
+    // rest of the prompt; ours always continues after the whole prompt. Say so, not silently.
+    let start = s.refine.t_segment_start;
+    if let Some(config) = common.config.as_ref().filter(|_| start < first as usize) {
+        eprintln!(
+            "warning: {}: t_segment_start {start} is not used by `continue`: the music is added \
+             after the whole prompt ({} s); to regenerate from {} s on as the original did, cut \
+             the prompt there",
+            config.display(),
+            first * 5,
+            start * 5
+        );
+    }
     let crop = move |p: &Piece| Piece {
         segments: p
             .segments

@@ -31,6 +31,10 @@ pub struct RenderArgs {
     segments: Option<usize>,
 }
 
+/// The peak of a written WAV: each file is normalised on its own, so an original and its
+/// rewrite play at one peak level (their loudness difference is in `check`'s measures).
+const WAV_PEAK_DBFS: f32 = -1.0;
+
 /// Both renderings of `piece` that were asked for; shared with the generation commands.
 pub fn write_renderings(
     piece: &Piece,
@@ -42,7 +46,8 @@ pub fn write_renderings(
 ) -> Result<()> {
     if let Some(out) = wav {
         let sf = render::find_soundfont(soundfont)?;
-        let audio = render::render_piece(piece, &sf, sample_rate_hz)?;
+        let mut audio = render::render_piece(piece, &sf, sample_rate_hz)?;
+        audio.normalize(WAV_PEAK_DBFS);
         render::write_wav(&audio, out)?;
         println!(
             "wrote {} ({:.1} s, SoundFont {})",

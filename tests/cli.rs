@@ -33,6 +33,9 @@ fn inspect_names_the_file_and_problem_for_bad_input() {
     let (ok, _, stderr) = improvnet(&["inspect", "/nonexistent/piece.mid"]);
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/piece.mid"), "{stderr}");
+    // The OS error once, on one line.
+    assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 #[test]

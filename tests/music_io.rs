@@ -98,7 +98,10 @@ fn tempo_map_from_all_tracks_and_stable_chord_order() {
             played(72, 100, 625, 52),
             // dur 720 x 0.5208 = 375 plus 480 x 2.0833 = 1000.
             played(64, 64, 625, 1375),
-            // start 500 + 500 + 1000; dur 1 tick = 2.08 ms.
+            // start 500 + 500 + 1000; dur 1 tick = 2.08 ms. This note starts after the last
+            // of three tempo events: the 2024 aria tokenizer sums its duration from the previous
+            // tempo over a negative tick span; we sum forward (docs/spec.md, "Deliberate
+            // differences", Tempo changes), and this fixture locks it.
             played(67, 64, 2000, 2),
         ]
     );

@@ -269,6 +269,32 @@ fn continue_grows_the_prompt() {
     );
     assert!(generated.keys().all(|w| *w <= 7), "no more than 10 s more");
 
+    // The original's config regenerates from its t_segment_start (window 4) on; we continue
+    // after the whole prompt and say so.
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/continuation.yaml");
+    let (ok, _, stderr) = improvnet(&[
+        "continue",
+        &prompt,
+        "--seconds",
+        "5",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        &s.model,
+        "--out",
+        &s.out("c2"),
+        "--max-tokens",
+        "31",
+        "-q",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("continuation.yaml: t_segment_start 4 is not used by `continue`")
+            && stderr.contains("whole prompt (30 s)")
+            && stderr.contains("from 20 s on"),
+        "{stderr}"
+    );
+
     // --wav and --plot beside the MIDI; a missing SoundFont fails before any generation.
     let sf = s.out("sine.sf2");
     std::fs::write(&sf, common::sf2::sine_soundfont()).unwrap();
@@ -552,8 +578,9 @@ fn eval_adds_genre_probabilities_with_a_classifier() {
         .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
         .collect();
     assert_eq!(rows.len(), 4, "{table}"); // header, two files, mean
-    assert_eq!(rows[1][1], "a.mid");
-    assert_eq!(rows[2][1], "b.mid");
+                                          // Paths as given, so files of one name in two folders stay apart.
+    assert_eq!(rows[1][1], a);
+    assert_eq!(rows[2][1], b);
     assert!(rows[3][1].contains("mean of 2"), "{table}");
     let p_jazz_eval = probs[2];
     assert_eq!(
@@ -597,8 +624,8 @@ fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         (cells[3].parse().unwrap(), cells[5].parse().unwrap())
     };
-    let (chopin_classical, chopin_jazz) = p("chopin_nocturne_op15_1.mid");
-    let (_, joplin_jazz) = p("joplin_maple_leaf_rag.mid");
+    let (chopin_classical, chopin_jazz) = p(chopin.to_str().unwrap());
+    let (_, joplin_jazz) = p(joplin.to_str().unwrap());
     assert!(chopin_classical > 0.75, "{table}");
     assert!(joplin_jazz > 0.5, "{table}");
     assert!(joplin_jazz > 3.0 * chopin_jazz, "{table}");

@@ -166,6 +166,17 @@ fn render_command_writes_wav_and_roll_and_explains_errors() {
     // The 5-minute nocturne plus the 2 s tail, at 16 kHz.
     let secs = r.len() as f64 / 2.0 / 16000.0;
     assert!((300.0..320.0).contains(&secs), "{secs}");
+    // Normalised: the peak sample is -1 dBFS (0.891 of full scale), whatever the SoundFont.
+    let peak = r
+        .into_samples::<i16>()
+        .map(|x| x.unwrap().unsigned_abs())
+        .max()
+        .unwrap();
+    let want = (0.891_25 * f64::from(i16::MAX)).round();
+    assert!(
+        (f64::from(peak) - want).abs() <= 1.0,
+        "peak {peak}, want {want}"
+    );
     assert!(png.is_file());
 
     let (ok, _, err) = common::improvnet(&[

@@ -6,16 +6,12 @@ use std::path::PathBuf;
 /// Why a MIDI file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum MusicError {
-    #[error("{}: cannot read file: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot write file: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // The OS error is part of the message and not a `source`: error chains (`{:#}`) would
+    // print it twice.
+    #[error("{}: cannot read file: {io}", path.display())]
+    Read { path: PathBuf, io: std::io::Error },
+    #[error("{}: cannot write file: {io}", path.display())]
+    Write { path: PathBuf, io: std::io::Error },
     /// Not a Standard MIDI File, or midly could not parse its header.
     #[error("{file}: not a readable MIDI file: {reason}")]
     NotMidi { file: String, reason: String },

@@ -154,9 +154,9 @@ impl Piece {
 
 /// Read a MIDI file from disk (spec §2.1–2.2).
 pub fn read_midi(path: &Path) -> Result<Performance, MusicError> {
-    let bytes = std::fs::read(path).map_err(|source| MusicError::Read {
+    let bytes = std::fs::read(path).map_err(|io| MusicError::Read {
         path: path.to_path_buf(),
-        source,
+        io,
     })?;
     parse_midi(&bytes, &path.display().to_string())
 }

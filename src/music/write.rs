@@ -150,9 +150,9 @@ pub fn piece_to_smf(piece: &Piece) -> Vec<u8> {
 /// Write a piece to a MIDI file, atomically: a crash never leaves a half-written file behind.
 pub fn write_midi(piece: &Piece, path: &Path) -> Result<(), MusicError> {
     let bytes = piece_to_smf(piece);
-    write_atomic(path, &bytes).map_err(|source| MusicError::Write {
+    write_atomic(path, &bytes).map_err(|io| MusicError::Write {
         path: path.to_path_buf(),
-        source,
+        io,
     })
 }
 

@@ -37,6 +37,18 @@ impl Audio {
         self.left.len() as f64 / self.sample_rate_hz as f64
     }
 
+    /// Scales the audio so its peak is `peak_dbfs` (silence stays silence). A SoundFont piano
+    /// renders with peaks near −20 to −12 dBFS, too quiet to listen to beside other audio.
+    pub fn normalize(&mut self, peak_dbfs: f32) {
+        let peak = self.peak();
+        if peak > 0.0 {
+            let gain = 10f32.powf(peak_dbfs / 20.0) / peak;
+            for x in self.left.iter_mut().chain(self.right.iter_mut()) {
+                *x *= gain;
+            }
+        }
+    }
+
     /// Largest absolute sample value over both channels.
     pub fn peak(&self) -> f32 {
         self.left
