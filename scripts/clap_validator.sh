@@ -31,17 +31,17 @@
 # Exit status: 0 when validate has no failures and the fuzzer found nothing,
 # 1 otherwise, 2 on a usage/build error.
 #
-# Last run (2026-12-07, clap-validator 0.4.1 @ b2f1d9b, clack @ 3f9b32dc,
-# bundle built from commit 6d37016 + working tree, 2-core shared machine):
+# Last run (2026-12-07 12:01 UTC, clap-validator 0.4.1 @ b2f1d9b, clack @ 3f9b32dc,
+# release bundle built from commit b2c5a43, 2-core shared machine):
 #   validate: 44 tests run, 36 passed, 0 failed, 0 warnings, 8 skipped
 #     (preset-discovery-{crawl,descriptor-consistency,load}: no preset-discovery
 #     factory; process-audio-double-{out-of-place,in-place}: no 64-bit audio;
 #     process-audio-denormals: no input audio ports;
 #     layout-audio-ports-activation, layout-configurable-audio-ports: extension
 #     not implemented)
-#   fuzz -d 5m -l 1000 (2 jobs): no failures; 353 chunks passed; the plugin
-#     asked for ~25 restarts per chunk (8982 request_restart: latency follows
-#     the fuzzed delay/align params and is only reported from activate).
+#   fuzz -d 5m -l 1000 (2 jobs): no failures; 496 chunks passed; 11,934 host
+#     restarts on request_restart (latency follows the fuzzed delay/align
+#     params and is only reported from activate).
 #     The run before the latency/subnormal fixes had found
 #     clap_host_latency::changed outside activate (57x), two 60 s chunk
 #     timeouts and subnormal output on the stereo layout.
