@@ -16,7 +16,7 @@ use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
 
-use crate::cli_refine::load_model;
+use super::common::load_model;
 
 #[derive(Args, Debug)]
 pub struct BenchMusicArgs {
@@ -26,9 +26,9 @@ pub struct BenchMusicArgs {
     /// Folder of held-out monophonic melodies (*.mid).
     #[arg(long, default_value = "data/heldout/melodies")]
     pub melodies: PathBuf,
-    #[arg(long, default_value = crate::cli_refine::DEFAULT_MODEL)]
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
     pub model: PathBuf,
-    #[arg(long, default_value = crate::cli::DEFAULT_CLASSIFIER)]
+    #[arg(long, default_value = super::common::DEFAULT_CLASSIFIER)]
     pub classifier: PathBuf,
     /// The jazz recipe measured beside the default one.
     #[arg(long, default_value = "configs/jazz_skyline.yaml")]
@@ -123,7 +123,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
     let pieces = midi_files(&args.pieces, args.limit)?;
     let melodies = midi_files(&args.melodies, args.limit)?;
     let model = load_model(&args.model)?;
-    let classifier = crate::cli::load_classifier(&args.classifier)?;
+    let classifier = super::common::load_classifier(&args.classifier)?;
     let jazz = load_config(&args.jazz_config, Settings::style_transfer())
         .with_context(|| args.jazz_config.display().to_string())?
         .settings;

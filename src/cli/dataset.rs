@@ -132,7 +132,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
         } => {
             let config = train::SampleConfig {
                 context: (1, max_context),
-                corruption_weights: crate::cli_train::corruption_weights(&corruption_weight)?,
+                corruption_weights: super::common::corruption_weights(&corruption_weight)?,
                 max_velocity_shift: velocity_shift,
                 max_register_shift: register_shift,
                 ..train::SampleConfig::default()

@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::Device;
 use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use improvnet::corrupt::{Behaviour, CorruptionChoice};
-use improvnet::model::ImprovNetModel;
 use improvnet::music::{read_midi, write_midi, Performance, Piece};
 use improvnet::refine::config::load_config;
 use improvnet::refine::{
@@ -23,8 +21,7 @@ use improvnet::refine::{
 use improvnet::render;
 use improvnet::tokens::Genre;
 
-/// The model the commands use unless `--model` names another.
-pub const DEFAULT_MODEL: &str = "models/improvnet-small";
+use super::common::{load_model, DEFAULT_MODEL};
 
 /// Options every refinement command takes. Unset flags leave the recipe's value.
 #[derive(Args, Debug, Clone)]
@@ -235,20 +232,6 @@ fn load_piece(path: &Path) -> Result<(Performance, Piece)> {
     Ok((performance, piece))
 }
 
-/// Loads the model, saying what to do when there is none.
-pub fn load_model(dir: &Path) -> Result<ImprovNetModel> {
-    if !dir.join("config.json").is_file() {
-        bail!(
-            "{}: no model there (config.json missing); name a model folder (config.json + \
-             model.safetensors) with --model DIR, such as the shipped models/improvnet-small \
-             (run from the repository root), or train one with `improvnet train`",
-            dir.display()
-        );
-    }
-    ImprovNetModel::load(dir, &Device::Cpu)
-        .with_context(|| format!("{}: cannot load the model", dir.display()))
-}
-
 /// File name used in output names, as the original: `generated_<name>`.
 fn file_name(path: &Path) -> String {
     path.file_name()
@@ -377,7 +360,7 @@ fn write_outputs(common: &Common, name: &str, original: &Piece, generated: &Piec
     println!("wrote {}", gen.display());
     let stem = Path::new(name).with_extension("");
     let stem = stem.display();
-    crate::cli_render::write_renderings(
+    super::common::write_renderings(
         generated,
         Some(original),
         common

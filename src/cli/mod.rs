@@ -1,17 +1,19 @@
-//! `improvnet`: the command-line front door. Thin: parses arguments and calls the library.
+//! The command line: the `Cli`, its `Command`s and the dispatch. Thin: each command group has
+//! its file, and what several share is in `common`.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-mod cli;
-mod cli_bench;
-mod cli_corpus;
-mod cli_dataset;
-mod cli_refine;
-mod cli_render;
-mod cli_train;
+mod bench;
+mod common;
+mod corpus;
+mod dataset;
+mod generate;
+mod piece;
+mod render;
+mod train;
 
 /// ImprovNet: controllable piano improvisation by iterative corruption refinement.
 #[derive(Parser)]
@@ -81,7 +83,7 @@ enum Command {
     /// The genre classifier's P(classical), P(pop), P(jazz) for each file, as a Markdown table.
     Classify {
         /// A genre classifier folder (config.json + model.safetensors).
-        #[arg(long, default_value = cli::DEFAULT_CLASSIFIER)]
+        #[arg(long, default_value = common::DEFAULT_CLASSIFIER)]
         classifier: PathBuf,
         /// Piano MIDI files.
         #[arg(required = true)]
@@ -97,7 +99,7 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
         #[command(flatten)]
-        common: cli_refine::Common,
+        common: generate::Common,
     },
     /// Harmonize a monophonic melody in a genre's style (spec §11).
     ///
@@ -115,7 +117,7 @@ enum Command {
         #[arg(long)]
         no_constraints: bool,
         #[command(flatten)]
-        common: cli_refine::Common,
+        common: generate::Common,
     },
     /// Continue a prompt by some seconds of new music (spec §12).
     ///
@@ -129,7 +131,7 @@ enum Command {
         #[arg(long)]
         genre: Option<String>,
         #[command(flatten)]
-        common: cli_refine::Common,
+        common: generate::Common,
     },
     /// Replace a span of a piece with new music that fits its past and future (spec §12).
     ///
@@ -146,34 +148,34 @@ enum Command {
         #[arg(long)]
         genre: Option<String>,
         #[command(flatten)]
-        common: cli_refine::Common,
+        common: generate::Common,
     },
     /// A jazz corpus from chord charts: MMA song files and improvised right-hand lines.
     Corpus {
         #[command(subcommand)]
-        command: cli_corpus::CorpusCommand,
+        command: corpus::CorpusCommand,
     },
     /// Build training datasets from folders of MIDI files, and show their statistics.
     Dataset {
         #[command(subcommand)]
-        command: cli_dataset::DatasetCommand,
+        command: dataset::DatasetCommand,
     },
     /// Render a MIDI file: WAV through a SoundFont, and/or a piano-roll PNG (optionally against
     /// the original, with the changed T-segments shaded).
-    Render(cli_render::RenderArgs),
+    Render(render::RenderArgs),
     /// Train the ImprovNet model on a dataset (pre-training or fine-tuning), resumable.
-    Train(cli_train::TrainArgs),
+    Train(train::TrainArgs),
     /// Train the genre classifier (spec §9) with early stopping; held-out accuracy.
-    TrainClassifier(cli_train::ClassifierArgs),
+    TrainClassifier(train::ClassifierArgs),
     /// The musical benchmark: improvise (two recipes), continue, infill on held-out pieces and
     /// harmonize on held-out melodies, measured musically, with the originals' values beside.
-    BenchMusic(cli_bench::BenchMusicArgs),
+    BenchMusic(bench::BenchMusicArgs),
     /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
-    BenchTrain(cli_train::BenchArgs),
+    BenchTrain(train::BenchArgs),
     /// Score a model on a dataset's validation split against the trivial baselines: token
     /// accuracy per corruption vs copying the corrupted input, infilling pitch-class KL vs
     /// repeating the previous segment.
-    ScoreModel(cli_train::ScoreArgs),
+    ScoreModel(train::ScoreArgs),
     /// Draw a run's loss curve (training and validation) into RUN/loss.png and RUN/loss.svg.
     PlotLoss {
         /// A run folder of `improvnet train` (train_log.csv, valid_log.csv).
@@ -181,7 +183,7 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     // Errors are for musicians: the file and the problem, with their causes, no backtrace.
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,8 +196,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { file } => cli::inspect(&file),
-        Command::Tokenize { file, out } => cli::tokenize(&file, &out),
+        Command::Inspect { file } => piece::inspect(&file),
+        Command::Tokenize { file, out } => piece::tokenize(&file, &out),
         Command::Corrupt {
             file,
             segment,
@@ -203,55 +205,55 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             faithful,
             out,
-        } => cli::corrupt(&file, segment, &kind, seed, faithful, &out),
+        } => piece::corrupt(&file, segment, &kind, seed, faithful, &out),
         Command::Eval {
             original,
             generated,
             classifier,
-        } => cli::eval(&original, &generated, classifier.as_deref()),
+        } => piece::eval(&original, &generated, classifier.as_deref()),
         Command::Check {
             original,
             generated,
             melody,
             json,
             classifier,
-        } => cli::check(
+        } => piece::check(
             &original,
             &generated,
             melody.as_deref(),
             json,
             classifier.as_deref(),
         ),
-        Command::Classify { classifier, files } => cli::classify(&classifier, &files),
-        Command::Improvise { input, to, common } => cli_refine::improvise(input, to, common),
+        Command::Classify { classifier, files } => piece::classify(&classifier, &files),
+        Command::Improvise { input, to, common } => generate::improvise(input, to, common),
         Command::Harmonize {
             input,
             to,
             reharmonize,
             no_constraints,
             common,
-        } => cli_refine::harmonize(input, to, reharmonize, no_constraints, common),
+        } => generate::harmonize(input, to, reharmonize, no_constraints, common),
         Command::Continue {
             input,
             seconds,
             genre,
             common,
-        } => cli_refine::continue_prompt(input, seconds, genre, common),
+        } => generate::continue_prompt(input, seconds, genre, common),
         Command::Infill {
             input,
             from,
             to,
             genre,
             common,
-        } => cli_refine::infill(input, from, to, genre, common),
-        Command::Corpus { command } => cli_corpus::run(command),
-        Command::Dataset { command } => cli_dataset::run(command),
-        Command::Render(args) => cli_render::run(args),
-        Command::Train(a) => cli_train::train(a),
-        Command::TrainClassifier(a) => cli_train::train_classifier(a),
-        Command::BenchMusic(a) => cli_bench::run(a),
-        Command::BenchTrain(a) => cli_train::bench_train(a),
-        Command::ScoreModel(a) => cli_train::score_model(a),
+        } => generate::infill(input, from, to, genre, common),
+        Command::Corpus { command } => corpus::run(command),
+        Command::Dataset { command } => dataset::run(command),
+        Command::Render(args) => render::run(args),
+        Command::Train(a) => train::train(a),
+        Command::TrainClassifier(a) => train::train_classifier(a),
+        Command::BenchMusic(a) => bench::run(a),
+        Command::BenchTrain(a) => train::bench_train(a),
+        Command::ScoreModel(a) => train::score_model(a),
         Command::PlotLoss { run } => {
             for path in [
                 improvnet::train::plot::write_loss_png(&run)?,

@@ -1,4 +1,5 @@
-//! The CLI's commands for the core pipeline: inspect, tokenize, corrupt.
+//! The commands that look at a piece: inspect, tokenize, corrupt, and the measures (check, eval,
+//! classify).
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -9,11 +10,12 @@ use serde::Serialize;
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
 use improvnet::eval::style::{chord_shares, ssm_pearson, swing_ratio};
 use improvnet::eval::{genre_probabilities, piece_stats, pitch_class_kl, transition_cosine};
-use improvnet::model::GenreClassifier;
 use improvnet::music::{
     read_midi, write_atomic, write_midi, Note, Performance, Piece, TimeDivision,
 };
 use improvnet::tokens::{decoder_target, piece_tokens, segment_tokens, Genre, DECODER_MAX_LEN};
+
+use super::common::load_classifier;
 
 /// Reads a piano MIDI file into a performance and its T-segments, with a clear error naming it.
 fn load(file: &Path) -> Result<(Performance, Piece)> {
@@ -230,22 +232,6 @@ pub fn corrupt(
     write_midi(&piece, out)?;
     println!("wrote {}", out.display());
     Ok(())
-}
-
-/// The genre classifier that ships with the project (the default of `classify`).
-pub const DEFAULT_CLASSIFIER: &str = "models/genre-classifier-tiny";
-
-/// A genre classifier folder, with errors that say what a classifier folder holds.
-pub fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
-    if !dir.join("config.json").is_file() {
-        bail!(
-            "{}: no genre classifier there (config.json missing); name a folder with \
-             config.json + model.safetensors",
-            dir.display()
-        );
-    }
-    GenreClassifier::load(dir, &candle_core::Device::Cpu)
-        .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))
 }
 
 /// P(genre) of each file as a Markdown table (spec §9 scoring: windows averaged per piece),

@@ -1,12 +1,13 @@
 //! `improvnet render`: hear a MIDI file through a SoundFont, or see it against another as a
-//! piano roll. The same calls back `--wav` / `--plot` of the generation commands.
+//! piano roll (`common::write_renderings`, which the generation commands' `--wav` / `--plot` use too).
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use improvnet::music::{parse_midi, piece_to_smf, read_midi, Piece};
-use improvnet::render::{self, RollOptions};
+
+use super::common::write_renderings;
 
 #[derive(Args)]
 pub struct RenderArgs {
@@ -29,58 +30,6 @@ pub struct RenderArgs {
     /// Only the first N T-segments (5 s each) of both files: a short preview to listen to.
     #[arg(long)]
     segments: Option<usize>,
-}
-
-/// The peak of a written WAV: each file is normalised on its own, so an original and its
-/// rewrite play at one peak level (their loudness difference is in `check`'s measures).
-const WAV_PEAK_DBFS: f32 = -1.0;
-
-/// Both renderings of `piece` that were asked for; shared with the generation commands.
-pub fn write_renderings(
-    piece: &Piece,
-    original: Option<&Piece>,
-    wav: Option<&Path>,
-    soundfont: Option<&Path>,
-    sample_rate_hz: u32,
-    plot: Option<&Path>,
-) -> Result<()> {
-    if let Some(out) = wav {
-        let sf = render::find_soundfont(soundfont)?;
-        let mut audio = render::render_piece(piece, &sf, sample_rate_hz)?;
-        audio.normalize(WAV_PEAK_DBFS);
-        render::write_wav(&audio, out)?;
-        println!(
-            "wrote {} ({:.1} s, SoundFont {})",
-            out.display(),
-            audio.duration_s(),
-            sf.display()
-        );
-    }
-    if let Some(out) = plot {
-        let opts = RollOptions {
-            original_title: "original".into(),
-            result_title: "result".into(),
-            ..RollOptions::default()
-        };
-        let empty = Piece::default();
-        let (top, opts) = match original {
-            Some(o) => (o, opts),
-            None => (
-                &empty,
-                RollOptions {
-                    original_title: String::new(),
-                    ..opts
-                },
-            ),
-        };
-        let changed = render::plot_piano_roll(top, piece, out, &opts)?;
-        println!(
-            "wrote {} ({} changed T-segments shaded)",
-            out.display(),
-            if original.is_some() { changed.len() } else { 0 }
-        );
-    }
-    Ok(())
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {

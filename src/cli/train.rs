@@ -8,11 +8,12 @@ use candle_core::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use improvnet::corrupt::Corruption;
 use improvnet::model::Config;
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
 use improvnet::train::heldout::{self, HeldOutConfig};
 use improvnet::train::{self, Event, Finish, Stage, TrainConfig, Trainer};
+
+use super::common::corruption_weights;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StageArg {
@@ -532,7 +533,7 @@ pub fn bench_train(a: BenchArgs) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
     /// A model folder (config.json + model.safetensors).
-    #[arg(long, default_value = crate::cli_refine::DEFAULT_MODEL)]
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
     model: PathBuf,
     /// A dataset folder; its validation split is scored.
     #[arg(long)]
@@ -564,36 +565,9 @@ pub struct ScoreArgs {
     threads: Option<usize>,
 }
 
-/// `NAME=W` pairs as the nine weights (unnamed corruptions 1); `None` without pairs.
-pub(crate) fn corruption_weights(pairs: &[String]) -> Result<Option<[f64; 9]>> {
-    if pairs.is_empty() {
-        return Ok(None);
-    }
-    let mut w = [1.0; 9];
-    for pair in pairs {
-        let (name, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--corruption-weight {pair}: write NAME=W"))?;
-        let c: Corruption = name
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--corruption-weight {pair}: {e}"))?;
-        let v: f64 = value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-            .with_context(|| {
-                format!("--corruption-weight {pair}: the weight must be a number, 0 or more")
-            })?;
-        w[c.index()] = v;
-    }
-    Ok(Some(w))
-}
-
 pub fn score_model(a: ScoreArgs) -> Result<()> {
     set_threads(a.threads)?;
-    let model = crate::cli_refine::load_model(&a.model)?;
+    let model = super::common::load_model(&a.model)?;
     let data = load_data(&a.data)?;
     let cfg = HeldOutConfig {
         pieces: a.pieces,

@@ -1,0 +1,123 @@
+//! What several commands share: the shipped models' folders and their loading, the
+//! renderings beside a generated file, the corruption-weight flags.
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+use improvnet::corrupt::Corruption;
+use improvnet::model::{GenreClassifier, ImprovNetModel};
+use improvnet::music::Piece;
+use improvnet::render::{self, RollOptions};
+
+/// The model the commands use unless `--model` names another.
+pub const DEFAULT_MODEL: &str = "models/improvnet-small";
+
+/// Loads the model, saying what to do when there is none.
+pub fn load_model(dir: &Path) -> Result<ImprovNetModel> {
+    if !dir.join("config.json").is_file() {
+        bail!(
+            "{}: no model there (config.json missing); name a model folder (config.json + \
+             model.safetensors) with --model DIR, such as the shipped models/improvnet-small \
+             (run from the repository root), or train one with `improvnet train`",
+            dir.display()
+        );
+    }
+    ImprovNetModel::load(dir, &Device::Cpu)
+        .with_context(|| format!("{}: cannot load the model", dir.display()))
+}
+
+/// The genre classifier that ships with the project (the default of `classify`).
+pub const DEFAULT_CLASSIFIER: &str = "models/genre-classifier-tiny";
+
+/// A genre classifier folder, with errors that say what a classifier folder holds.
+pub fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
+    if !dir.join("config.json").is_file() {
+        bail!(
+            "{}: no genre classifier there (config.json missing); name a folder with \
+             config.json + model.safetensors",
+            dir.display()
+        );
+    }
+    GenreClassifier::load(dir, &candle_core::Device::Cpu)
+        .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))
+}
+
+/// `NAME=W` pairs as the nine weights (unnamed corruptions 1); `None` without pairs.
+pub fn corruption_weights(pairs: &[String]) -> Result<Option<[f64; 9]>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut w = [1.0; 9];
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--corruption-weight {pair}: write NAME=W"))?;
+        let c: Corruption = name
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--corruption-weight {pair}: {e}"))?;
+        let v: f64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .with_context(|| {
+                format!("--corruption-weight {pair}: the weight must be a number, 0 or more")
+            })?;
+        w[c.index()] = v;
+    }
+    Ok(Some(w))
+}
+
+/// The peak of a written WAV: each file is normalised on its own, so an original and its
+/// rewrite play at one peak level (their loudness difference is in `check`'s measures).
+const WAV_PEAK_DBFS: f32 = -1.0;
+
+/// Both renderings of `piece` that were asked for; shared with the generation commands.
+pub fn write_renderings(
+    piece: &Piece,
+    original: Option<&Piece>,
+    wav: Option<&Path>,
+    soundfont: Option<&Path>,
+    sample_rate_hz: u32,
+    plot: Option<&Path>,
+) -> Result<()> {
+    if let Some(out) = wav {
+        let sf = render::find_soundfont(soundfont)?;
+        let mut audio = render::render_piece(piece, &sf, sample_rate_hz)?;
+        audio.normalize(WAV_PEAK_DBFS);
+        render::write_wav(&audio, out)?;
+        println!(
+            "wrote {} ({:.1} s, SoundFont {})",
+            out.display(),
+            audio.duration_s(),
+            sf.display()
+        );
+    }
+    if let Some(out) = plot {
+        let opts = RollOptions {
+            original_title: "original".into(),
+            result_title: "result".into(),
+            ..RollOptions::default()
+        };
+        let empty = Piece::default();
+        let (top, opts) = match original {
+            Some(o) => (o, opts),
+            None => (
+                &empty,
+                RollOptions {
+                    original_title: String::new(),
+                    ..opts
+                },
+            ),
+        };
+        let changed = render::plot_piano_roll(top, piece, out, &opts)?;
+        println!(
+            "wrote {} ({} changed T-segments shaded)",
+            out.display(),
+            if original.is_some() { changed.len() } else { 0 }
+        );
+    }
+    Ok(())
+}
