@@ -8,9 +8,9 @@ use candle_core::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use improvnet::eval::heldout::{self, HeldOutConfig};
 use improvnet::model::Config;
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
-use improvnet::train::heldout::{self, HeldOutConfig};
 use improvnet::train::{self, Event, Finish, Stage, TrainConfig, Trainer};
 
 use super::common::corruption_weights;

@@ -9,6 +9,7 @@ use crate::model::{GenreClassifier, ModelError};
 use crate::music::Piece;
 use crate::tokens::{classifier_input, Tail};
 
+pub mod heldout;
 pub mod musical;
 pub mod style;
 

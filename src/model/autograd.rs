@@ -221,7 +221,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// [`crate::model::bert::Train::dropout`], recomputed in the backward pass instead of stored.
 #[inline]
 fn keep(key: u64, i: u64, threshold: u64, scale: f32) -> f32 {
-    if (super::bert::splitmix64(key.wrapping_add(i)) >> 32) < threshold {
+    if (splitmix64(key.wrapping_add(i)) >> 32) < threshold {
         0.0
     } else {
         scale
@@ -347,6 +347,14 @@ pub fn softmax_dropout(x: &Tensor, p: f64, key: u64) -> Result<Tensor> {
         threshold,
         scale,
     })
+}
+
+/// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter.
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 
-use super::autograd;
+use super::autograd::{self, splitmix64};
 use super::config::BertConfig;
 
 /// Training mode: dropout (HF BERT's hidden and attention dropout) and differentiable kernels.
@@ -80,14 +80,6 @@ impl Train {
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }
-}
-
-/// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter.
-pub(crate) fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// LayerNorm: the fast inference kernel, or the differentiable one when training.

@@ -27,7 +27,7 @@ use crate::eval::musical::{in_key, key_of};
 use crate::eval::pitch_class_histogram;
 
 use super::fit;
-use super::options::{PassSpec, RandomMode, RefineOptions};
+use super::options::{Context, PassSpec, RandomMode, RefineOptions};
 use super::template::{tune_of, Bounds, Fidelity, Template};
 use super::RefineError;
 
@@ -104,13 +104,6 @@ pub struct RefineReport {
 pub struct Target {
     pub window: u32,
     pub context_after: usize,
-}
-
-/// Context segments shown on each side of the refined one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Context {
-    pub before: usize,
-    pub after: usize,
 }
 
 /// How one pass treats its targets.

@@ -10,7 +10,7 @@ use crate::eval::musical::defects;
 use crate::eval::{histogram_kl, pitch_class_histogram};
 use crate::music::{Piece, Segment};
 
-use super::engine::Context;
+use super::options::Context;
 
 /// The pitch-class histogram of the segments on either side of `index` that the model sees as
 /// context (the one before when `context.before > 0`, the one after when `context.after > 0`);

@@ -16,9 +16,9 @@ pub mod options;
 pub mod tasks;
 pub mod template;
 
-pub use engine::{no_progress, Context, Engine, PassReport, Progress, RefineReport};
+pub use engine::{no_progress, Engine, PassReport, Progress, RefineReport};
 pub use error::RefineError;
-pub use options::{HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
+pub use options::{Context, HarmonyOptions, PassSpec, RandomMode, RefineOptions, Settings};
 pub use tasks::{
     check_monophonic, continue_piece, harmonize, improvise, infill, infill_windows,
     preserved_windows, segment_range_windows, sweep_windows, Refined, StructureSource,

@@ -11,6 +11,13 @@ use crate::tokens::{Genre, DECODER_MAX_LEN};
 use super::template::Fidelity;
 use super::RefineError;
 
+/// Context segments shown on each side of the refined one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub before: usize,
+    pub after: usize,
+}
+
 /// Most candidates one segment may draw (each costs a full decode).
 pub const MAX_CANDIDATES: usize = 64;
 /// Candidates per infilled segment by default.

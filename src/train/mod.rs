@@ -17,7 +17,6 @@ pub mod classify;
 pub mod dataset;
 pub mod error;
 pub mod export;
-pub mod heldout;
 pub mod induction;
 pub mod init;
 pub mod loss;

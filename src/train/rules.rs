@@ -17,10 +17,9 @@
 //!
 //! Both are teacher forced like the model: the targets before position `i` are `labels[..i]`.
 
-use super::heldout::copy_prediction;
 use super::sample::Batch;
 use crate::corrupt::{PIANO_HIGH, PIANO_LOW};
-use crate::tokens::{Corruption, Token, DECODER_MAX_LEN, ENCODER_MAX_LEN, SEP};
+use crate::tokens::{Corruption, Token, BOS, DECODER_MAX_LEN, ENCODER_MAX_LEN, EOS, SEP};
 
 /// What a rule believes about one pitch-velocity target.
 #[derive(Clone, Debug, PartialEq)]
@@ -257,12 +256,23 @@ pub fn target_mix(batch: &Batch, teacher: f64) -> Vec<TargetShare> {
     out
 }
 
+/// "Copy the corrupted input" as a prediction of the decoder target: `<S>`, the content of the
+/// encoder's `SEP corruption genre … SEP` block, `<E>`. `None` without a block.
+pub fn copy_prediction(encoder_ids: &[u32]) -> Option<Vec<u32>> {
+    let open = encoder_ids.iter().position(|&t| t == SEP)?;
+    let body = encoder_ids.get(open + 3..)?;
+    let close = body.iter().position(|&t| t == SEP).unwrap_or(body.len());
+    let mut out = Vec::with_capacity(close + 2);
+    out.push(BOS);
+    out.extend_from_slice(&body[..close]);
+    out.push(EOS);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{
-        BOS, CORRUPTION_BASE, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE,
-    };
+    use crate::tokens::{CORRUPTION_BASE, DUR_BASE, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE};
     use crate::train::sample::Sample;
 
     #[test]

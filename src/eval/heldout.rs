@@ -24,16 +24,15 @@ use crate::refine::options::INFILL_CANDIDATES;
 use crate::refine::{fit, Context, Engine, Fidelity, RefineOptions};
 use crate::tokens::Corruption;
 use crate::tokens::{
-    velocity_index_exact, BOS, DUR_BASE, EOS, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, SEP,
-    VELOCITY_BINS,
+    velocity_index_exact, DUR_BASE, GENRE_BASE, ONSET_BASE, PAD, PIANO_BASE, VELOCITY_BINS,
 };
 
-use super::dataset::{Dataset, Split};
-use super::loss::{label_margins, CLOSE_CALL_MARGIN};
-use super::rules::{piano_note, rule_name, rule_prediction};
-use super::sample::{training_sample, Batch, Sample, SampleConfig};
-use super::trainer::{batch_loss, row_scores, Metric};
-use super::TrainError;
+use crate::train::dataset::{Dataset, Split};
+use crate::train::loss::{label_margins, CLOSE_CALL_MARGIN};
+use crate::train::rules::{copy_prediction, piano_note, rule_name, rule_prediction};
+use crate::train::sample::{training_sample, Batch, Sample, SampleConfig};
+use crate::train::trainer::{batch_loss, row_scores, Metric};
+use crate::train::TrainError;
 
 /// What to score and how.
 #[derive(Clone, Debug)]
@@ -463,19 +462,6 @@ impl HeldOutReport {
     }
 }
 
-/// "Copy the corrupted input" as a prediction of the decoder target: `<S>`, the content of the
-/// encoder's `SEP corruption genre … SEP` block, `<E>`. `None` without a block.
-pub fn copy_prediction(encoder_ids: &[u32]) -> Option<Vec<u32>> {
-    let open = encoder_ids.iter().position(|&t| t == SEP)?;
-    let body = encoder_ids.get(open + 3..)?;
-    let close = body.iter().position(|&t| t == SEP).unwrap_or(body.len());
-    let mut out = Vec::with_capacity(close + 2);
-    out.push(BOS);
-    out.extend_from_slice(&body[..close]);
-    out.push(EOS);
-    Some(out)
-}
-
 /// Target positions the copy baseline gets right, and the positions counted (non-padding).
 pub fn copy_score(sample: &Sample) -> (f64, f64) {
     prediction_score(
@@ -525,7 +511,7 @@ fn infill_options(config: &HeldOutConfig) -> RefineOptions {
 }
 
 /// The scored pieces: the validation split's first `pieces` (0 = all).
-fn pieces(data: &Dataset, n: usize) -> Vec<&super::LabeledPiece> {
+fn pieces(data: &Dataset, n: usize) -> Vec<&crate::train::LabeledPiece> {
     let mut p = data.pieces(Split::Valid);
     if n > 0 {
         p.truncate(n);
@@ -640,7 +626,7 @@ fn single(segment: &Segment) -> Piece {
 
 fn infill_scores(
     model: &ImprovNetModel,
-    chosen: &[&super::LabeledPiece],
+    chosen: &[&crate::train::LabeledPiece],
     config: &HeldOutConfig,
     rng: &mut ChaCha8Rng,
     progress: &dyn Fn(&str),
@@ -720,7 +706,7 @@ fn infill_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{CORRUPTION_BASE, GENRE_BASE, MASK};
+    use crate::tokens::{BOS, CORRUPTION_BASE, EOS, MASK, SEP};
 
     #[test]
     fn copy_prediction_reads_the_corrupted_block() {
