@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
+use improvnet::eval::heldout::{HeldOutConfig, HeldOutReport};
 use improvnet::model::{BertConfig, Config, GenreClassifier, ImprovNetModel};
 use improvnet::tokens::{Corruption, Genre};
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
-use improvnet::train::heldout::{HeldOutConfig, HeldOutReport};
 use improvnet::train::{self, BuildOptions, Dataset, Event, Finish, Source, TrainConfig, Trainer};
 
 fn data(name: &str) -> PathBuf {
@@ -417,8 +417,8 @@ fn vocab_size() -> usize {
 #[test]
 fn held_out_scores_against_the_baselines() {
     use improvnet::corrupt::CorruptionChoice;
+    use improvnet::eval::heldout::{copy_score, score};
     use improvnet::tokens::{ONSET_BASE, PAD, PIANO_BASE};
-    use improvnet::train::heldout::{copy_score, score};
     use improvnet::train::{training_sample, SampleConfig};
     use rand::SeedableRng;
 
@@ -544,7 +544,7 @@ fn quick_scores(ds: &Dataset, change: impl FnOnce(&mut HeldOutConfig)) -> HeldOu
         ..HeldOutConfig::default()
     };
     change(&mut cfg);
-    improvnet::train::heldout::score(&model, ds, &cfg, &Device::Cpu, &|_| {}).unwrap()
+    improvnet::eval::heldout::score(&model, ds, &cfg, &Device::Cpu, &|_| {}).unwrap()
 }
 
 #[test]
