@@ -456,12 +456,19 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("improvnet-worker".into())
             .spawn(move || {
-                // The model loads at the host's normal priority: loading maps and faults in
-                // hundreds of megabytes under the process's memory-map lock, and a thread at
-                // idle priority holding that lock behind a busy core stalls every other
-                // thread that faults a page, the audio thread included (measured: blocks 23-33
-                // ms late at start-up in the paced host with a busy core).
-                let model = match model {
+                // Everything runs on this pool, never on rayon's global one: a plugin library
+                // can be unloaded, and the global pool's threads would outlive it (Ardour
+                // crashed at session close when the model loaded on the global pool).
+                // (None only if the OS refuses threads: then everything runs here.)
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads.max(1))
+                    .thread_name(|i| format!("improvnet-infer-{i}"))
+                    .build()
+                    .ok();
+                // The model loads at the host's normal priority: a thread at idle priority
+                // loading hundreds of megabytes behind a busy core stalled the audio thread
+                // (blocks 23-33 ms late at start-up in the paced host, docs/plugin.md).
+                let load_it = || match model {
                     Some(source) => load(&source, &status),
                     None => {
                         status.set_model_state(ModelState::None);
@@ -469,15 +476,18 @@ impl Worker {
                         None
                     }
                 };
-                // Threads inherit the priority of the thread that starts them: lower it first.
+                let model = match &pool {
+                    Some(pool) => pool.install(load_it),
+                    None => load_it(),
+                };
+                // Then the worker and every pool thread drop to idle priority.
+                if let Some(pool) = &pool {
+                    pool.broadcast(|_| lower_priority());
+                }
                 lower_priority();
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads.max(1))
-                    .thread_name(|i| format!("improvnet-infer-{i}"))
-                    .build();
-                match pool {
-                    Ok(pool) => pool.install(|| run(model, jobs, replies, status, flag)),
-                    Err(_) => run(model, jobs, replies, status, flag),
+                match &pool {
+                    Some(pool) => pool.install(|| run(model, jobs, replies, status, flag)),
+                    None => run(model, jobs, replies, status, flag),
                 }
             })?;
         Ok(Worker {
