@@ -459,10 +459,20 @@ impl Worker {
                 // Everything runs on this pool, never on rayon's global one: a plugin library
                 // can be unloaded, and the global pool's threads would outlive it (Ardour
                 // crashed at session close when the model loaded on the global pool).
+                // The pool's threads are ours to join: a host unloads the library after the
+                // last instance, and a thread still in its code then crashes the host (rayon
+                // ends a dropped pool's threads only later; Ardour crashed at session close).
                 // (None only if the OS refuses threads: then everything runs here.)
+                let mut pool_threads = Vec::new();
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads.max(1))
-                    .thread_name(|i| format!("improvnet-infer-{i}"))
+                    .spawn_handler(|thread| {
+                        let handle = std::thread::Builder::new()
+                            .name(format!("improvnet-infer-{}", thread.index()))
+                            .spawn(|| thread.run())?;
+                        pool_threads.push(handle);
+                        Ok(())
+                    })
                     .build()
                     .ok();
                 // The model loads at the host's normal priority: a thread at idle priority
@@ -488,6 +498,10 @@ impl Worker {
                 match &pool {
                     Some(pool) => pool.install(|| run(model, jobs, replies, status, flag)),
                     None => run(model, jobs, replies, status, flag),
+                }
+                drop(pool);
+                for t in pool_threads {
+                    let _ = t.join();
                 }
             })?;
         Ok(Worker {
