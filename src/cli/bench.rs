@@ -16,7 +16,7 @@ use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
 
-use super::common::load_model;
+use super::common::{load_model, load_piece};
 
 #[derive(Args, Debug)]
 pub struct BenchMusicArgs {
@@ -70,9 +70,7 @@ fn midi_files(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
 }
 
 fn load(path: &Path) -> Result<Piece> {
-    Ok(Piece::from_played(
-        &improvnet::music::read_midi(path)?.notes,
-    ))
+    Ok(load_piece(path)?.1)
 }
 
 fn name(path: &Path) -> String {

@@ -7,8 +7,15 @@ use candle_core::Device;
 
 use improvnet::corrupt::Corruption;
 use improvnet::model::{GenreClassifier, ImprovNetModel};
-use improvnet::music::Piece;
+use improvnet::music::{read_midi, Performance, Piece};
 use improvnet::render::{self, RollOptions};
+
+/// Reads a piano MIDI file into a performance and its T-segments (the error names the file).
+pub fn load_piece(file: &Path) -> Result<(Performance, Piece)> {
+    let performance = read_midi(file)?;
+    let piece = performance.to_piece();
+    Ok((performance, piece))
+}
 
 /// The model the commands use unless `--model` names another.
 pub const DEFAULT_MODEL: &str = "models/improvnet-small";
@@ -39,7 +46,7 @@ pub fn load_classifier(dir: &Path) -> Result<GenreClassifier> {
             dir.display()
         );
     }
-    GenreClassifier::load(dir, &candle_core::Device::Cpu)
+    GenreClassifier::load(dir, &Device::Cpu)
         .with_context(|| format!("{}: cannot load the genre classifier", dir.display()))
 }
 

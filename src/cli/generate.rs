@@ -12,7 +12,7 @@ use clap::{ArgAction, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use improvnet::corrupt::{Behaviour, CorruptionChoice};
-use improvnet::music::{read_midi, write_midi, Performance, Piece};
+use improvnet::music::{write_midi, Performance, Piece};
 use improvnet::refine::config::load_config;
 use improvnet::refine::{
     self, infill_windows, preserved_windows, segment_range_windows, PassSpec, Progress, RandomMode,
@@ -21,7 +21,7 @@ use improvnet::refine::{
 use improvnet::render;
 use improvnet::tokens::Genre;
 
-use super::common::{load_model, DEFAULT_MODEL};
+use super::common::{load_model, load_piece, DEFAULT_MODEL};
 
 /// Options every refinement command takes. Unset flags leave the recipe's value.
 #[derive(Args, Debug, Clone)]
@@ -224,12 +224,6 @@ fn input_path(arg: Option<PathBuf>, s: &Settings) -> Result<(PathBuf, bool)> {
             bail!("no input MIDI file: name one, or set generation.midi_file_path in --config")
         }
     }
-}
-
-fn load_piece(path: &Path) -> Result<(Performance, Piece)> {
-    let performance = read_midi(path)?;
-    let piece = Piece::from_played(&performance.notes);
-    Ok((performance, piece))
 }
 
 /// File name used in output names, as the original: `generated_<name>`.

@@ -10,26 +10,17 @@ use serde::Serialize;
 use improvnet::corrupt::{corrupt as corrupt_segment, Behaviour, BlockElement, CorruptionChoice};
 use improvnet::eval::style::{chord_shares, ssm_pearson, swing_ratio};
 use improvnet::eval::{genre_probabilities, piece_stats, pitch_class_kl, transition_cosine};
-use improvnet::music::{
-    read_midi, write_atomic, write_midi, Note, Performance, Piece, TimeDivision,
-};
+use improvnet::music::{write_atomic, write_midi, Note, TimeDivision};
 use improvnet::tokens::{decoder_target, piece_tokens, segment_tokens, Genre, DECODER_MAX_LEN};
 
-use super::common::load_classifier;
-
-/// Reads a piano MIDI file into a performance and its T-segments, with a clear error naming it.
-fn load(file: &Path) -> Result<(Performance, Piece)> {
-    let performance = read_midi(file)?;
-    let piece = Piece::from_played(&performance.notes);
-    Ok((performance, piece))
-}
+use super::common::{load_classifier, load_piece};
 
 fn fmt_time(ms: u64) -> String {
     format!("{}:{:04.1}", ms / 60_000, (ms % 60_000) as f64 / 1000.0)
 }
 
 pub fn inspect(file: &Path) -> Result<()> {
-    let (performance, piece) = load(file)?;
+    let (performance, piece) = load_piece(file)?;
     let duration_ms = piece.duration_ms();
     let windows = piece.segments.last().map_or(0, |s| s.window as usize + 1);
     println!("{}", file.display());
@@ -144,7 +135,7 @@ struct SegmentTokens<'a> {
 }
 
 pub fn tokenize(file: &Path, out: &Path) -> Result<()> {
-    let (_, piece) = load(file)?;
+    let (_, piece) = load_piece(file)?;
     let doc = TokenFile {
         source: file.display().to_string(),
         vocab_size: improvnet::tokens::VOCAB_SIZE,
@@ -207,7 +198,7 @@ pub fn corrupt(
     faithful: bool,
     out: &Path,
 ) -> Result<()> {
-    let (_, mut piece) = load(file)?;
+    let (_, mut piece) = load_piece(file)?;
     let count = piece.segments.len();
     if segment >= count {
         bail!("{}: segment {segment} does not exist: the piece has {count} non-empty T-segments (0..{})", file.display(), count.saturating_sub(1));
@@ -250,7 +241,7 @@ pub fn classify(classifier: &Path, files: &[PathBuf]) -> Result<()> {
     println!("|---|---:|---:|---:|---:|");
     let mut sum = [0.0f64; 3];
     for file in files {
-        let (performance, piece) = load(file)?;
+        let (performance, piece) = load_piece(file)?;
         let p = genre_probabilities(&clf, &piece).with_context(|| file.display().to_string())?;
         // The path as given: two files of one name in different folders stay apart.
         println!(
@@ -283,9 +274,9 @@ pub fn check(
     json: bool,
     classifier: Option<&Path>,
 ) -> Result<()> {
-    let (_, a) = load(original)?;
-    let (_, b) = load(generated)?;
-    let m = melody.map(load).transpose()?.map(|(_, m)| m);
+    let (_, a) = load_piece(original)?;
+    let (_, b) = load_piece(generated)?;
+    let m = melody.map(load_piece).transpose()?.map(|(_, m)| m);
     let report = improvnet::eval::musical::check(&a, &b, m.as_ref());
     // P(genre) of both, beside the measures (the classifier alone is easy to fool).
     let genres = match classifier {
@@ -318,8 +309,8 @@ pub fn check(
 }
 
 pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Result<()> {
-    let (_, a) = load(original)?;
-    let (_, b) = load(generated)?;
+    let (_, a) = load_piece(original)?;
+    let (_, b) = load_piece(generated)?;
     let (sa, sb) = (piece_stats(&a), piece_stats(&b));
     println!("{:<22} {:>12} {:>12}", "", "original", "generated");
     println!(
