@@ -456,12 +456,10 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("improvnet-worker".into())
             .spawn(move || {
-                // Everything runs on this pool, never on rayon's global one: a plugin library
-                // can be unloaded, and the global pool's threads would outlive it (Ardour
-                // crashed at session close when the model loaded on the global pool).
-                // The pool's threads are ours to join: a host unloads the library after the
-                // last instance, and a thread still in its code then crashes the host (rayon
-                // ends a dropped pool's threads only later; Ardour crashed at session close).
+                // Everything runs on this pool, whose threads are ours to join: a host unloads
+                // the library after the last instance, and a thread still in its code then
+                // crashes the host (rayon's global pool never ends its threads, and a dropped
+                // pool ends them only later; Ardour crashed at session close).
                 // (None only if the OS refuses threads: then everything runs here.)
                 let mut pool_threads = Vec::new();
                 let pool = rayon::ThreadPoolBuilder::new()
