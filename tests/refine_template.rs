@@ -227,3 +227,53 @@ fn free_fidelity_without_sanity_is_the_engine_before_templates() {
     assert_eq!(kept(&strict.piece), melody.note_count());
     assert!(kept(&out.piece) < melody.note_count());
 }
+
+#[test]
+fn speculative_decoding_changes_nothing_but_the_forwards() {
+    // Ten passes of the default recipe (every corruption of it, strict and free) and a
+    // harmonization, with and without drafts: the same notes, and the template's forced tokens
+    // taken several a forward.
+    let model = tiny_model(5);
+    let piece = nocturne(8);
+    let mut totals = Vec::new();
+    for fidelity in [Fidelity::Strict, Fidelity::Free] {
+        let run = |speculative| {
+            let opts = RefineOptions {
+                seed: 9,
+                max_tokens_per_segment: 100,
+                fidelity,
+                speculative,
+                ..RefineOptions::default()
+            };
+            refine::improvise(&model, &piece, &opts, &mut no_progress).unwrap()
+        };
+        let (plain, drafted) = (run(false), run(true));
+        assert_eq!(digest(&plain.piece), digest(&drafted.piece), "{fidelity}");
+        assert_eq!(plain.report.segment_tokens, drafted.report.segment_tokens);
+        let sum = |r: &refine::RefineReport| {
+            let mut all = improvnet::model::DecodeStats::default();
+            r.drafts.values().for_each(|s| all.add(*s));
+            all
+        };
+        let (p, d) = (sum(&plain.report), sum(&drafted.report));
+        let tokens: usize = drafted.report.segment_tokens.iter().sum();
+        assert_eq!(
+            p.forwards, tokens,
+            "{fidelity}: one forward a token without drafts"
+        );
+        assert_eq!(p.tokens, tokens);
+        assert_eq!(p.drafted, 0);
+        assert_eq!(d.tokens, tokens, "{fidelity}");
+        // Each forward gives one token the draft did not guess, except one ending on a guessed
+        // `<E>`.
+        assert!(d.forwards + d.accepted >= tokens, "{fidelity}");
+        assert!(d.forwards + d.accepted <= tokens + plain.report.segment_tokens.len());
+        totals.push((fidelity, tokens, d));
+    }
+    let (_, tokens, strict) = totals[0];
+    assert!(
+        strict.forwards * 3 < tokens * 2,
+        "strict: {} forwards for {tokens} tokens",
+        strict.forwards
+    );
+}

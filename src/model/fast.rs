@@ -22,64 +22,129 @@ pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
 
 /// `y = W x (+ b)` with the rows of `W` `ld` apart (`ld >= x.len()`).
 pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
-    let (m, n) = (y.len(), x.len());
+    let (n, m) = (x.len(), y.len());
+    // SAFETY: one input of `n` values, one output of `m`.
+    unsafe { matvec_rows(w, ld, b, x.as_ptr(), n, 1, y.as_mut_ptr(), m, m) }
+}
+
+/// `y[j * ys ..][..m] = W x[j * n ..][..n] (+ b)` for `rows` inputs, each result bit-identical to
+/// a [`matvec_ld`] of that input alone.
+///
+/// # Safety
+/// `x` holds `rows * n` values and `y` `(rows - 1) * ys + m`, not overlapping `x`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matvec_rows(
+    w: &[f32],
+    ld: usize,
+    b: Option<&[f32]>,
+    x: *const f32,
+    n: usize,
+    rows: usize,
+    y: *mut f32,
+    ys: usize,
+    m: usize,
+) {
     assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
     assert!(b.is_none_or(|b| b.len() >= m));
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA; bounds asserted above.
-        unsafe { kernels::avx::matvec(w, ld, b, x, y) };
+        // SAFETY: the CPU supports AVX2 and FMA; `w` and `b` bounds asserted above, `x` and `y`
+        // the caller's.
+        unsafe { kernels::avx::matvec_rows(w, ld, b, x, n, rows, y, ys, m) };
         return;
     }
-    for (o, yo) in y.iter_mut().enumerate() {
-        let row = &w[o * ld..o * ld + n];
-        *yo = b.map_or(0.0, |b| b[o]) + row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+    for j in 0..rows {
+        // SAFETY: the caller's bounds.
+        let (xj, yj) = unsafe {
+            (
+                std::slice::from_raw_parts(x.add(j * n), n),
+                std::slice::from_raw_parts_mut(y.add(j * ys), m),
+            )
+        };
+        for (o, yo) in yj.iter_mut().enumerate() {
+            let row = &w[o * ld..o * ld + n];
+            *yo = b.map_or(0.0, |b| b[o]) + row.iter().zip(xj).map(|(a, b)| a * b).sum::<f32>();
+        }
     }
 }
 
-/// Three `matvec_ld`s of the same input (query, key, value) as one team job.
-fn par_matvec3(team: &mut Team, ws: [(&[f32], &[f32]); 3], x: &[f32], ys: [&mut [f32]; 3]) {
-    let n = x.len();
-    let m = ys[0].len();
+/// Output rows per team chunk: ~16k multiply-adds at least, a few chunks per thread for big
+/// matrices, a multiple of 4 rows.
+fn chunk_rows(team: &Team, m: usize, n: usize) -> usize {
+    let want = (m * n / 16_384).clamp(1, 4 * team.threads());
+    m.div_ceil(want).next_multiple_of(4)
+}
+
+/// Query, key and value of `rows` inputs (`[rows, n]`) as one team job: `ys[i]` is `[rows, m]`.
+fn par_matvec3(
+    team: &mut Team,
+    ws: [(&[f32], &[f32]); 3],
+    x: &[f32],
+    rows: usize,
+    ys: [&mut [f32]; 3],
+) {
+    let n = x.len() / rows;
+    let m = ys[0].len() / rows;
     for ((w, b), y) in ws.iter().zip(&ys) {
-        assert!(y.len() == m && w.len() >= m * n && b.len() >= m);
+        assert!(y.len() == m * rows && w.len() >= m * n && b.len() >= m);
     }
-    let threads = team.threads();
-    let want = (m * n / 16_384).clamp(1, 4 * threads);
-    let rows = m.div_ceil(want).next_multiple_of(4);
-    let per = m.div_ceil(rows);
+    let per_rows = chunk_rows(team, m, n);
+    let per = m.div_ceil(per_rows);
     let yp = ys.map(|y| SendPtr(y.as_mut_ptr()));
+    let xp = x.as_ptr() as usize;
     team.run(3 * per, &|c| {
         #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
         let yp = yp;
         let (which, c) = (c / per, c % per);
-        let r0 = c * rows;
-        let r1 = (r0 + rows).min(m);
-        // SAFETY: chunks cover disjoint row ranges of three distinct outputs.
-        let ys = unsafe { std::slice::from_raw_parts_mut(yp[which].0.add(r0), r1 - r0) };
+        let r0 = c * per_rows;
+        let r1 = (r0 + per_rows).min(m);
         let (w, b) = ws[which];
-        matvec_ld(&w[r0 * n..], n, Some(&b[r0..r1]), x, ys);
+        // SAFETY: chunks cover disjoint output columns `r0..r1` of three distinct outputs;
+        // `x` is `rows * n` values.
+        unsafe {
+            matvec_rows(
+                &w[r0 * n..],
+                n,
+                Some(&b[r0..r1]),
+                xp as *const f32,
+                n,
+                rows,
+                yp[which].0.add(r0),
+                m,
+                r1 - r0,
+            )
+        };
     });
 }
 
-/// `matvec_ld` over the team: rows split into chunks (multiples of 4 rows).
-fn par_matvec(team: &mut Team, w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
-    let (m, n) = (y.len(), x.len());
+/// `y = W x + b` for `rows` inputs (`x` `[rows, n]`, `y` `[rows, m]`) over the team.
+fn par_matvec(team: &mut Team, w: &[f32], b: &[f32], x: &[f32], rows: usize, y: &mut [f32]) {
+    let (n, m) = (x.len() / rows, y.len() / rows);
+    assert!(x.len() == rows * n && y.len() == rows * m);
     assert!(w.len() >= m * n && b.len() >= m);
-    let threads = team.threads();
-    // ~16k multiply-adds at least per chunk, a few chunks per thread for big matrices.
-    let want = (m * n / 16_384).clamp(1, 4 * threads);
-    let rows = m.div_ceil(want).next_multiple_of(4);
-    let chunks = m.div_ceil(rows);
+    let per_rows = chunk_rows(team, m, n);
+    let chunks = m.div_ceil(per_rows);
     let yp = SendPtr(y.as_mut_ptr());
+    let xp = x.as_ptr() as usize;
     team.run(chunks, &|c| {
         #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
         let yp = yp;
-        let r0 = c * rows;
-        let r1 = (r0 + rows).min(m);
-        // SAFETY: chunks cover disjoint row ranges of `y`.
-        let ys = unsafe { std::slice::from_raw_parts_mut(yp.0.add(r0), r1 - r0) };
-        matvec_ld(&w[r0 * n..], n, Some(&b[r0..r1]), x, ys);
+        let r0 = c * per_rows;
+        let r1 = (r0 + per_rows).min(m);
+        // SAFETY: chunks cover disjoint output columns `r0..r1` of every row of `y`.
+        unsafe {
+            matvec_rows(
+                &w[r0 * n..],
+                n,
+                Some(&b[r0..r1]),
+                xp as *const f32,
+                n,
+                rows,
+                yp.0.add(r0),
+                m,
+                r1 - r0,
+            )
+        };
     });
 }
 
@@ -246,6 +311,7 @@ pub struct DecoderState {
     /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
+    /// Scratch for up to [`MAX_FEED`] tokens fed together, `[MAX_FEED, D]` (`ffn` `[MAX_FEED, F]`).
     x: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
@@ -253,10 +319,13 @@ pub struct DecoderState {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     ffn: Vec<f32>,
-    /// per head: `max(max_len, enc_len)` scores
+    /// per token and head: `max(max_len, enc_len)` scores
     scores: Vec<f32>,
     team: Team,
 }
+
+/// The most tokens one [`DecoderState::feed`] takes (a verified draft and the token before it).
+pub const MAX_FEED: usize = 8;
 
 impl DecoderState {
     /// Tokens fed so far (the position of the next one).
@@ -374,41 +443,60 @@ impl DecoderState {
             self_v: vec![vec![0.0; h * max_len * dh]; layers],
             cross_k,
             cross_v,
-            x: vec![0.0; d],
-            q: vec![0.0; d],
-            k: vec![0.0; d],
-            v: vec![0.0; d],
-            ctx: vec![0.0; d],
-            tmp: vec![0.0; d],
-            ffn: vec![0.0; cfg.intermediate_size],
-            scores: vec![0.0; h * max_len.max(n)],
+            x: vec![0.0; MAX_FEED * d],
+            q: vec![0.0; MAX_FEED * d],
+            k: vec![0.0; MAX_FEED * d],
+            v: vec![0.0; MAX_FEED * d],
+            ctx: vec![0.0; MAX_FEED * d],
+            tmp: vec![0.0; MAX_FEED * d],
+            ffn: vec![0.0; MAX_FEED * cfg.intermediate_size],
+            scores: vec![0.0; MAX_FEED * h * max_len.max(n)],
             team: Team::new(threads),
         })
     }
 
     /// Feeds `token` at the current position and writes the next-token logits (`vocab` values).
     pub fn step(&mut self, w: &DecoderWeights, token: u32, logits: &mut [f32]) -> Result<()> {
+        self.feed(w, &[token], logits)
+    }
+
+    /// Goes back to `position` (<= the current one): the tokens fed after it are forgotten (a
+    /// rejected draft). Their cache entries are overwritten before anything reads them.
+    pub fn rewind(&mut self, position: usize) {
+        self.pos = self.pos.min(position);
+    }
+
+    /// Feeds `tokens` (1..=[`MAX_FEED`]) at the next positions and writes, for each, the logits
+    /// of the token after it (`tokens.len() * vocab` values). Each row is bit-identical to what
+    /// feeding the tokens one [`step`](Self::step) at a time gives, for about the weight traffic
+    /// of one step: this is how a draft is verified.
+    pub fn feed(&mut self, w: &DecoderWeights, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         let d = w.hidden;
         let h = w.heads;
         let dh = d / h;
         let pos = self.pos;
-        if pos >= self.max_len {
+        let rows = tokens.len();
+        if rows == 0 || rows > MAX_FEED {
             return Err(ModelError::Input(format!(
-                "decoder position {pos} exceeds max_position_embeddings {}",
+                "{rows} tokens fed at once (1 to {MAX_FEED})"
+            )));
+        }
+        if pos + rows > self.max_len {
+            return Err(ModelError::Input(format!(
+                "decoder position {} exceeds max_position_embeddings {}",
+                pos + rows - 1,
                 self.max_len
             )));
         }
-        if token as usize >= w.vocab {
-            return Err(ModelError::Input(format!(
-                "token {token} >= vocab {}",
-                w.vocab
-            )));
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= w.vocab) {
+            return Err(ModelError::Input(format!("token {t} >= vocab {}", w.vocab)));
         }
-        if logits.len() != w.vocab {
+        if logits.len() != rows * w.vocab {
             return Err(ModelError::Input("logits buffer has the wrong size".into()));
         }
         let scale = 1.0 / (dh as f32).sqrt();
         let eps = w.eps;
+        let f = w.ffn;
         let Self {
             self_k,
             self_v,
@@ -429,16 +517,33 @@ impl DecoderState {
         } = self;
         let (ml, n) = (*max_len, *enc_len);
         let sl = ml.max(n);
+        let (x, q, k, v) = (
+            &mut x[..rows * d],
+            &mut q[..rows * d],
+            &mut k[..rows * d],
+            &mut v[..rows * d],
+        );
+        let (ctx, tmp, ffn) = (
+            &mut ctx[..rows * d],
+            &mut tmp[..rows * d],
+            &mut ffn[..rows * f],
+        );
+        let ln_rows = |x: &mut [f32], g: &[f32], b: &[f32]| {
+            x.chunks_exact_mut(d).for_each(|r| layer_norm(r, g, b, eps))
+        };
+        let add = |x: &mut [f32], y: &[f32]| x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
         // Embeddings.
-        let t = token as usize;
         let (we, pe, te) = (w.t(0), w.t(1), w.t(2));
-        for i in 0..d {
-            x[i] = we[t * d + i] + pe[pos * d + i] + te[i];
+        for (j, (&t, xr)) in tokens.iter().zip(x.chunks_exact_mut(d)).enumerate() {
+            let (t, p) = (t as usize, pos + j);
+            for i in 0..d {
+                xr[i] = we[t * d + i] + pe[p * d + i] + te[i];
+            }
         }
-        layer_norm(x, w.t(3), w.t(4), eps);
+        ln_rows(x, w.t(3), w.t(4));
 
         for li in 0..w.layers {
-            // Causal self-attention with the cache.
+            // Causal self-attention with the cache: token j sees positions 0..=pos + j.
             par_matvec3(
                 team,
                 [
@@ -447,85 +552,106 @@ impl DecoderState {
                     (w.l(li, 4), w.l(li, 5)),
                 ],
                 x,
+                rows,
                 [&mut q[..], &mut k[..], &mut v[..]],
             );
             let (ck, cv) = (&mut self_k[li], &mut self_v[li]);
-            for hh in 0..h {
-                let off = (hh * ml + pos) * dh;
-                ck[off..off + dh].copy_from_slice(&k[hh * dh..hh * dh + dh]);
-                for i in 0..dh {
-                    cv[(hh * dh + i) * ml + pos] = v[hh * dh + i];
+            for j in 0..rows {
+                let (kj, vj, p) = (&k[j * d..], &v[j * d..], pos + j);
+                for hh in 0..h {
+                    let off = (hh * ml + p) * dh;
+                    ck[off..off + dh].copy_from_slice(&kj[hh * dh..hh * dh + dh]);
+                    for i in 0..dh {
+                        cv[(hh * dh + i) * ml + p] = vj[hh * dh + i];
+                    }
                 }
             }
             let (ck, cv) = (&*ck, &*cv);
-            heads(team, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
-                let base = hh * ml * dh;
-                attend(
-                    q,
-                    &ck[base..base + (pos + 1) * dh],
-                    &cv[base..base + ml * dh],
-                    ml,
-                    pos + 1,
-                    scale,
-                    sc,
-                    out,
-                );
-            });
-            par_matvec(team, w.l(li, 6), w.l(li, 7), ctx, tmp);
-            for i in 0..d {
-                x[i] += tmp[i];
-            }
-            layer_norm(x, w.l(li, 8), w.l(li, 9), eps);
+            heads(
+                team,
+                rows,
+                h,
+                dh,
+                sl,
+                q,
+                ctx,
+                scores,
+                &|j, hh, q, sc, out| {
+                    let base = hh * ml * dh;
+                    let seen = pos + j + 1;
+                    attend(
+                        q,
+                        &ck[base..base + seen * dh],
+                        &cv[base..base + ml * dh],
+                        ml,
+                        seen,
+                        scale,
+                        sc,
+                        out,
+                    );
+                },
+            );
+            par_matvec(team, w.l(li, 6), w.l(li, 7), ctx, rows, tmp);
+            add(x, tmp);
+            ln_rows(x, w.l(li, 8), w.l(li, 9));
 
             // Cross-attention over the encoder output.
-            par_matvec(team, w.l(li, 10), w.l(li, 11), x, q);
+            par_matvec(team, w.l(li, 10), w.l(li, 11), x, rows, q);
             let (xk, xv) = (&cross_k[li], &cross_v[li]);
-            heads(team, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
-                let base = hh * n * dh;
-                attend(
-                    q,
-                    &xk[base..base + n * dh],
-                    &xv[base..base + n * dh],
-                    n,
-                    n,
-                    scale,
-                    sc,
-                    out,
-                );
-            });
-            par_matvec(team, w.l(li, 12), w.l(li, 13), ctx, tmp);
-            for i in 0..d {
-                x[i] += tmp[i];
-            }
-            layer_norm(x, w.l(li, 14), w.l(li, 15), eps);
+            heads(
+                team,
+                rows,
+                h,
+                dh,
+                sl,
+                q,
+                ctx,
+                scores,
+                &|_, hh, q, sc, out| {
+                    let base = hh * n * dh;
+                    attend(
+                        q,
+                        &xk[base..base + n * dh],
+                        &xv[base..base + n * dh],
+                        n,
+                        n,
+                        scale,
+                        sc,
+                        out,
+                    );
+                },
+            );
+            par_matvec(team, w.l(li, 12), w.l(li, 13), ctx, rows, tmp);
+            add(x, tmp);
+            ln_rows(x, w.l(li, 14), w.l(li, 15));
 
             // Feed-forward.
-            par_matvec(team, w.l(li, 16), w.l(li, 17), x, ffn);
-            gelu(ffn);
-            par_matvec(team, w.l(li, 18), w.l(li, 19), ffn, tmp);
-            for i in 0..d {
-                x[i] += tmp[i];
-            }
-            layer_norm(x, w.l(li, 20), w.l(li, 21), eps);
+            par_matvec(team, w.l(li, 16), w.l(li, 17), x, rows, ffn);
+            ffn.chunks_exact_mut(f).for_each(gelu);
+            par_matvec(team, w.l(li, 18), w.l(li, 19), ffn, rows, tmp);
+            add(x, tmp);
+            ln_rows(x, w.l(li, 20), w.l(li, 21));
         }
 
         // LM head.
-        par_matvec(team, w.head(0), w.head(1), x, tmp);
-        gelu(tmp);
-        layer_norm(tmp, w.head(2), w.head(3), eps);
-        par_matvec(team, w.head(4), w.head(5), tmp, logits);
-        self.pos += 1;
+        par_matvec(team, w.head(0), w.head(1), x, rows, tmp);
+        tmp.chunks_exact_mut(d).for_each(gelu);
+        ln_rows(tmp, w.head(2), w.head(3));
+        par_matvec(team, w.head(4), w.head(5), tmp, rows, logits);
+        self.pos += rows;
         Ok(())
     }
 }
 
-/// What [`heads`] runs per head: `(head, q_head, scores_head, ctx_head)`.
-type HeadFn<'a> = dyn Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync + 'a;
+/// What [`heads`] runs per token and head: `(token, head, q_head, scores_head, ctx_head)`.
+type HeadFn<'a> = dyn Fn(usize, usize, &[f32], &mut [f32], &mut [f32]) + Sync + 'a;
 
-/// Runs `f(head, q_head, scores_head, ctx_head)` for every head over the team.
+/// Runs `f(token, head, q_head, scores_head, ctx_head)` for every token row and head over the
+/// team (`q` and `ctx` are `[rows, h * dh]`).
 #[allow(clippy::too_many_arguments)]
 fn heads(
     team: &mut Team,
+    rows: usize,
     h: usize,
     dh: usize,
     sl: usize,
@@ -534,19 +660,21 @@ fn heads(
     scores: &mut [f32],
     f: &HeadFn,
 ) {
-    assert!(ctx.len() >= h * dh && scores.len() >= h * sl && q.len() >= h * dh);
+    assert!(ctx.len() >= rows * h * dh && scores.len() >= rows * h * sl);
+    assert!(q.len() >= rows * h * dh);
     let cp = SendPtr(ctx.as_mut_ptr());
     let sp = SendPtr(scores.as_mut_ptr());
-    team.run(h, &|hh| {
+    team.run(rows * h, &|task| {
         // Capture the Sync wrappers, not their raw fields.
         let (cp, sp) = (cp, sp);
-        // SAFETY: each head owns its own `dh` context values and `sl` scores.
+        let (j, hh) = (task / h, task % h);
+        // SAFETY: each (token, head) owns its own `dh` context values and `sl` scores.
         let (out, sc) = unsafe {
             (
-                std::slice::from_raw_parts_mut(cp.0.add(hh * dh), dh),
-                std::slice::from_raw_parts_mut(sp.0.add(hh * sl), sl),
+                std::slice::from_raw_parts_mut(cp.0.add(task * dh), dh),
+                std::slice::from_raw_parts_mut(sp.0.add(task * sl), sl),
             )
         };
-        f(hh, &q[hh * dh..(hh + 1) * dh], sc, out);
+        f(j, hh, &q[task * dh..(task + 1) * dh], sc, out);
     });
 }

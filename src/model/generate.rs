@@ -1,10 +1,21 @@
 //! Sampling and the decode loop (spec §5.3), with a logits-processor hook for constraints such as
 //! "forbid `<T>`" or the harmonization chord constraint (spec §11).
+//!
+//! The loop decodes speculatively: a [`Draft`] guesses the next few tokens (a refinement mostly
+//! copies its input, and a template forces what the corruption kept), one decoder forward
+//! verifies them all, and each position is then sampled exactly as plain decoding samples it,
+//! with the same random draw. A drafted token is kept when that sample equals it, so it is kept
+//! with the probability the processed distribution gives it and, when it is not, the token
+//! comes from that distribution without it, renormalised: the standard rule for a point-mass
+//! draft (Leviathan et al. 2023). The output is therefore the plain decoder's, byte for byte,
+//! for a given seed; the draft changes only how many forwards it takes.
+
+use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 use rand::Rng;
 
-use super::fast::{DecoderState, DecoderWeights};
+use super::fast::{DecoderState, DecoderWeights, MAX_FEED};
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result, BOS, EOS, PAD};
 
@@ -222,6 +233,22 @@ pub fn sample<R: Rng + ?Sized>(
     last as u32
 }
 
+/// One position of a verified draft: the token plain decoding samples from the processed
+/// `logits` with this step's random draw, and whether it is the `guess`. So the guess is kept
+/// with the probability the distribution gives it, and otherwise the token is drawn from the
+/// distribution without the guess, renormalised (the rule for a point-mass draft); and the
+/// draws are the plain decoder's, so the output does not depend on the draft.
+pub fn verify<R: Rng + ?Sized>(
+    logits: &mut [f32],
+    guess: Option<u32>,
+    p: &SamplingParams,
+    rng: &mut R,
+    scratch: &mut Vec<f32>,
+) -> (u32, bool) {
+    let token = sample(logits, p, rng, scratch);
+    (token, guess == Some(token))
+}
+
 /// HF `TopPLogitsWarper`: drop the lowest tokens whose cumulative probability is <= 1 - top_p,
 /// keeping at least one.
 fn top_p_filter(logits: &mut [f32], top_p: f32) {
@@ -269,6 +296,7 @@ impl ImprovNetModel {
     /// Generates one decoder sequence for `enc_ids` (no padding), starting from `[<S>]`; returns
     /// every token including that start token and the final `<E>` if one was produced. Stops on
     /// `<E>`, on pad (0) or at `opts.max_len` tokens. Processors run in order on every step.
+    /// Drafts by copying from `enc_ids` (see [`generate_drafted`](Self::generate_drafted)).
     pub fn generate<R: Rng + ?Sized>(
         &self,
         enc_ids: &[u32],
@@ -276,24 +304,97 @@ impl ImprovNetModel {
         processors: &mut [&mut dyn LogitsProcessor],
         rng: &mut R,
     ) -> Result<Vec<u32>> {
+        let mut draft = CopyDraft::new(enc_ids);
+        self.generate_drafted(enc_ids, opts, processors, &mut draft, rng)
+            .map(|(out, _)| out)
+    }
+
+    /// [`generate`](Self::generate) with the given draft, also returning how the drafts fared.
+    /// The tokens do not depend on the draft.
+    pub fn generate_drafted<R: Rng + ?Sized>(
+        &self,
+        enc_ids: &[u32],
+        opts: &GenerateOptions,
+        processors: &mut [&mut dyn LogitsProcessor],
+        draft: &mut dyn Draft,
+        rng: &mut R,
+    ) -> Result<(Vec<u32>, DecodeStats)> {
+        let started = Instant::now();
         let mut state = self.start_segment(enc_ids)?;
+        let encoder = started.elapsed();
+        let (out, stats) = self.generate_from(&mut state, opts, processors, draft, rng)?;
+        Ok((out, DecodeStats { encoder, ..stats }))
+    }
+
+    /// Decodes one sequence from a segment already encoded by
+    /// [`start_segment`](Self::start_segment), from its start: several candidates of one
+    /// segment share one encoder run.
+    pub fn generate_from<R: Rng + ?Sized>(
+        &self,
+        state: &mut DecoderState,
+        opts: &GenerateOptions,
+        processors: &mut [&mut dyn LogitsProcessor],
+        draft: &mut dyn Draft,
+        rng: &mut R,
+    ) -> Result<(Vec<u32>, DecodeStats)> {
+        let started = Instant::now();
+        state.rewind(0);
         let w = DecoderWeights::lock(self)?;
         let max_len = opts.max_len.min(state.max_len());
         let mut out = vec![BOS];
-        let mut logits = vec![0.0f32; w.vocab];
+        let mut logits = vec![0.0f32; MAX_FEED * w.vocab];
         let mut scratch = Vec::with_capacity(w.vocab);
-        while out.len() < max_len {
-            state.step(&w, *out.last().unwrap(), &mut logits)?;
-            for p in processors.iter_mut() {
-                p.process(&out, &mut logits);
+        let mut guess = Vec::with_capacity(MAX_FEED);
+        let mut fed = Vec::with_capacity(MAX_FEED);
+        let mut stats = DecodeStats::default();
+        // Draft length: grows while drafts are taken whole, shrinks to what was taken.
+        let mut want = 2usize;
+        'decode: while out.len() < max_len {
+            // Feed the last token and the guesses after it; never past `max_len` tokens.
+            let room = (max_len - out.len()).min(MAX_FEED) - 1;
+            guess.clear();
+            if room > 0 {
+                draft.propose(&out, want.min(room), &mut guess);
+                guess.truncate(want.min(room));
             }
-            let next = sample(&mut logits, &opts.sampling, rng, &mut scratch);
-            out.push(next);
-            if next == EOS || next == PAD {
-                break;
+            fed.clear();
+            fed.push(*out.last().unwrap());
+            fed.extend_from_slice(&guess);
+            let position = state.position();
+            let rows = &mut logits[..fed.len() * w.vocab];
+            state.feed(&w, &fed, rows)?;
+            stats.forwards += 1;
+            stats.drafted += guess.len();
+            for (i, row) in rows.chunks_exact_mut(w.vocab).enumerate() {
+                for p in processors.iter_mut() {
+                    p.process(&out, row);
+                }
+                let (next, kept) = verify(
+                    row,
+                    guess.get(i).copied(),
+                    &opts.sampling,
+                    rng,
+                    &mut scratch,
+                );
+                out.push(next);
+                stats.tokens += 1;
+                if kept {
+                    stats.accepted += 1;
+                }
+                if next == EOS || next == PAD {
+                    break 'decode;
+                }
+                if !kept && i < guess.len() {
+                    // The rows after a miss were computed for tokens that did not come.
+                    state.rewind(position + i + 1);
+                    want = i.max(1);
+                    continue 'decode;
+                }
             }
+            want = (want + 1).min(MAX_FEED - 1);
         }
-        Ok(out)
+        stats.decode = started.elapsed();
+        Ok((out, stats))
     }
 
     /// Logits `[len(dec_ids)][vocab]` computed token by token through the KV-cache path
@@ -314,5 +415,105 @@ impl ImprovNetModel {
                 Ok(l)
             })
             .collect()
+    }
+}
+
+/// How speculative decoding fared on one sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Tokens decoded (the start token not counted).
+    pub tokens: usize,
+    /// Decoder forwards run.
+    pub forwards: usize,
+    /// Tokens guessed by the draft.
+    pub drafted: usize,
+    /// Guessed tokens that were sampled.
+    pub accepted: usize,
+    /// Time in the encoder (with the cross-attention keys and values), and in decoding.
+    pub encoder: Duration,
+    pub decode: Duration,
+}
+
+impl DecodeStats {
+    /// Tokens decoded per decoder forward (1 without drafts).
+    pub fn tokens_per_forward(&self) -> f64 {
+        self.tokens as f64 / self.forwards.max(1) as f64
+    }
+
+    pub fn add(&mut self, other: DecodeStats) {
+        self.tokens += other.tokens;
+        self.forwards += other.forwards;
+        self.drafted += other.drafted;
+        self.accepted += other.accepted;
+        self.encoder += other.encoder;
+        self.decode += other.decode;
+    }
+}
+
+/// Guesses the tokens that follow a sequence, for speculative decoding. A guess costs only the
+/// verification of its positions; a wrong guess changes nothing but the time taken.
+pub trait Draft {
+    /// Appends up to `max` tokens likely to follow `generated` (which starts with `<S>`).
+    fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>);
+}
+
+/// No guesses: one decoder forward per token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDraft;
+
+impl Draft for NoDraft {
+    fn propose(&mut self, _: &[u32], _: usize, _: &mut Vec<u32>) {}
+}
+
+/// Guesses by copying from a source (the encoder input, which holds the corrupted segment a
+/// refinement mostly keeps): the continuation of the longest match of the last generated tokens.
+#[derive(Debug, Clone)]
+pub struct CopyDraft<'a> {
+    source: &'a [u32],
+    /// Where each token occurs in `source`.
+    at: std::collections::HashMap<u32, Vec<usize>>,
+}
+
+/// The longest match [`CopyDraft`] looks for, in tokens (two notes).
+const MATCH: usize = 6;
+
+impl<'a> CopyDraft<'a> {
+    pub fn new(source: &'a [u32]) -> Self {
+        let mut at: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+        for (i, &t) in source.iter().enumerate() {
+            at.entry(t).or_default().push(i);
+        }
+        Self { source, at }
+    }
+
+    /// What it copies from.
+    pub fn source(&self) -> &'a [u32] {
+        self.source
+    }
+
+    /// The source position after the longest match of `generated`'s last tokens (the latest
+    /// of equals), if any token matches.
+    pub fn follow(&self, generated: &[u32]) -> Option<usize> {
+        let &last = generated.last()?;
+        let mut best: Option<(usize, usize)> = None;
+        for &i in self.at.get(&last)? {
+            let len = (1..MATCH.min(generated.len()).min(i + 1))
+                .take_while(|&k| self.source[i - k] == generated[generated.len() - 1 - k])
+                .count()
+                + 1;
+            if i + 1 < self.source.len() && best.is_none_or(|(l, _)| len >= l) {
+                best = Some((len, i + 1));
+            }
+        }
+        best.map(|(_, next)| next)
+    }
+}
+
+impl Draft for CopyDraft<'_> {
+    fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>) {
+        if let Some(next) = self.follow(generated) {
+            let end = (next + max).min(self.source.len());
+            draft.extend_from_slice(&self.source[next..end]);
+        }
     }
 }

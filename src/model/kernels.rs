@@ -177,50 +177,87 @@ pub mod avx {
         _mm_cvtss_f32(s)
     }
 
+    /// Four dot products `w[r, :] . x` for the rows `r0`, `r0 + ld`, ... (`n` values each).
+    /// Every product of the decoder goes through here, in this order of additions, so a result
+    /// does not depend on how many inputs share the weight read.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4(r0: *const f32, ld: usize, xp: *const f32, n: usize) -> [f32; 4] {
+        let n8 = n / 8 * 8;
+        let r1 = r0.add(ld);
+        let r2 = r1.add(ld);
+        let r3 = r2.add(ld);
+        let mut a0 = _mm256_setzero_ps();
+        let mut a1 = _mm256_setzero_ps();
+        let mut a2 = _mm256_setzero_ps();
+        let mut a3 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < n8 {
+            let xv = _mm256_loadu_ps(xp.add(i));
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0.add(i)), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1.add(i)), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2.add(i)), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3.add(i)), xv, a3);
+            i += 8;
+        }
+        let mut s = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
+        for i in n8..n {
+            let xi = *xp.add(i);
+            s[0] += *r0.add(i) * xi;
+            s[1] += *r1.add(i) * xi;
+            s[2] += *r2.add(i) * xi;
+            s[3] += *r3.add(i) * xi;
+        }
+        s
+    }
+
     /// `y[o] = b[o] + w[o, :] . x` for a row-major matrix with rows `ld` apart (the decoder's
     /// per-token products: four rows at a time share each load of `x`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
-        let n = x.len();
-        let m = y.len();
+        let (n, m) = (x.len(), y.len());
         debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
-        let n8 = n / 8 * 8;
-        let xp = x.as_ptr();
+        matvec_rows(w, ld, b, x.as_ptr(), n, 1, y.as_mut_ptr(), m, m);
+    }
+
+    /// `y[j * ys + o] = b[o] + w[o, :] . x[j * n ..]` for `rows` inputs: four weight rows are
+    /// loaded once and used for every input while they sit in L1 (a speculative decoder step
+    /// verifies several tokens for about the memory traffic of one). Each value is the sum
+    /// [`matvec`] computes for that input alone, bit for bit.
+    ///
+    /// # Safety
+    /// `x` holds `rows * n` values, `y` `(rows - 1) * ys + m`, `w` `(m - 1) * ld + n`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matvec_rows(
+        w: &[f32],
+        ld: usize,
+        b: Option<&[f32]>,
+        x: *const f32,
+        n: usize,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+        m: usize,
+    ) {
         let wp = w.as_ptr();
+        let bias = |o: usize| b.map_or(0.0, |b| *b.get_unchecked(o));
         let mut o = 0;
         while o + 4 <= m {
-            let r0 = wp.add(o * ld);
-            let r1 = r0.add(ld);
-            let r2 = r1.add(ld);
-            let r3 = r2.add(ld);
-            let mut a0 = _mm256_setzero_ps();
-            let mut a1 = _mm256_setzero_ps();
-            let mut a2 = _mm256_setzero_ps();
-            let mut a3 = _mm256_setzero_ps();
-            let mut i = 0;
-            while i < n8 {
-                let xv = _mm256_loadu_ps(xp.add(i));
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0.add(i)), xv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1.add(i)), xv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2.add(i)), xv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3.add(i)), xv, a3);
-                i += 8;
-            }
-            let mut s = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
-            for i in n8..n {
-                let xi = *xp.add(i);
-                s[0] += *r0.add(i) * xi;
-                s[1] += *r1.add(i) * xi;
-                s[2] += *r2.add(i) * xi;
-                s[3] += *r3.add(i) * xi;
-            }
-            for (k, sk) in s.iter().enumerate() {
-                *y.get_unchecked_mut(o + k) = sk + b.map_or(0.0, |b| *b.get_unchecked(o + k));
+            for j in 0..rows {
+                let s = dot4(wp.add(o * ld), ld, x.add(j * n), n);
+                for (k, sk) in s.iter().enumerate() {
+                    *y.add(j * ys + o + k) = sk + bias(o + k);
+                }
             }
             o += 4;
         }
         while o < m {
-            *y.get_unchecked_mut(o) = dot(&w[o * ld..o * ld + n], x) + b.map_or(0.0, |b| b[o]);
+            let row = std::slice::from_raw_parts(wp.add(o * ld), n);
+            for j in 0..rows {
+                let xj = std::slice::from_raw_parts(x.add(j * n), n);
+                *y.add(j * ys + o) = dot(row, xj) + bias(o);
+            }
             o += 1;
         }
     }

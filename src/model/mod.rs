@@ -31,7 +31,8 @@ pub use bert::Train;
 pub use classifier::GenreClassifier;
 pub use config::{BertConfig, Config};
 pub use generate::{
-    ChordConstraint, ForbidTokens, GenerateOptions, LogitsProcessor, SamplingParams,
+    ChordConstraint, CopyDraft, DecodeStats, Draft, ForbidTokens, GenerateOptions, LogitsProcessor,
+    NoDraft, SamplingParams,
 };
 pub use seq2seq::ImprovNetModel;
 

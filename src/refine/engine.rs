@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::corrupt::{corrupt, Behaviour, CorruptedSegment, CorruptionChoice};
+use crate::corrupt::{corrupt, Behaviour, CorruptedSegment, Corruption, CorruptionChoice};
 use crate::model::{
-    ChordConstraint, ForbidTokens, GenerateOptions, ImprovNetModel, LogitsProcessor, SamplingParams,
+    ChordConstraint, CopyDraft, DecodeStats, Draft, ForbidTokens, GenerateOptions, ImprovNetModel,
+    LogitsProcessor, NoDraft, SamplingParams,
 };
 use crate::music::{Note, Piece, Segment};
 use crate::tokens::{
@@ -28,7 +29,7 @@ use crate::eval::pitch_class_histogram;
 
 use super::fit;
 use super::options::{Context, PassSpec, RandomMode, RefineOptions};
-use super::template::{tune_of, Bounds, Fidelity, Template};
+use super::template::{tune_of, Bounds, Fidelity, Template, TemplateDraft};
 use super::RefineError;
 
 /// Tokens a refined segment may not contain (§16.7): they would move notes out of the segment,
@@ -97,6 +98,8 @@ pub struct RefineReport {
     pub refined_windows: BTreeSet<u32>,
     /// Windows structure preservation kept.
     pub protected_windows: Vec<u32>,
+    /// How speculative decoding fared, per corruption.
+    pub drafts: BTreeMap<Corruption, DecodeStats>,
 }
 
 /// A segment to refine in a pass, with its after-context (infilling hides the rest of the gap).
@@ -142,6 +145,7 @@ pub struct Engine<'m> {
     candidates: usize,
     fidelity: Fidelity,
     sanity: bool,
+    speculative: bool,
     /// The tune each window keeps under strict fidelity; `None`: the top voice of the segment
     /// as it stands when it is rewritten (the plugin's one pass over what was just played).
     tunes: Option<BTreeMap<u32, Vec<Note>>>,
@@ -169,6 +173,7 @@ impl<'m> Engine<'m> {
             candidates: opts.candidates.max(1),
             fidelity: opts.fidelity,
             sanity: opts.sanity,
+            speculative: opts.speculative,
             tunes: None,
             reference: None,
         }
@@ -319,10 +324,11 @@ impl<'m> Engine<'m> {
             melody: chord_constraint,
         };
         self.regenerate_counted(piece, index, context, block, harmony, rng)
-            .map(|(notes, _)| notes)
+            .map(|(notes, _, _)| notes)
     }
 
-    /// [`regenerate`](Self::regenerate), also returning the number of tokens sampled.
+    /// [`regenerate`](Self::regenerate), also returning the number of tokens sampled and how
+    /// the drafts of speculative decoding fared.
     fn regenerate_counted<R: Rng + ?Sized>(
         &self,
         piece: &Piece,
@@ -331,7 +337,7 @@ impl<'m> Engine<'m> {
         block: &CorruptedSegment,
         harmony: Harmony,
         rng: &mut R,
-    ) -> Result<(Vec<Note>, usize), RefineError> {
+    ) -> Result<(Vec<Note>, usize, DecodeStats), RefineError> {
         let chord_constraint = harmony.chord_constraint;
         let enc = self.encoder_ids(piece, index, context.before, context.after, block);
         let opts = GenerateOptions {
@@ -349,6 +355,7 @@ impl<'m> Engine<'m> {
         };
         let mut best: Option<(f64, Vec<Note>)> = None;
         let mut tokens = 0;
+        let mut stats = DecodeStats::default();
         let template = self.template(
             piece,
             index,
@@ -357,6 +364,10 @@ impl<'m> Engine<'m> {
             chord_constraint,
             harmony.melody,
         );
+        // One encoder run for every candidate.
+        let started = Instant::now();
+        let mut state = self.model.start_segment(&enc)?;
+        stats.encoder = started.elapsed();
         for _ in 0..draws {
             let mut forbid = ForbidTokens(forbidden_in_segment());
             let mut chord = ChordConstraint::default();
@@ -371,7 +382,24 @@ impl<'m> Engine<'m> {
             if let Some(t) = shaped.as_mut() {
                 processors.push(t);
             }
-            let ids = self.model.generate(&enc, &opts, &mut processors, rng)?;
+            let mut draft: Box<dyn Draft> = match &template {
+                _ if !self.speculative => Box::new(NoDraft),
+                Some(t) => Box::new(TemplateDraft::new(
+                    t.clone(),
+                    &enc,
+                    forbidden_in_segment(),
+                    self.model.config.decoder.vocab_size,
+                )),
+                None => Box::new(CopyDraft::new(&enc)),
+            };
+            let (ids, drafted) = self.model.generate_from(
+                &mut state,
+                &opts,
+                &mut processors,
+                draft.as_mut(),
+                rng,
+            )?;
+            stats.add(drafted);
             tokens += ids.len().saturating_sub(1);
             let mut candidate = Segment {
                 window: piece.segments[index].window,
@@ -391,7 +419,7 @@ impl<'m> Engine<'m> {
             }
         }
         let (_, notes) = best.expect("at least one candidate is drawn");
-        Ok((notes, tokens))
+        Ok((notes, tokens, stats))
     }
 
     /// Runs one pass over `targets` (windows, left to right), each refined with probability
@@ -440,7 +468,7 @@ impl<'m> Engine<'m> {
                     before: plan.context_before,
                     after: target.context_after,
                 };
-                let (notes, tokens) = self.regenerate_counted(
+                let (notes, tokens, drafts) = self.regenerate_counted(
                     piece,
                     index,
                     context,
@@ -467,6 +495,7 @@ impl<'m> Engine<'m> {
                 };
                 report.segment_times.push(start.elapsed());
                 report.segment_tokens.push(tokens);
+                report.drafts.entry(kind).or_default().add(drafts);
                 report.refined_windows.insert(target.window);
                 refined += 1;
             }
@@ -653,7 +682,7 @@ mod tests {
             distinct += (dist(best) < dist(&draws[0])) as usize;
             let four = Engine::new(&model, &opts(4));
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let (kept, tokens) = four
+            let (kept, tokens, _) = four
                 .regenerate_counted(&piece, 1, context, &block, Harmony::default(), &mut rng)
                 .unwrap();
             assert_eq!(&kept, best, "seed {seed}");

@@ -117,6 +117,9 @@ pub struct RefineOptions {
     /// Samples drawn per regenerated segment; the one whose pitch classes fit the neighbouring
     /// segments best is kept ([`super::fit`]; 1: the original's single sample).
     pub candidates: usize,
+    /// Verify guessed tokens several a decoder forward (speculative decoding, see
+    /// [`crate::model::generate`]). The output is the same either way; only the time differs.
+    pub speculative: bool,
 }
 
 /// The default 10-pass recipe of `config_style_transfer.yaml` (spec §10.1).
@@ -158,6 +161,7 @@ impl Default for RefineOptions {
             candidates: 1,
             fidelity: Fidelity::Strict,
             sanity: true,
+            speculative: true,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::corrupt::{top_voice, BlockElement, CorruptedSegment, Corruption};
-use crate::model::{ChordConstraint, LogitsProcessor};
+use crate::model::{ChordConstraint, CopyDraft, Draft, LogitsProcessor};
 use crate::music::{Note, Piece, Segment};
 use crate::tokens::{velocity_row, DUR_BASE, EOS, ONSET_BASE, PIANO_BASE, VELOCITY_BINS};
 
@@ -1117,6 +1117,80 @@ impl LogitsProcessor for Template {
             if !k {
                 *l = f32::NEG_INFINITY;
             }
+        }
+    }
+}
+
+/// Speculative decoding's guesses under a template: the token it forces where it allows only
+/// one, else the copy draft's guess where it allows that. Kept tokens, the tune and the note
+/// grammar are mostly forced, so most of a strict segment is verified several tokens a forward.
+pub struct TemplateDraft<'a> {
+    /// Kept in step with the generated tokens (it observes only what it has not seen).
+    template: Template,
+    copy: CopyDraft<'a>,
+    /// Tokens the other processors forbid everywhere (they run before the template).
+    forbid: Vec<u32>,
+    logits: Vec<f32>,
+    seq: Vec<u32>,
+}
+
+impl<'a> TemplateDraft<'a> {
+    /// Guesses under `template` (as built, before any token), copying from `source`.
+    pub fn new(template: Template, source: &'a [u32], forbid: Vec<u32>, vocab: usize) -> Self {
+        Self {
+            template,
+            copy: CopyDraft::new(source),
+            forbid,
+            logits: vec![0.0; vocab],
+            seq: Vec::new(),
+        }
+    }
+
+    /// What the template allows after `seq` (as `template` sees it), as -inf / 0 logits.
+    fn allowed(template: &mut Template, forbid: &[u32], seq: &[u32], logits: &mut [f32]) {
+        logits.fill(0.0);
+        for &t in forbid {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        template.process(seq, logits);
+    }
+}
+
+impl Draft for TemplateDraft<'_> {
+    fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>) {
+        self.seq.clear();
+        self.seq.extend_from_slice(generated);
+        let mut ahead: Option<Template> = None;
+        for step in 0..max {
+            match ahead.as_mut() {
+                // The first guess: the template itself, at the sequence as it stands.
+                None if step == 0 => Self::allowed(
+                    &mut self.template,
+                    &self.forbid,
+                    &self.seq,
+                    &mut self.logits,
+                ),
+                // Later guesses: a copy that may see guesses the decoder will not take.
+                _ => {
+                    let t = ahead.get_or_insert_with(|| self.template.clone());
+                    Self::allowed(t, &self.forbid, &self.seq, &mut self.logits);
+                }
+            }
+            let mut finite =
+                (0..self.logits.len() as u32).filter(|&i| self.logits[i as usize].is_finite());
+            let guess = match (finite.next(), finite.next()) {
+                (Some(only), None) => Some(only),
+                _ => self
+                    .copy
+                    .follow(&self.seq)
+                    .map(|next| self.copy.source()[next])
+                    .filter(|&t| self.logits.get(t as usize).is_some_and(|l| l.is_finite())),
+            };
+            let Some(guess) = guess else { break };
+            draft.push(guess);
+            self.seq.push(guess);
         }
     }
 }
