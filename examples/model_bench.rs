@@ -11,6 +11,7 @@
 
 use candle_core::Device;
 use improvnet::model::bench::{bench_input, bench_model, BenchSpec};
+use improvnet::model::fast::{DecoderWeights, MAX_FEED};
 use improvnet::model::{BertConfig, Config, ImprovNetModel};
 use std::path::PathBuf;
 
@@ -84,5 +85,31 @@ fn main() -> anyhow::Result<()> {
     }
     let r = bench_model(&model, &spec)?;
     println!("rust {which}: {r}");
+    // What verifying a draft costs: one decoder forward over k tokens against one token
+    // (speculative decoding), median of 30 after the encoder, at decoder position 100.
+    let input = bench_input(spec.enc_tokens, spec.seed);
+    let mut state = model.start_segment(&input)?;
+    let w = DecoderWeights::lock(&model)?;
+    let mut logits = vec![0.0f32; MAX_FEED * w.vocab];
+    for t in 0..100u32 {
+        state.step(&w, 1 + t % 2000, &mut logits[..w.vocab])?;
+    }
+    let mut one = 0.0;
+    for k in [1, 2, 4, MAX_FEED] {
+        let tokens: Vec<u32> = (0..k as u32).map(|t| 1 + t * 7).collect();
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let t0 = std::time::Instant::now();
+            state.feed(&w, &tokens, &mut logits[..k * w.vocab])?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            state.rewind(100);
+        }
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
+        if k == 1 {
+            one = ms;
+        }
+        println!("  feed {k} token(s): {ms:.3} ms ({:.2}x one)", ms / one);
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ use clap::Args;
 use improvnet::eval::musical::{self, Check, Harmony};
 use improvnet::eval::style::ssm_pearson;
 use improvnet::eval::{genre_probabilities, histogram_kl, pitch_class_histogram};
+use improvnet::model::DecodeStats;
 use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
@@ -358,5 +359,187 @@ fn gap_tasks(
         );
     }
     println!();
+    Ok(())
+}
+
+/// `improvnet bench-model`: what refinement costs on real music, with and without speculative
+/// decoding, side by side (issue #27).
+#[derive(Args, Debug)]
+pub struct BenchModelArgs {
+    /// Piano performances to refine with the default recipe (10 passes, jazz).
+    #[arg(default_value = "tests/data/chopin_nocturne_op15_1.mid")]
+    pub pieces: Vec<PathBuf>,
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Rounds of plain then speculative decoding (A B A B ...).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Also time best-of-N candidates per segment (once, speculative).
+    #[arg(long, default_value_t = 4)]
+    pub candidates: usize,
+    /// Decoder tokens per segment at most (an untrained model does not stop by itself).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// One timed refinement of every piece.
+struct Run {
+    wall: f64,
+    segments: Vec<f64>,
+    drafts: std::collections::BTreeMap<improvnet::corrupt::Corruption, DecodeStats>,
+    digest: u64,
+}
+
+fn refine_all(
+    model: &improvnet::model::ImprovNetModel,
+    pieces: &[(Piece, Vec<u32>)],
+    args: &BenchModelArgs,
+    speculative: bool,
+    candidates: usize,
+) -> Result<Run> {
+    let mut run = Run {
+        wall: 0.0,
+        segments: Vec::new(),
+        drafts: Default::default(),
+        digest: 0xcbf2_9ce4_8422_2325,
+    };
+    for (piece, protected) in pieces {
+        let mut s = Settings::style_transfer();
+        s.refine.seed = args.seed;
+        s.refine.speculative = speculative;
+        s.refine.candidates = candidates;
+        s.refine.protected_windows = protected.clone();
+        if let Some(m) = args.max_tokens {
+            s.refine.max_tokens_per_segment = m;
+        }
+        let started = std::time::Instant::now();
+        let out = refine::improvise(model, piece, &s.refine, &mut no_progress)?;
+        run.wall += started.elapsed().as_secs_f64();
+        let r = &out.report;
+        run.segments
+            .extend(r.segment_times.iter().map(|t| t.as_secs_f64() * 1e3));
+        for (kind, d) in &r.drafts {
+            run.drafts.entry(*kind).or_default().add(*d);
+        }
+        for n in out.piece.segments.iter().flat_map(|s| &s.notes) {
+            for b in [
+                n.pitch as u64,
+                n.velocity as u64,
+                n.onset_ms as u64,
+                n.dur_ms as u64,
+            ] {
+                run.digest = (run.digest ^ b).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    Ok(run)
+}
+
+fn total(run: &Run) -> DecodeStats {
+    let mut all = DecodeStats::default();
+    run.drafts.values().for_each(|d| all.add(*d));
+    all
+}
+
+fn median_p95(v: &[f64]) -> (f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        s.get(((s.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+    };
+    (at(0.5).unwrap_or(0.0), at(0.95).unwrap_or(0.0))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn print_run(label: &str, run: &Run) {
+    let all = total(run);
+    let (median, p95) = median_p95(&run.segments);
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / run.segments.len().max(1) as f64;
+    println!(
+        "{label:<12} {:>6.1} s | {} segments, median {median:.1} ms, p95 {p95:.1} ms | mean encoder {:.1} ms, decode {:.1} ms | {:.2} tokens/forward | load {}",
+        run.wall,
+        run.segments.len(),
+        per(all.encoder),
+        per(all.decode),
+        all.tokens_per_forward(),
+        load_average()
+    );
+}
+
+pub fn bench_model(args: BenchModelArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let mut pieces = Vec::new();
+    for path in &args.pieces {
+        let (_, piece) = load_piece(path)?;
+        let protected = refine::preserved_windows(
+            &piece,
+            Settings::style_transfer().novel_peaks_pct,
+            refine::StructureSource::Midi,
+        )?;
+        pieces.push((piece, protected));
+    }
+    println!(
+        "bench-model: {} | {} piece(s) | default recipe, seed {} | {} threads",
+        args.model.display(),
+        pieces.len(),
+        args.seed,
+        rayon::current_num_threads()
+    );
+    let mut plain = Vec::new();
+    let mut drafted = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let a = refine_all(&model, &pieces, &args, false, 1)?;
+        print_run(&format!("{round} plain"), &a);
+        let b = refine_all(&model, &pieces, &args, true, 1)?;
+        print_run(&format!("{round} drafted"), &b);
+        if a.digest != b.digest {
+            bail!(
+                "speculative decoding changed the output (digest {:016x} vs {:016x})",
+                a.digest,
+                b.digest
+            );
+        }
+        plain.push(a.wall);
+        drafted.push(b.wall);
+    }
+    let med = |v: &mut Vec<f64>| median_p95(v).0;
+    println!(
+        "median wall: plain {:.1} s, drafted {:.1} s ({:.2}x); outputs identical",
+        med(&mut plain),
+        med(&mut drafted),
+        med(&mut plain) / med(&mut drafted)
+    );
+    let last = refine_all(&model, &pieces, &args, true, 1)?;
+    println!("\nper corruption (drafted): segments' tokens per decoder forward, guesses taken");
+    for (kind, d) in &last.drafts {
+        println!(
+            "  {:<24} {:>6} tokens  {:>5.2} tokens/forward  {:>5.1} % of {} guesses",
+            kind.name(),
+            d.tokens,
+            d.tokens_per_forward(),
+            100.0 * d.accepted as f64 / d.drafted.max(1) as f64,
+            d.drafted
+        );
+    }
+    if args.candidates > 1 {
+        let best = refine_all(&model, &pieces, &args, true, args.candidates)?;
+        print_run(&format!("best of {}", args.candidates), &best);
+        println!(
+            "best of {} costs {:.2}x one candidate (per segment median)",
+            args.candidates,
+            median_p95(&best.segments).0 / median_p95(&last.segments).0
+        );
+    }
+    if let Some(mb) = improvnet::model::bench::peak_rss_mb() {
+        println!("peak memory {mb:.0} MB");
+    }
     Ok(())
 }

@@ -341,6 +341,16 @@ fn summarize(result: &Refined, started: Instant) {
         pct(0.5) * 1e3,
         pct(0.95) * 1e3
     );
+    let mut all = improvnet::model::DecodeStats::default();
+    r.drafts.values().for_each(|s| all.add(*s));
+    if all.forwards > 0 {
+        println!(
+            "decoding: {:.2} tokens per decoder forward ({} of {} drafted tokens taken)",
+            all.tokens_per_forward(),
+            all.accepted,
+            all.drafted
+        );
+    }
 }
 
 fn write_outputs(common: &Common, name: &str, original: &Piece, generated: &Piece) -> Result<()> {

@@ -170,6 +170,9 @@ enum Command {
     /// The musical benchmark: improvise (two recipes), continue, infill on held-out pieces and
     /// harmonize on held-out melodies, measured musically, with the originals' values beside.
     BenchMusic(bench::BenchMusicArgs),
+    /// Refinement speed on real music: per-segment time (encoder, decoding) and tokens per
+    /// decoder forward per corruption, plain and speculative decoding side by side.
+    BenchModel(bench::BenchModelArgs),
     /// Training throughput: median ms/step, samples/s and tokens/s on fixed batches.
     BenchTrain(train::BenchArgs),
     /// Score a model on a dataset's validation split against the trivial baselines: token
@@ -252,6 +255,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::train(a),
         Command::TrainClassifier(a) => train::train_classifier(a),
         Command::BenchMusic(a) => bench::run(a),
+        Command::BenchModel(a) => bench::bench_model(a),
         Command::BenchTrain(a) => train::bench_train(a),
         Command::ScoreModel(a) => train::score_model(a),
         Command::PlotLoss { run } => {
