@@ -24,14 +24,14 @@ pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
 pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
     let (n, m) = (x.len(), y.len());
     // SAFETY: one input of `n` values, one output of `m`.
-    unsafe { matvec_rows(w, ld, b, x.as_ptr(), n, 1, y.as_mut_ptr(), m, m) }
+    unsafe { matvec_rows(w, ld, b, x.as_ptr(), n, n, 1, y.as_mut_ptr(), m, m) }
 }
 
-/// `y[j * ys ..][..m] = W x[j * n ..][..n] (+ b)` for `rows` inputs, each result bit-identical to
-/// a [`matvec_ld`] of that input alone.
+/// `y[j * ys ..][..m] = W x[j * xs ..][..n] (+ b)` for `rows` inputs, each result bit-identical
+/// to a [`matvec_ld`] of that input alone.
 ///
 /// # Safety
-/// `x` holds `rows * n` values and `y` `(rows - 1) * ys + m`, not overlapping `x`.
+/// `x` holds `(rows - 1) * xs + n` values and `y` `(rows - 1) * ys + m`, not overlapping `x`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matvec_rows(
     w: &[f32],
@@ -39,6 +39,7 @@ unsafe fn matvec_rows(
     b: Option<&[f32]>,
     x: *const f32,
     n: usize,
+    xs: usize,
     rows: usize,
     y: *mut f32,
     ys: usize,
@@ -50,14 +51,14 @@ unsafe fn matvec_rows(
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA; `w` and `b` bounds asserted above, `x` and `y`
         // the caller's.
-        unsafe { kernels::avx::matvec_rows(w, ld, b, x, n, rows, y, ys, m) };
+        unsafe { kernels::avx::matvec_rows(w, ld, b, x, n, xs, rows, y, ys, m) };
         return;
     }
     for j in 0..rows {
         // SAFETY: the caller's bounds.
         let (xj, yj) = unsafe {
             (
-                std::slice::from_raw_parts(x.add(j * n), n),
+                std::slice::from_raw_parts(x.add(j * xs), n),
                 std::slice::from_raw_parts_mut(y.add(j * ys), m),
             )
         };
@@ -108,6 +109,7 @@ fn par_matvec3(
                 Some(&b[r0..r1]),
                 xp as *const f32,
                 n,
+                n,
                 rows,
                 yp[which].0.add(r0),
                 m,
@@ -138,6 +140,7 @@ fn par_matvec(team: &mut Team, w: &[f32], b: &[f32], x: &[f32], rows: usize, y: 
                 n,
                 Some(&b[r0..r1]),
                 xp as *const f32,
+                n,
                 n,
                 rows,
                 yp.0.add(r0),
@@ -567,30 +570,30 @@ impl DecoderState {
                 }
             }
             let (ck, cv) = (&*ck, &*cv);
-            heads(
-                team,
-                rows,
-                h,
-                dh,
-                sl,
-                q,
-                ctx,
-                scores,
-                &|j, hh, q, sc, out| {
-                    let base = hh * ml * dh;
+            // One task per head, its rows in turn: the head's cache stays in cache.
+            heads(team, rows, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
+                let base = hh * ml * dh;
+                for j in 0..rows {
                     let seen = pos + j + 1;
+                    // SAFETY: row j's slices of this head's query and context (`d` apart).
+                    let (qj, oj) = unsafe {
+                        (
+                            std::slice::from_raw_parts(q.add(j * d), dh),
+                            std::slice::from_raw_parts_mut(out.add(j * d), dh),
+                        )
+                    };
                     attend(
-                        q,
+                        qj,
                         &ck[base..base + seen * dh],
                         &cv[base..base + ml * dh],
                         ml,
                         seen,
                         scale,
                         sc,
-                        out,
+                        oj,
                     );
-                },
-            );
+                }
+            });
             par_matvec(team, w.l(li, 6), w.l(li, 7), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 8), w.l(li, 9));
@@ -598,29 +601,25 @@ impl DecoderState {
             // Cross-attention over the encoder output.
             par_matvec(team, w.l(li, 10), w.l(li, 11), x, rows, q);
             let (xk, xv) = (&cross_k[li], &cross_v[li]);
-            heads(
-                team,
-                rows,
-                h,
-                dh,
-                sl,
-                q,
-                ctx,
-                scores,
-                &|_, hh, q, sc, out| {
-                    let base = hh * n * dh;
-                    attend(
-                        q,
-                        &xk[base..base + n * dh],
-                        &xv[base..base + n * dh],
-                        n,
-                        n,
-                        scale,
-                        sc,
-                        out,
-                    );
-                },
-            );
+            // Every row of a head against the head's keys and values at once: they are read
+            // from memory once per forward, not once per token (what makes a draft cheap).
+            heads(team, rows, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
+                let base = hh * n * dh;
+                let (k, vt) = (&xk[base..base + n * dh], &xv[base..base + n * dh]);
+                // SAFETY: `q` and `out` hold `rows` head slices `d` apart, `sc` `rows` rows of
+                // `sl >= n` scores; the products are `attend`'s, row by row, bit for bit.
+                unsafe {
+                    matvec_rows(k, dh, None, q, dh, d, rows, sc.as_mut_ptr(), sl, n);
+                    for r in sc.chunks_exact_mut(sl).take(rows) {
+                        let r = &mut r[..n];
+                        for s in r.iter_mut() {
+                            *s *= scale;
+                        }
+                        softmax(r);
+                    }
+                    matvec_rows(vt, n, None, sc.as_ptr(), n, sl, rows, out, d, dh);
+                }
+            });
             par_matvec(team, w.l(li, 12), w.l(li, 13), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 14), w.l(li, 15));
@@ -643,11 +642,13 @@ impl DecoderState {
     }
 }
 
-/// What [`heads`] runs per token and head: `(token, head, q_head, scores_head, ctx_head)`.
-type HeadFn<'a> = dyn Fn(usize, usize, &[f32], &mut [f32], &mut [f32]) + Sync + 'a;
+/// What [`heads`] runs per head: `(head, q, scores, ctx)`, where `q` and `ctx` point at the
+/// head's slice of the first token row (rows are `d` apart) and `scores` is the head's own
+/// `rows * sl` values.
+type HeadFn<'a> = dyn Fn(usize, *const f32, &mut [f32], *mut f32) + Sync + 'a;
 
-/// Runs `f(token, head, q_head, scores_head, ctx_head)` for every token row and head over the
-/// team (`q` and `ctx` are `[rows, h * dh]`).
+/// Runs `f` for every head over the team (`q` and `ctx` are `[rows, h * dh]`): each head owns
+/// its `dh` columns of `ctx` and its scores.
 #[allow(clippy::too_many_arguments)]
 fn heads(
     team: &mut Team,
@@ -664,17 +665,19 @@ fn heads(
     assert!(q.len() >= rows * h * dh);
     let cp = SendPtr(ctx.as_mut_ptr());
     let sp = SendPtr(scores.as_mut_ptr());
-    team.run(rows * h, &|task| {
+    let qp = q.as_ptr() as usize;
+    team.run(h, &|hh| {
         // Capture the Sync wrappers, not their raw fields.
         let (cp, sp) = (cp, sp);
-        let (j, hh) = (task / h, task % h);
-        // SAFETY: each (token, head) owns its own `dh` context values and `sl` scores.
-        let (out, sc) = unsafe {
+        // SAFETY: each head owns its own `rows * sl` scores and its columns of `ctx`; the
+        // pointers are the head's offset inside the first row.
+        let (sc, qh, oh) = unsafe {
             (
-                std::slice::from_raw_parts_mut(cp.0.add(task * dh), dh),
-                std::slice::from_raw_parts_mut(sp.0.add(task * sl), sl),
+                std::slice::from_raw_parts_mut(sp.0.add(hh * rows * sl), rows * sl),
+                (qp as *const f32).add(hh * dh),
+                cp.0.add(hh * dh),
             )
         };
-        f(j, hh, &q[task * dh..(task + 1) * dh], sc, out);
+        f(hh, qh, sc, oh);
     });
 }

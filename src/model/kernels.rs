@@ -217,16 +217,16 @@ pub mod avx {
     pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
         let (n, m) = (x.len(), y.len());
         debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
-        matvec_rows(w, ld, b, x.as_ptr(), n, 1, y.as_mut_ptr(), m, m);
+        matvec_rows(w, ld, b, x.as_ptr(), n, n, 1, y.as_mut_ptr(), m, m);
     }
 
-    /// `y[j * ys + o] = b[o] + w[o, :] . x[j * n ..]` for `rows` inputs: four weight rows are
+    /// `y[j * ys + o] = b[o] + w[o, :] . x[j * xs ..][..n]` for `rows` inputs: four weight rows are
     /// loaded once and used for every input while they sit in L1 (a speculative decoder step
     /// verifies several tokens for about the memory traffic of one). Each value is the sum
     /// [`matvec`] computes for that input alone, bit for bit.
     ///
     /// # Safety
-    /// `x` holds `rows * n` values, `y` `(rows - 1) * ys + m`, `w` `(m - 1) * ld + n`.
+    /// `x` holds `(rows - 1) * xs + n` values, `y` `(rows - 1) * ys + m`, `w` `(m - 1) * ld + n`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn matvec_rows(
@@ -235,6 +235,7 @@ pub mod avx {
         b: Option<&[f32]>,
         x: *const f32,
         n: usize,
+        xs: usize,
         rows: usize,
         y: *mut f32,
         ys: usize,
@@ -245,7 +246,7 @@ pub mod avx {
         let mut o = 0;
         while o + 4 <= m {
             for j in 0..rows {
-                let s = dot4(wp.add(o * ld), ld, x.add(j * n), n);
+                let s = dot4(wp.add(o * ld), ld, x.add(j * xs), n);
                 for (k, sk) in s.iter().enumerate() {
                     *y.add(j * ys + o + k) = sk + bias(o + k);
                 }
@@ -255,7 +256,7 @@ pub mod avx {
         while o < m {
             let row = std::slice::from_raw_parts(wp.add(o * ld), n);
             for j in 0..rows {
-                let xj = std::slice::from_raw_parts(x.add(j * n), n);
+                let xj = std::slice::from_raw_parts(x.add(j * xs), n);
                 *y.add(j * ys + o) = dot(row, xj) + bias(o);
             }
             o += 1;
