@@ -8,6 +8,7 @@
 pub mod corpus;
 pub mod corrupt;
 pub mod eval;
+mod fonts;
 pub mod model;
 pub mod music;
 #[cfg(feature = "plugin")]

@@ -2,21 +2,15 @@
 //! in both, so a musician sees at a glance what the model touched and what it kept.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::RenderError;
+use crate::fonts::have_font;
 use crate::music::{Piece, Segment};
 
 /// Fonts tried for labels. Text is optional: without a font the roll is drawn unlabelled.
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
 const LOWEST: i32 = 21;
 const HIGHEST: i32 = 108;
 const CHANGED: RGBColor = RGBColor(255, 226, 190);
@@ -41,20 +35,6 @@ impl Default for RollOptions {
             result_title: "result".into(),
         }
     }
-}
-
-/// Registers a system font with plotters once; `false` when none is installed.
-pub(crate) fn have_font() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        FONT_PATHS.iter().any(|p| {
-            std::fs::read(p).ok().is_some_and(|bytes| {
-                // Leaked once per process: plotters keeps fonts for the program's lifetime.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-            })
-        })
-    })
 }
 
 /// Windows (5 s T-segment positions) whose notes differ between `original` and `result`,

@@ -70,7 +70,7 @@ pub fn write_loss_png(run: &Path) -> Result<std::path::PathBuf, TrainError> {
     let path = run.join("loss.png");
     let tmp = run.join("loss.tmp.png");
     let (x_max, y_min, y_max) = bounds(&train, &valid);
-    let labels = crate::render::roll::have_font();
+    let labels = crate::fonts::have_font();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(&tmp, (800, 420)).into_drawing_area();
         root.fill(&WHITE)?;
