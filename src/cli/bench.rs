@@ -538,8 +538,16 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
             median_p95(&best.segments).0 / median_p95(&last.segments).0
         );
     }
-    if let Some(mb) = improvnet::model::bench::peak_rss_mb() {
+    if let Some(mb) = peak_rss_mb() {
         println!("peak memory {mb:.0} MB");
     }
     Ok(())
+}
+
+/// Peak resident set size (VmHWM) of this process, MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

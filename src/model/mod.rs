@@ -12,10 +12,8 @@
 //! - [`kernels`] — gemm wrappers and vector exp / GELU / softmax / LayerNorm.
 //! - [`generate`] — sampling (temperature, top-k, top-p), logits processors, the decode loop.
 //! - [`classifier`] — `BertForSequenceClassification`.
-//! - [`bench`] — the per-segment refinement benchmark.
 
 pub mod autograd;
-pub mod bench;
 pub mod bert;
 pub mod classifier;
 pub mod config;
