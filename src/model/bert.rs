@@ -164,13 +164,9 @@ impl BertEmbeddings {
         })
     }
 
-    /// `ids`: `[B, L]` (u32), positions `start..start+L`.
-    pub fn forward(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
-        self.forward_t(ids, start, None)
-    }
-
-    /// [`forward`](Self::forward), with dropout after the LayerNorm when training.
-    pub fn forward_t(&self, ids: &Tensor, start: usize, train: Option<&Train>) -> Result<Tensor> {
+    /// `ids`: `[B, L]` (u32), positions `start..start+L`; dropout after the LayerNorm when
+    /// training (`train`: `None` at inference).
+    pub fn forward(&self, ids: &Tensor, start: usize, train: Option<&Train>) -> Result<Tensor> {
         let (_b, l) = ids.dims2()?;
         let max = self.position_embeddings.embeddings().dim(0)?;
         if start + l > max {
@@ -223,13 +219,8 @@ impl BertSelfAttention {
     }
 
     /// `q_in`: `[B, Lq, D]`, `kv_in`: `[B, Lk, D]`, `mask`: additive, broadcastable to
-    /// `[B, H, Lq, Lk]`.
-    pub fn forward(&self, q_in: &Tensor, kv_in: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        self.forward_t(q_in, kv_in, mask, None)
-    }
-
-    /// [`forward`](Self::forward), with dropout on the attention probabilities when training.
-    pub fn forward_t(
+    /// `[B, H, Lq, Lk]`; dropout on the attention probabilities when training.
+    pub fn forward(
         &self,
         q_in: &Tensor,
         kv_in: &Tensor,
@@ -286,17 +277,8 @@ impl BertOutput {
         })
     }
 
-    pub fn forward(&self, h: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.forward_t(h, residual, None)
-    }
-
     /// `LN(dropout(dense(h)) + residual)`.
-    pub fn forward_t(
-        &self,
-        h: &Tensor,
-        residual: &Tensor,
-        train: Option<&Train>,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, h: &Tensor, residual: &Tensor, train: Option<&Train>) -> Result<Tensor> {
         let mut y = apply_linear(&self.dense, h)?;
         if let Some(t) = train {
             y = t.dropout(&y, self.dropout)?;
@@ -326,19 +308,15 @@ impl BertAttention {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        self.forward_t(x, kv, mask, None)
-    }
-
-    pub fn forward_t(
+    pub fn forward(
         &self,
         x: &Tensor,
         kv: &Tensor,
         mask: Option<&Tensor>,
         train: Option<&Train>,
     ) -> Result<Tensor> {
-        let h = self.self_attention.forward_t(x, kv, mask, train)?;
-        self.output.forward_t(&h, x, train)
+        let h = self.self_attention.forward(x, kv, mask, train)?;
+        self.output.forward(&h, x, train)
     }
 }
 
@@ -377,29 +355,20 @@ impl BertLayer {
     }
 
     /// `self_mask`: padding mask (encoder) or causal mask (decoder); `cross`: encoder output and
-    /// its key padding mask.
+    /// its key padding mask; `train`: dropout when training (`None` at inference).
     pub fn forward(
-        &self,
-        x: &Tensor,
-        self_mask: Option<&Tensor>,
-        cross: Option<(&Tensor, Option<&Tensor>)>,
-    ) -> Result<Tensor> {
-        self.forward_t(x, self_mask, cross, None)
-    }
-
-    pub fn forward_t(
         &self,
         x: &Tensor,
         self_mask: Option<&Tensor>,
         cross: Option<(&Tensor, Option<&Tensor>)>,
         train: Option<&Train>,
     ) -> Result<Tensor> {
-        let mut x = self.attention.forward_t(x, x, self_mask, train)?;
+        let mut x = self.attention.forward(x, x, self_mask, train)?;
         if let (Some(ca), Some((enc, enc_mask))) = (&self.crossattention, cross) {
-            x = ca.forward_t(&x, enc, enc_mask, train)?;
+            x = ca.forward(&x, enc, enc_mask, train)?;
         }
         let h = apply_linear(&self.intermediate, &x)?.gelu_erf()?;
-        self.output.forward_t(&h, &x, train)
+        self.output.forward(&h, &x, train)
     }
 }
 
@@ -446,20 +415,11 @@ impl BertModel {
         ids: &Tensor,
         self_mask: Option<&Tensor>,
         cross: Option<(&Tensor, Option<&Tensor>)>,
-    ) -> Result<Tensor> {
-        self.forward_t(ids, self_mask, cross, None)
-    }
-
-    pub fn forward_t(
-        &self,
-        ids: &Tensor,
-        self_mask: Option<&Tensor>,
-        cross: Option<(&Tensor, Option<&Tensor>)>,
         train: Option<&Train>,
     ) -> Result<Tensor> {
-        let mut x = self.embeddings.forward_t(ids, 0, train)?;
+        let mut x = self.embeddings.forward(ids, 0, train)?;
         for layer in &self.layers {
-            x = layer.forward_t(&x, self_mask, cross, train)?;
+            x = layer.forward(&x, self_mask, cross, train)?;
         }
         Ok(x)
     }
@@ -506,12 +466,8 @@ impl LmHead {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_t(x, None)
-    }
-
     /// No dropout in the head (as HF); `train` picks the differentiable LayerNorm.
-    pub fn forward_t(&self, x: &Tensor, train: Option<&Train>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, train: Option<&Train>) -> Result<Tensor> {
         let h = apply_linear(&self.transform_dense, x)?.gelu_erf()?;
         let h = norm(&self.transform_layer_norm, &h, train, self.eps)?;
         apply_linear(&self.decoder, &h)

@@ -92,7 +92,7 @@ impl GenreClassifier {
     /// Logits `[B, 3]` for `ids` `[B, L]` with `mask` `[B, L]`.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let m = super::bert::padding_mask(mask)?;
-        let h = self.bert.forward(ids, Some(&m), None)?;
+        let h = self.bert.forward(ids, Some(&m), None, None)?;
         let pooled = self.bert.pool(&h)?;
         Ok(self.classifier.forward(&pooled)?)
     }
@@ -101,7 +101,7 @@ impl GenreClassifier {
     /// and differentiable kernels.
     pub fn forward_t(&self, ids: &Tensor, mask: &Tensor, train: &super::Train) -> Result<Tensor> {
         let m = super::bert::padding_mask(mask)?;
-        let h = self.bert.forward_t(ids, Some(&m), None, Some(train))?;
+        let h = self.bert.forward(ids, Some(&m), None, Some(train))?;
         let pooled = self.bert.pool(&h)?;
         let pooled = train.dropout(&pooled, self.config.hidden_dropout_prob)?;
         Ok(self.classifier.forward(&pooled)?)

@@ -149,7 +149,7 @@ impl ImprovNetModel {
         } else {
             Some(padding_mask(mask)?)
         };
-        Ok(self.encoder.forward(ids, m.as_ref(), None)?)
+        Ok(self.encoder.forward(ids, m.as_ref(), None, None)?)
     }
 
     /// Decoder logits `[B, Ld, V]` for the whole prefix `dec_ids` (no cache).
@@ -157,11 +157,11 @@ impl ImprovNetModel {
         let (_, l) = dec_ids.dims2()?;
         let causal = causal_mask(l, &self.device)?;
         let em = padding_mask(enc_mask)?;
-        let h = self
-            .decoder
-            .bert
-            .forward(dec_ids, Some(&causal), Some((enc_out, Some(&em))))?;
-        Ok(self.decoder.cls.forward(&h)?)
+        let h =
+            self.decoder
+                .bert
+                .forward(dec_ids, Some(&causal), Some((enc_out, Some(&em))), None)?;
+        Ok(self.decoder.cls.forward(&h, None)?)
     }
 
     /// Full forward: `enc_ids`, `enc_mask` `[B, Le]`, `dec_ids` `[B, Ld]` -> logits `[B, Ld, V]`.
@@ -191,16 +191,16 @@ impl ImprovNetModel {
         };
         let enc = self
             .encoder
-            .forward_t(enc_ids, em.as_ref(), None, Some(train))?;
+            .forward(enc_ids, em.as_ref(), None, Some(train))?;
         let (_, l) = dec_ids.dims2()?;
         let causal = causal_mask(l, &self.device)?;
-        let h = self.decoder.bert.forward_t(
+        let h = self.decoder.bert.forward(
             dec_ids,
             Some(&causal),
             Some((&enc, em.as_ref())),
             Some(train),
         )?;
-        Ok(self.decoder.cls.forward_t(&h, Some(train))?)
+        Ok(self.decoder.cls.forward(&h, Some(train))?)
     }
 }
 
