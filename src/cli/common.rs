@@ -128,3 +128,29 @@ pub fn write_renderings(
     }
     Ok(())
 }
+
+/// How training samples are drawn (spec §7), shared by `train` and `dataset samples` so that an
+/// outside trainer gets the mix the shipped model practised.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Context segments drawn on each side, 1..=N (the original: 5).
+    #[arg(long, default_value_t = 5)]
+    pub max_context: usize,
+    /// Weight of one corruption in the training samples, NAME=W (repeatable; the others keep
+    /// weight 1), e.g. `--corruption-weight permute_pitches=3` to practise it three times as
+    /// often. Validation stays uniform.
+    #[arg(long = "corruption-weight", value_name = "NAME=W")]
+    pub corruption_weight: Vec<String>,
+    /// Largest loudness shift of a training window, in velocity bins either way (0..=7): the
+    /// window's velocities move together by a drawn number of bins that keeps them inside
+    /// 15..=120, as transposition moves its pitches, so the rare loud and soft bins are
+    /// practised too. 0 (default): the velocities as played, as the original.
+    #[arg(long, default_value_t = 0, value_name = "BINS")]
+    pub velocity_shift: u8,
+    /// Largest register shift of a training window, in semitones either way (0..=48): after
+    /// the piece's transposition the window moves again by a drawn shift that keeps its own
+    /// pitches on the keyboard, so the lowest and highest octaves are practised too. 0
+    /// (default): the piece's transposition alone, as the original.
+    #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
+    pub register_shift: u8,
+}

@@ -48,21 +48,8 @@ pub enum DatasetCommand {
         /// Draw from the validation split instead of the training split.
         #[arg(long)]
         valid: bool,
-        /// Context segments drawn on each side, 1..=N (the original: 5).
-        #[arg(long, default_value_t = 5)]
-        max_context: usize,
-        /// Weight of one corruption, NAME=W (repeatable; the others keep weight 1), as `train
-        /// --corruption-weight`: an outside trainer gets the mix the shipped model practised.
-        #[arg(long = "corruption-weight", value_name = "NAME=W")]
-        corruption_weight: Vec<String>,
-        /// Largest loudness shift of a window in velocity bins (0..=7), as `train
-        /// --velocity-shift`. 0 (default): the velocities as played.
-        #[arg(long, default_value_t = 0, value_name = "BINS")]
-        velocity_shift: u8,
-        /// Largest register shift of a window in semitones (0..=48), as `train
-        /// --register-shift`. 0 (default): the piece's transposition alone.
-        #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
-        register_shift: u8,
+        #[command(flatten)]
+        sampling: super::common::SamplingArgs,
         /// Output file (written to a temporary file first, then renamed).
         #[arg(long)]
         out: PathBuf,
@@ -124,17 +111,14 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             count,
             seed,
             valid,
-            max_context,
-            corruption_weight,
-            velocity_shift,
-            register_shift,
+            sampling,
             out,
         } => {
             let config = train::SampleConfig {
-                context: (1, max_context),
-                corruption_weights: super::common::corruption_weights(&corruption_weight)?,
-                max_velocity_shift: velocity_shift,
-                max_register_shift: register_shift,
+                context: (1, sampling.max_context),
+                corruption_weights: super::common::corruption_weights(&sampling.corruption_weight)?,
+                max_velocity_shift: sampling.velocity_shift,
+                max_register_shift: sampling.register_shift,
                 ..train::SampleConfig::default()
             };
             config.check_options().map_err(anyhow::Error::msg)?;

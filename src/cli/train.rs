@@ -13,7 +13,7 @@ use improvnet::model::Config;
 use improvnet::train::classify::{ClassifierRun, ClassifierTrainConfig};
 use improvnet::train::{self, Event, Finish, Stage, TrainConfig, Trainer};
 
-use super::common::corruption_weights;
+use super::common::{corruption_weights, SamplingArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StageArg {
@@ -77,9 +77,8 @@ pub struct TrainArgs {
     /// Train without dropout.
     #[arg(long)]
     no_dropout: bool,
-    /// Context segments drawn on each side, 1..=N (the original: 5).
-    #[arg(long, default_value_t = 5)]
-    max_context: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Checkpoint every N steps (0: at the end and on Ctrl-C only) [default: 0; with --resume:
     /// the run's].
     #[arg(long)]
@@ -116,29 +115,12 @@ pub struct TrainArgs {
     /// head can read a note's loudness apart from its pitch (see docs/training.md)
     #[arg(long)]
     velocity_codes: bool,
-    /// Weight of one corruption in the training samples, NAME=W (repeatable; the others keep
-    /// weight 1), e.g. `--corruption-weight permute_pitches=3` to practise it three times as
-    /// often. Validation stays uniform.
-    #[arg(long = "corruption-weight", value_name = "NAME=W")]
-    corruption_weight: Vec<String>,
     /// Share of the target (0..=1) that moves from the label to the belief of a rule that knows
     /// no harmony, at the pitches of the permutations ("count the block") and of transposition
     /// ("hear it again"; both in src/train/rules.rs): a teacher that says how likely each
     /// candidate is where the label names one. 0 (default): the labels alone, as the original.
     #[arg(long, default_value_t = 0.0)]
     rule_teacher: f64,
-    /// Largest loudness shift of a training window, in velocity bins either way (0..=7): the
-    /// window's velocities move together by a drawn number of bins that keeps them inside
-    /// 15..=120, as transposition moves its pitches, so the rare loud and soft bins are
-    /// practised too. 0 (default): the velocities as played, as the original.
-    #[arg(long, default_value_t = 0, value_name = "BINS")]
-    velocity_shift: u8,
-    /// Largest register shift of a training window, in semitones either way (0..=48): after
-    /// the piece's transposition the window moves again by a drawn shift that keeps its own
-    /// pitches on the keyboard, so the lowest and highest octaves are practised too. 0
-    /// (default): the piece's transposition alone, as the original.
-    #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
-    register_shift: u8,
     /// Pull the output bias of each field (notes, onsets, durations) this share of the way
     /// to the field's mean before training: rare tokens stop losing to the bias where the
     /// copy signal is weak, and the model relearns its priors from the context. 0 (default):
@@ -344,7 +326,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             seed: a.seed,
             loss_on_padding: a.loss_on_padding,
             dropout: !a.no_dropout,
-            max_context: a.max_context,
+            max_context: a.sampling.max_context,
             ckpt_every: a.ckpt_every.unwrap_or(0),
             ckpt_minutes: a.ckpt_minutes.unwrap_or(10.0),
             eval_every: a.eval_every,
@@ -354,10 +336,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
             align_positions: a.align_positions,
             pitch_codes: a.pitch_codes,
             velocity_codes: a.velocity_codes,
-            corruption_weights: corruption_weights(&a.corruption_weight)?,
+            corruption_weights: corruption_weights(&a.sampling.corruption_weight)?,
             rule_teacher: a.rule_teacher,
-            velocity_shift: a.velocity_shift,
-            register_shift: a.register_shift,
+            velocity_shift: a.sampling.velocity_shift,
+            register_shift: a.sampling.register_shift,
             pull_output_bias: a.pull_output_bias,
         };
         let mc = model_config(&a.config)?;
