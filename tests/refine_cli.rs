@@ -630,3 +630,37 @@ fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
     assert!(joplin_jazz > 0.5, "{table}");
     assert!(joplin_jazz > 3.0 * chopin_jazz, "{table}");
 }
+
+#[test]
+fn bench_model_compares_plain_and_speculative_decoding_on_the_same_output() {
+    let s = Setup::new();
+    let input = s.input("piece.mid", &nocturne(8));
+    let out = run_ok(&[
+        "bench-model",
+        &input,
+        "--model",
+        &s.model,
+        "--rounds",
+        "1",
+        "--candidates",
+        "2",
+        "--max-tokens",
+        "60",
+    ]);
+    assert!(out.contains("1 plain"), "{out}");
+    assert!(out.contains("1 drafted"), "{out}");
+    assert!(out.contains("outputs identical"), "{out}");
+    assert!(out.contains("best of 2 costs"), "{out}");
+    // The plain rounds take one forward a token; the tiny model's strict templates force some.
+    assert!(out.contains("| 1.00 tokens/forward"), "{out}");
+    let drafted = out.lines().find(|l| l.starts_with("1 drafted")).unwrap();
+    let per_forward: f64 = drafted
+        .split('|')
+        .find(|f| f.contains("tokens/forward"))
+        .and_then(|f| f.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(per_forward > 1.2, "{drafted}");
+    let err = run_err(&["bench-model", "missing.mid", "--model", &s.model]);
+    assert!(err.contains("missing.mid"), "{err}");
+}
