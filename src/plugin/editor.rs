@@ -785,7 +785,7 @@ mod tests {
         };
         let (lo, hi) = pitch_range(Some(&s));
         assert!(
-            lo <= 126 && hi >= 126 && hi <= 127 && hi - lo >= 24,
+            lo <= 126 && (126..=127).contains(&hi) && hi - lo >= 24,
             "{lo} {hi}"
         );
     }
