@@ -285,3 +285,51 @@ fn train_then_resume_keeps_the_run_settings() {
     );
     assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
 }
+
+/// `bench-train` times the steps `train` takes and writes the batches for the PyTorch side.
+#[test]
+fn bench_train_times_steps_and_dumps_the_batches() {
+    use improvnet::model::{BertConfig, Config};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, stderr, data) = build(
+        tmp.path(),
+        &["two_hands.mid", "chopin_nocturne_op15_1.mid"],
+        &["pedal.mid", "restrike.mid"],
+        &["--valid", "1"],
+    );
+    assert!(ok, "{stderr}");
+    let config = tmp.path().join("tiny.json");
+    let tiny = Config::from_parts(
+        BertConfig::sized(32, 1, 2, 64, 2048),
+        BertConfig::sized(32, 1, 2, 64, 512),
+    );
+    std::fs::write(&config, tiny.to_json_string()).unwrap();
+    let dump = tmp.path().join("batches.json");
+    let (ok, stdout, stderr) = improvnet(&[
+        "bench-train",
+        "--data",
+        &s(&data),
+        "--config",
+        &s(&config),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--dump",
+        &s(&dump),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("batch 2, 1 threads, 2 timed steps"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ms/step"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let batches = json["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "one per timed step");
+    assert_eq!(batches[0]["batch"], 2);
+    assert_eq!(json["config"]["encoder"]["hidden_size"], 32);
+}

@@ -9,9 +9,8 @@
 //! - [`trainer`] — the seq2seq loop; [`classify`] — the genre classifier's loop.
 //! - [`rules`] — "count the block" and "hear it again": baselines, and a teacher for the targets.
 //! - [`export`] — §7 samples to a file, for a trainer outside this crate (PyTorch on a GPU).
-//! - [`bench`] — training throughput; [`plot`] — the loss curve as SVG.
+//! - [`plot`] — the loss curve as PNG and SVG.
 
-pub mod bench;
 pub mod checkpoint;
 pub mod classify;
 pub mod dataset;
