@@ -641,3 +641,64 @@ pub fn infill(
     summarize(&result, started);
     Ok(())
 }
+
+/// The arguments of `improvnet improvise`.
+#[derive(clap::Args, Debug)]
+pub struct ImproviseArgs {
+    /// A piano MIDI file (or generation.midi_file_path of --config).
+    pub input: Option<PathBuf>,
+    /// Target genre: classical, pop or jazz [recipe: jazz].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The arguments of `improvnet harmonize`.
+#[derive(clap::Args, Debug)]
+pub struct HarmonizeArgs {
+    /// A MIDI file with one note at a time.
+    pub input: Option<PathBuf>,
+    /// Genre of the harmony: classical or jazz [recipe: classical].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Really take the skyline of the current harmony in every pass.
+    #[arg(long)]
+    pub reharmonize: bool,
+    /// Decode pass 1 without the chord constraint.
+    #[arg(long)]
+    pub no_constraints: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The arguments of `improvnet continue`.
+#[derive(clap::Args, Debug)]
+pub struct ContinueArgs {
+    pub input: Option<PathBuf>,
+    /// Length of the continuation, rounded up to 5 s windows [recipe: 20].
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Genre token to condition on [recipe: classical].
+    #[arg(long)]
+    pub genre: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The arguments of `improvnet infill`.
+#[derive(clap::Args, Debug)]
+pub struct InfillArgs {
+    pub input: Option<PathBuf>,
+    /// Start of the gap (20s, 1:05, 1500ms), rounded down to a 5 s window.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the gap, rounded up to a 5 s window.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Genre token to condition on [recipe: classical].
+    #[arg(long)]
+    pub genre: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}

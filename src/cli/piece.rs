@@ -383,3 +383,76 @@ pub fn eval(original: &Path, generated: &Path, classifier: Option<&Path>) -> Res
     }
     Ok(())
 }
+
+/// The arguments of `improvnet inspect`.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// A piano MIDI file.
+    pub file: PathBuf,
+}
+
+/// The arguments of `improvnet tokenize`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizeArgs {
+    pub file: PathBuf,
+    /// Output JSON file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The arguments of `improvnet corrupt`.
+#[derive(clap::Args, Debug)]
+pub struct CorruptArgs {
+    pub file: PathBuf,
+    /// Index of the (non-empty) T-segment to corrupt, from 0.
+    #[arg(long)]
+    pub segment: usize,
+    /// One of the nine corruptions (e.g. skyline) or `random`.
+    #[arg(long)]
+    pub kind: String,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Reproduce the original's corruption bugs (training parity) instead of the fixed versions.
+    #[arg(long)]
+    pub faithful: bool,
+    /// Output MIDI file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The arguments of `improvnet eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    pub original: PathBuf,
+    pub generated: PathBuf,
+    /// A genre classifier folder (config.json + model.safetensors): adds P(genre).
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+}
+
+/// The arguments of `improvnet check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    pub original: PathBuf,
+    pub generated: PathBuf,
+    /// The melody a harmonization was made from (often the same file as ORIGINAL).
+    #[arg(long)]
+    pub melody: Option<PathBuf>,
+    /// Print JSON instead of a Markdown table.
+    #[arg(long)]
+    pub json: bool,
+    /// A genre classifier folder: adds P(genre) of both pieces beside the measures.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+}
+
+/// The arguments of `improvnet classify`.
+#[derive(clap::Args, Debug)]
+pub struct ClassifyArgs {
+    /// A genre classifier folder (config.json + model.safetensors).
+    #[arg(long, default_value = super::common::DEFAULT_CLASSIFIER)]
+    pub classifier: PathBuf,
+    /// Piano MIDI files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}

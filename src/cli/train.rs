@@ -732,3 +732,21 @@ fn time_steps(config: &Config, data: &train::Dataset, o: &BenchOptions) -> Resul
     }
     Ok(report)
 }
+
+/// The arguments of `improvnet plot-loss`.
+#[derive(clap::Args, Debug)]
+pub struct PlotLossArgs {
+    /// A run folder of `improvnet train` (train_log.csv, valid_log.csv).
+    pub run: PathBuf,
+}
+
+/// Draws a run's loss curve into RUN/loss.png and RUN/loss.svg.
+pub fn plot_loss(run: &Path) -> Result<()> {
+    for path in [
+        improvnet::train::plot::write_loss_png(run)?,
+        improvnet::train::plot::write_loss_svg(run)?,
+    ] {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
