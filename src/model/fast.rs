@@ -14,12 +14,6 @@ use super::{ModelError, Result};
 // ------------------------------------------------------------------------------------------------
 // Kernels
 
-/// `y = W x + b` with `W` row-major `[y.len(), x.len()]`.
-pub fn matvec(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
-    assert!(b.len() >= y.len());
-    matvec_ld(w, x.len(), Some(b), x, y);
-}
-
 /// `y = W x (+ b)` with the rows of `W` `ld` apart (`ld >= x.len()`).
 pub fn matvec_ld(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
     let (n, m) = (x.len(), y.len());
@@ -76,16 +70,18 @@ fn chunk_rows(team: &Team, m: usize, n: usize) -> usize {
     m.div_ceil(want).next_multiple_of(4)
 }
 
-/// Query, key and value of `rows` inputs (`[rows, n]`) as one team job: `ys[i]` is `[rows, m]`.
-fn par_matvec3(
+/// `K` products `ys[i] = W_i x + b_i` of the same `rows` inputs (`x` `[rows, n]`, `ys[i]`
+/// `[rows, m]`; query, key and value are three) as one team job, chunks of output columns.
+fn par_matvecs<const K: usize>(
     team: &mut Team,
-    ws: [(&[f32], &[f32]); 3],
+    ws: [(&[f32], &[f32]); K],
     x: &[f32],
     rows: usize,
-    ys: [&mut [f32]; 3],
+    ys: [&mut [f32]; K],
 ) {
     let n = x.len() / rows;
     let m = ys[0].len() / rows;
+    assert!(x.len() == rows * n);
     for ((w, b), y) in ws.iter().zip(&ys) {
         assert!(y.len() == m * rows && w.len() >= m * n && b.len() >= m);
     }
@@ -93,14 +89,14 @@ fn par_matvec3(
     let per = m.div_ceil(per_rows);
     let yp = ys.map(|y| SendPtr(y.as_mut_ptr()));
     let xp = x.as_ptr() as usize;
-    team.run(3 * per, &|c| {
+    team.run(K * per, &|c| {
         #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
         let yp = yp;
         let (which, c) = (c / per, c % per);
         let r0 = c * per_rows;
         let r1 = (r0 + per_rows).min(m);
         let (w, b) = ws[which];
-        // SAFETY: chunks cover disjoint output columns `r0..r1` of three distinct outputs;
+        // SAFETY: chunks cover disjoint output columns `r0..r1` of `K` distinct outputs;
         // `x` is `rows * n` values.
         unsafe {
             matvec_rows(
@@ -121,34 +117,7 @@ fn par_matvec3(
 
 /// `y = W x + b` for `rows` inputs (`x` `[rows, n]`, `y` `[rows, m]`) over the team.
 fn par_matvec(team: &mut Team, w: &[f32], b: &[f32], x: &[f32], rows: usize, y: &mut [f32]) {
-    let (n, m) = (x.len() / rows, y.len() / rows);
-    assert!(x.len() == rows * n && y.len() == rows * m);
-    assert!(w.len() >= m * n && b.len() >= m);
-    let per_rows = chunk_rows(team, m, n);
-    let chunks = m.div_ceil(per_rows);
-    let yp = SendPtr(y.as_mut_ptr());
-    let xp = x.as_ptr() as usize;
-    team.run(chunks, &|c| {
-        #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
-        let yp = yp;
-        let r0 = c * per_rows;
-        let r1 = (r0 + per_rows).min(m);
-        // SAFETY: chunks cover disjoint output columns `r0..r1` of every row of `y`.
-        unsafe {
-            matvec_rows(
-                &w[r0 * n..],
-                n,
-                Some(&b[r0..r1]),
-                xp as *const f32,
-                n,
-                n,
-                rows,
-                yp.0.add(r0),
-                m,
-                r1 - r0,
-            )
-        };
-    });
+    par_matvecs(team, [(w, b)], x, rows, [y]);
 }
 
 use super::fast_enc::with_f32;
@@ -173,11 +142,16 @@ fn attend(
     let dh = q.len();
     let scores = &mut scores[..n];
     matvec_ld(k, dh, None, q, scores);
+    scaled_softmax(scores, scale);
+    matvec_ld(vt, ld, None, scores, out);
+}
+
+/// Attention probabilities from raw scores: `softmax(scale * scores)`, in place.
+fn scaled_softmax(scores: &mut [f32], scale: f32) {
     for s in scores.iter_mut() {
         *s *= scale;
     }
     softmax(scores);
-    matvec_ld(vt, ld, None, scores, out);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -547,7 +521,7 @@ impl DecoderState {
 
         for li in 0..w.layers {
             // Causal self-attention with the cache: token j sees positions 0..=pos + j.
-            par_matvec3(
+            par_matvecs(
                 team,
                 [
                     (w.l(li, 0), w.l(li, 1)),
@@ -611,11 +585,7 @@ impl DecoderState {
                 unsafe {
                     matvec_rows(k, dh, None, q, dh, d, rows, sc.as_mut_ptr(), sl, n);
                     for r in sc.chunks_exact_mut(sl).take(rows) {
-                        let r = &mut r[..n];
-                        for s in r.iter_mut() {
-                            *s *= scale;
-                        }
-                        softmax(r);
+                        scaled_softmax(&mut r[..n], scale);
                     }
                     matvec_rows(vt, n, None, sc.as_ptr(), n, sl, rows, out, d, dh);
                 }

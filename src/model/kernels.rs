@@ -211,19 +211,10 @@ pub mod avx {
         s
     }
 
-    /// `y[o] = b[o] + w[o, :] . x` for a row-major matrix with rows `ld` apart (the decoder's
-    /// per-token products: four rows at a time share each load of `x`).
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn matvec(w: &[f32], ld: usize, b: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
-        let (n, m) = (x.len(), y.len());
-        debug_assert!(m == 0 || w.len() >= (m - 1) * ld + n);
-        matvec_rows(w, ld, b, x.as_ptr(), n, n, 1, y.as_mut_ptr(), m, m);
-    }
-
     /// `y[j * ys + o] = b[o] + w[o, :] . x[j * xs ..][..n]` for `rows` inputs: four weight rows are
     /// loaded once and used for every input while they sit in L1 (a speculative decoder step
     /// verifies several tokens for about the memory traffic of one). Each value is the sum
-    /// [`matvec`] computes for that input alone, bit for bit.
+    /// computed for that input alone (`rows` = 1), bit for bit.
     ///
     /// # Safety
     /// `x` holds `(rows - 1) * xs + n` values, `y` `(rows - 1) * ys + m`, `w` `(m - 1) * ld + n`.
