@@ -511,6 +511,13 @@ impl<'a> CopyDraft<'a> {
 
 impl Draft for CopyDraft<'_> {
     fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>) {
+        (&*self).propose(generated, max, draft)
+    }
+}
+
+/// A shared copy draft (its index is built once per segment, for every candidate).
+impl Draft for &CopyDraft<'_> {
+    fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>) {
         if let Some(next) = self.follow(generated) {
             let end = (next + max).min(self.source.len());
             draft.extend_from_slice(&self.source[next..end]);

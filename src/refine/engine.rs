@@ -368,8 +368,10 @@ impl<'m> Engine<'m> {
         let started = Instant::now();
         let mut state = self.model.start_segment(&enc)?;
         stats.encoder = started.elapsed();
+        let forbidden = ForbidTokens(forbidden_in_segment());
+        let copy = CopyDraft::new(&enc);
         for _ in 0..draws {
-            let mut forbid = ForbidTokens(forbidden_in_segment());
+            let mut forbid = forbidden.clone();
             let mut chord = ChordConstraint::default();
             let mut shaped = template.clone();
             let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
@@ -386,11 +388,11 @@ impl<'m> Engine<'m> {
                 _ if !self.speculative => Box::new(NoDraft),
                 Some(t) => Box::new(TemplateDraft::new(
                     t.clone(),
-                    &enc,
-                    forbidden_in_segment(),
+                    &copy,
+                    forbidden.clone(),
                     self.model.config.decoder.vocab_size,
                 )),
-                None => Box::new(CopyDraft::new(&enc)),
+                None => Box::new(&copy),
             };
             let (ids, drafted) = self.model.generate_from(
                 &mut state,

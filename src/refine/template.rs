@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::corrupt::{top_voice, BlockElement, CorruptedSegment, Corruption};
-use crate::model::{ChordConstraint, CopyDraft, Draft, LogitsProcessor};
+use crate::model::{ChordConstraint, CopyDraft, Draft, ForbidTokens, LogitsProcessor};
 use crate::music::{Note, Piece, Segment};
 use crate::tokens::{velocity_row, DUR_BASE, EOS, ONSET_BASE, PIANO_BASE, VELOCITY_BINS};
 
@@ -1127,33 +1127,39 @@ impl LogitsProcessor for Template {
 pub struct TemplateDraft<'a> {
     /// Kept in step with the generated tokens (it observes only what it has not seen).
     template: Template,
-    copy: CopyDraft<'a>,
-    /// Tokens the other processors forbid everywhere (they run before the template).
-    forbid: Vec<u32>,
+    copy: &'a CopyDraft<'a>,
+    /// What the other processors forbid everywhere (they run before the template).
+    forbid: ForbidTokens,
     logits: Vec<f32>,
     seq: Vec<u32>,
 }
 
 impl<'a> TemplateDraft<'a> {
-    /// Guesses under `template` (as built, before any token), copying from `source`.
-    pub fn new(template: Template, source: &'a [u32], forbid: Vec<u32>, vocab: usize) -> Self {
+    /// Guesses under `template` (as built, before any token), else copying as `copy` does.
+    pub fn new(
+        template: Template,
+        copy: &'a CopyDraft<'a>,
+        forbid: ForbidTokens,
+        vocab: usize,
+    ) -> Self {
         Self {
             template,
-            copy: CopyDraft::new(source),
+            copy,
             forbid,
             logits: vec![0.0; vocab],
             seq: Vec::new(),
         }
     }
 
-    /// What the template allows after `seq` (as `template` sees it), as -inf / 0 logits.
-    fn allowed(template: &mut Template, forbid: &[u32], seq: &[u32], logits: &mut [f32]) {
+    /// What `template` allows after `seq` (as it sees it), as -inf / 0 logits.
+    fn allowed(
+        template: &mut Template,
+        forbid: &mut ForbidTokens,
+        seq: &[u32],
+        logits: &mut [f32],
+    ) {
         logits.fill(0.0);
-        for &t in forbid {
-            if let Some(l) = logits.get_mut(t as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        forbid.process(seq, logits);
         template.process(seq, logits);
     }
 }
@@ -1162,22 +1168,16 @@ impl Draft for TemplateDraft<'_> {
     fn propose(&mut self, generated: &[u32], max: usize, draft: &mut Vec<u32>) {
         self.seq.clear();
         self.seq.extend_from_slice(generated);
+        // The first guess asks the template itself, at the sequence as it stands; later ones a
+        // copy, which sees guesses the decoder may not take.
         let mut ahead: Option<Template> = None;
         for step in 0..max {
-            match ahead.as_mut() {
-                // The first guess: the template itself, at the sequence as it stands.
-                None if step == 0 => Self::allowed(
-                    &mut self.template,
-                    &self.forbid,
-                    &self.seq,
-                    &mut self.logits,
-                ),
-                // Later guesses: a copy that may see guesses the decoder will not take.
-                _ => {
-                    let t = ahead.get_or_insert_with(|| self.template.clone());
-                    Self::allowed(t, &self.forbid, &self.seq, &mut self.logits);
-                }
-            }
+            let template = if step == 0 {
+                &mut self.template
+            } else {
+                ahead.get_or_insert_with(|| self.template.clone())
+            };
+            Self::allowed(template, &mut self.forbid, &self.seq, &mut self.logits);
             let mut finite =
                 (0..self.logits.len() as u32).filter(|&i| self.logits[i as usize].is_finite());
             let guess = match (finite.next(), finite.next()) {
