@@ -250,11 +250,8 @@ fn speculative_decoding_changes_nothing_but_the_forwards() {
         let (plain, drafted) = (run(false), run(true));
         assert_eq!(digest(&plain.piece), digest(&drafted.piece), "{fidelity}");
         assert_eq!(plain.report.segment_tokens, drafted.report.segment_tokens);
-        let sum = |r: &refine::RefineReport| {
-            let mut all = improvnet::model::DecodeStats::default();
-            r.drafts.values().for_each(|s| all.add(*s));
-            all
-        };
+        let sum =
+            |r: &refine::RefineReport| -> improvnet::model::DecodeStats { r.drafts.values().sum() };
         let (p, d) = (sum(&plain.report), sum(&drafted.report));
         let tokens: usize = drafted.report.segment_tokens.iter().sum();
         assert_eq!(

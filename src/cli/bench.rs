@@ -17,7 +17,7 @@ use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
 
-use super::common::{load_model, load_piece};
+use super::common::{load_model, load_piece, median_p95};
 
 #[derive(Args, Debug)]
 pub struct BenchMusicArgs {
@@ -437,22 +437,6 @@ fn refine_all(
     Ok(run)
 }
 
-fn total(run: &Run) -> DecodeStats {
-    let mut all = DecodeStats::default();
-    run.drafts.values().for_each(|d| all.add(*d));
-    all
-}
-
-fn median_p95(v: &[f64]) -> (f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        s.get(((s.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-    };
-    (at(0.5).unwrap_or(0.0), at(0.95).unwrap_or(0.0))
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -460,7 +444,7 @@ fn load_average() -> String {
 }
 
 fn print_run(label: &str, run: &Run) {
-    let all = total(run);
+    let all: DecodeStats = run.drafts.values().sum();
     let (median, p95) = median_p95(&run.segments);
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / run.segments.len().max(1) as f64;
     println!(
@@ -495,6 +479,7 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     );
     let mut plain = Vec::new();
     let mut drafted = Vec::new();
+    let mut last = None;
     for round in 1..=args.rounds.max(1) {
         let a = refine_all(&model, &pieces, &args, false, 1)?;
         print_run(&format!("{round} plain"), &a);
@@ -509,15 +494,14 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         }
         plain.push(a.wall);
         drafted.push(b.wall);
+        last = Some(b);
     }
-    let med = |v: &mut Vec<f64>| median_p95(v).0;
+    let last = last.expect("at least one round");
+    let (plain, drafted) = (median_p95(&plain).0, median_p95(&drafted).0);
     println!(
-        "median wall: plain {:.1} s, drafted {:.1} s ({:.2}x); outputs identical",
-        med(&mut plain),
-        med(&mut drafted),
-        med(&mut plain) / med(&mut drafted)
+        "median wall: plain {plain:.1} s, drafted {drafted:.1} s ({:.2}x); outputs identical",
+        plain / drafted
     );
-    let last = refine_all(&model, &pieces, &args, true, 1)?;
     println!("\nper corruption (drafted): segments' tokens per decoder forward, guesses taken");
     for (kind, d) in &last.drafts {
         println!(

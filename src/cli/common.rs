@@ -154,3 +154,16 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 0, value_name = "SEMITONES")]
     pub register_shift: u8,
 }
+
+/// The median and the 95th percentile (nearest rank) of `values`; zeros when there are none.
+pub fn median_p95(values: &[f64]) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (at(0.5), at(0.95))
+}

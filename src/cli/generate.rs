@@ -21,7 +21,7 @@ use improvnet::refine::{
 use improvnet::render;
 use improvnet::tokens::Genre;
 
-use super::common::{load_model, load_piece, DEFAULT_MODEL};
+use super::common::{load_model, load_piece, median_p95, DEFAULT_MODEL};
 
 /// Options every refinement command takes. Unset flags leave the recipe's value.
 #[derive(Args, Debug, Clone)]
@@ -322,14 +322,7 @@ impl<'a> Reporter<'a> {
 fn summarize(result: &Refined, started: Instant) {
     let r = &result.report;
     let times: Vec<f64> = r.segment_times.iter().map(Duration::as_secs_f64).collect();
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        sorted
-            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let (median, p95) = median_p95(&times);
     println!(
         "{} passes, {} segments rewritten ({} distinct windows), {} kept by structure; \
          {:.1} s in all, per segment median {:.0} ms, p95 {:.0} ms",
@@ -338,11 +331,10 @@ fn summarize(result: &Refined, started: Instant) {
         r.refined_windows.len(),
         r.protected_windows.len(),
         started.elapsed().as_secs_f64(),
-        pct(0.5) * 1e3,
-        pct(0.95) * 1e3
+        median * 1e3,
+        p95 * 1e3
     );
-    let mut all = improvnet::model::DecodeStats::default();
-    r.drafts.values().for_each(|s| all.add(*s));
+    let all: improvnet::model::DecodeStats = r.drafts.values().sum();
     if all.forwards > 0 {
         println!(
             "decoding: {:.2} tokens per decoder forward ({} of {} drafted tokens taken)",

@@ -434,6 +434,15 @@ pub struct DecodeStats {
     pub decode: Duration,
 }
 
+/// The totals of several sequences (e.g. a refinement's corruptions).
+impl<'a> std::iter::Sum<&'a DecodeStats> for DecodeStats {
+    fn sum<I: Iterator<Item = &'a DecodeStats>>(iter: I) -> Self {
+        let mut all = DecodeStats::default();
+        iter.for_each(|s| all.add(*s));
+        all
+    }
+}
+
 impl DecodeStats {
     /// Tokens decoded per decoder forward (1 without drafts).
     pub fn tokens_per_forward(&self) -> f64 {
