@@ -5,7 +5,7 @@ use common::{data, improvnet};
 use improvnet::tokens::Corruption;
 use improvnet::train::export::exported_sample;
 use improvnet::train::SampleConfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn copy(name: &str, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -208,24 +208,31 @@ fn dataset_build_then_stats() {
     assert!(!tmp.path().join("run").exists());
 }
 
-/// A resumed run keeps its checkpoint cadence unless the resume says otherwise.
-#[test]
-fn train_then_resume_keeps_the_run_settings() {
+/// A small dataset (two pieces per genre, one for validation) and a tiny model config under
+/// `tmp`: (dataset folder, config.json).
+fn tiny_setup(tmp: &Path) -> (PathBuf, PathBuf) {
     use improvnet::model::{BertConfig, Config};
-    let tmp = tempfile::tempdir().unwrap();
     let (ok, _, stderr, data) = build(
-        tmp.path(),
+        tmp,
         &["two_hands.mid", "chopin_nocturne_op15_1.mid"],
         &["pedal.mid", "restrike.mid"],
         &["--valid", "1"],
     );
     assert!(ok, "{stderr}");
-    let config = tmp.path().join("tiny.json");
+    let config = tmp.join("tiny.json");
     let tiny = Config::from_parts(
         BertConfig::sized(32, 1, 2, 64, 2048),
         BertConfig::sized(32, 1, 2, 64, 512),
     );
     std::fs::write(&config, tiny.to_json_string()).unwrap();
+    (data, config)
+}
+
+/// A resumed run keeps its checkpoint cadence unless the resume says otherwise.
+#[test]
+fn train_then_resume_keeps_the_run_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, config) = tiny_setup(tmp.path());
     let run = tmp.path().join("run");
     let (ok, _, stderr) = improvnet(&[
         "train",
@@ -289,21 +296,8 @@ fn train_then_resume_keeps_the_run_settings() {
 /// `bench-train` times the steps `train` takes and writes the batches for the PyTorch side.
 #[test]
 fn bench_train_times_steps_and_dumps_the_batches() {
-    use improvnet::model::{BertConfig, Config};
     let tmp = tempfile::tempdir().unwrap();
-    let (ok, _, stderr, data) = build(
-        tmp.path(),
-        &["two_hands.mid", "chopin_nocturne_op15_1.mid"],
-        &["pedal.mid", "restrike.mid"],
-        &["--valid", "1"],
-    );
-    assert!(ok, "{stderr}");
-    let config = tmp.path().join("tiny.json");
-    let tiny = Config::from_parts(
-        BertConfig::sized(32, 1, 2, 64, 2048),
-        BertConfig::sized(32, 1, 2, 64, 512),
-    );
-    std::fs::write(&config, tiny.to_json_string()).unwrap();
+    let (data, config) = tiny_setup(tmp.path());
     let dump = tmp.path().join("batches.json");
     let (ok, stdout, stderr) = improvnet(&[
         "bench-train",
