@@ -115,7 +115,79 @@ fn main() -> anyhow::Result<()> {
         }
         println!("  feed {k} token(s): {ms:.3} ms ({:.2}x one)", ms / one);
     }
+    // Candidates side by side: four lanes of 3 tokens in one forward against four forwards.
+    state.reset_lanes(4, w.max_positions)?;
+    let tokens = [1u32, 8, 15];
+    let batch: Vec<(usize, &[u32])> = (0..4).map(|l| (l, &tokens[..])).collect();
+    let mut logits = vec![0.0f32; 12 * w.vocab];
+    let mut apart = Vec::new();
+    let mut together = Vec::new();
+    for _ in 0..30 {
+        let t0 = std::time::Instant::now();
+        for l in 0..4 {
+            state.feed_lanes(&w, &batch[l..l + 1], &mut logits[..3 * w.vocab])?;
+        }
+        apart.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = std::time::Instant::now();
+        state.feed_lanes(&w, &batch, &mut logits)?;
+        together.push(t0.elapsed().as_secs_f64() * 1e3);
+        (0..4).for_each(|l| state.rewind_lane(l, 0));
+    }
+    apart.sort_by(f64::total_cmp);
+    together.sort_by(f64::total_cmp);
+    let (a, t) = (apart[15], together[15]);
+    println!(
+        "  4 lanes x 3 tokens: {t:.3} ms together, {a:.3} ms one lane after another ({:.2}x)",
+        a / t
+    );
+    #[cfg(target_arch = "x86_64")]
+    kernel_ab(w.hidden, w.ffn, w.vocab, input.len(), w.hidden / w.heads);
     Ok(())
+}
+
+/// The decoder's products of several rows, AVX2 kernel (one input per register) against the
+/// AVX-512 one (two inputs per register, same sums), alternated, median of 200 each.
+#[cfg(target_arch = "x86_64")]
+fn kernel_ab(d: usize, f: usize, vocab: usize, enc: usize, dh: usize) {
+    use improvnet::model::kernels::{avx, avx512, has_avx512};
+    if !has_avx512() {
+        return;
+    }
+    let shapes = [
+        ("d x d", d, d, d),
+        ("ffn up", f, d, d),
+        ("ffn down", d, f, f),
+        ("lm head", vocab, d, d),
+        ("cross scores", enc, dh, d),
+    ];
+    for (name, m, n, xs) in shapes {
+        let w: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 * 0.01).collect();
+        for rows in [4, 12] {
+            let x: Vec<f32> = (0..rows * xs).map(|i| (i % 13) as f32 * 0.1).collect();
+            let mut y = vec![0.0f32; rows * m];
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..200 {
+                for (k, times) in [&mut a, &mut b].into_iter().enumerate() {
+                    let t0 = Instant::now();
+                    // SAFETY: AVX-512 checked above; `x` holds `rows` inputs `xs` apart and `y`
+                    // `rows` outputs of `m`.
+                    unsafe {
+                        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+                        match k {
+                            0 => avx::matvec_rows(&w, n, None, xp, n, xs, rows, yp, m, m),
+                            _ => avx512::matvec_rows(&w, n, None, xp, n, xs, rows, yp, m, m),
+                        }
+                    }
+                    times.push(t0.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            let (a, b) = (median(&mut a), median(&mut b));
+            println!(
+                "  {name:>12} {m}x{n}, {rows:>2} rows: AVX2 {a:.1} us, AVX-512 pairs {b:.1} us ({:.2}x)",
+                a / b
+            );
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! Speculative decoding: several tokens verified per decoder forward, the plain decoder's output.
 //!
-//! - `feed` of several tokens gives, row for row, the very logits of one `step` at a time;
+//! - `feed` of several tokens gives, row for row, the very logits of one `step` at a time, and so
+//!   does feeding several lanes (the candidates of one segment) in one forward;
+//! - sequences decoded side by side get the tokens each gets decoded alone;
 //! - decoding with any draft (none, copying from the input, right or wrong guesses) gives the
 //!   tokens of plain decoding for the same seed, greedy and sampled, with logits processors;
 //! - the acceptance rule keeps a guess with the probability the distribution gives it and, when
@@ -8,11 +10,11 @@
 //!   draws; a broken rule is shown to fail the same test).
 
 use candle_core::Device;
-use improvnet::model::fast::{DecoderWeights, MAX_FEED};
+use improvnet::model::fast::{DecoderWeights, MAX_FEED, MAX_LANES};
 use improvnet::model::generate::{sample, verify};
 use improvnet::model::{
     BertConfig, ChordConstraint, Config, CopyDraft, Draft, ForbidTokens, GenerateOptions,
-    ImprovNetModel, LogitsProcessor, NoDraft, SamplingParams, EOS, VOCAB,
+    ImprovNetModel, LogitsProcessor, NoDraft, SamplingParams, Sequence, EOS, VOCAB,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -91,6 +93,146 @@ fn feed_refuses_too_many_tokens_and_positions_past_the_end() {
     assert!(err.is_err(), "position {} + {MAX_FEED} > 128", s.position());
 }
 
+#[test]
+fn lanes_fed_together_give_the_logits_of_each_lane_alone() {
+    let m = tiny();
+    let enc = encoder_ids(120, 4);
+    let w = DecoderWeights::lock(&m).unwrap();
+    let token = |lane: usize, i: usize| ((lane * 53 + i * 131 + 7) % 2300 + 1) as u32;
+    // Three lanes at different positions, fed 1..=MAX_FEED tokens each per forward.
+    let sizes = [
+        [2, 1, 3],
+        [MAX_FEED, 4, 1],
+        [1, MAX_FEED, 5],
+        [3, 2, MAX_FEED],
+    ];
+    let mut together = m.start_segment(&enc).unwrap();
+    together.reset_lanes(3, 128).unwrap();
+    let mut alone: Vec<_> = (0..3).map(|_| m.start_segment(&enc).unwrap()).collect();
+    let mut fed = [0usize; 3];
+    for round in sizes {
+        let tokens: Vec<Vec<u32>> = (0..3)
+            .map(|l| (fed[l]..fed[l] + round[l]).map(|i| token(l, i)).collect())
+            .collect();
+        // Lanes in a shuffled order: rows follow the batch, not the lane numbers.
+        let batch: Vec<(usize, &[u32])> = [2, 0, 1].iter().map(|&l| (l, &tokens[l][..])).collect();
+        let rows: usize = round.iter().sum();
+        let mut got = vec![0.0f32; rows * VOCAB];
+        together.feed_lanes(&w, &batch, &mut got).unwrap();
+        let mut want = Vec::new();
+        for &(l, t) in &batch {
+            let mut row = vec![0.0f32; t.len() * VOCAB];
+            alone[l].feed(&w, t, &mut row).unwrap();
+            want.extend(row);
+        }
+        assert!(want
+            .iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        for l in 0..3 {
+            fed[l] += round[l];
+            assert_eq!(together.lane_position(l), fed[l]);
+        }
+    }
+    let mut logits = vec![0.0f32; 2 * VOCAB];
+    let err = together
+        .feed_lanes(&w, &[(1, &[5]), (1, &[6])], &mut logits)
+        .unwrap_err();
+    assert!(err.to_string().contains("each lane once"), "{err}");
+    let err = together.feed_lanes(&w, &[(3, &[5])], &mut logits[..VOCAB]);
+    assert!(err.is_err(), "lane 3 of 3");
+    assert!(together.reset_lanes(MAX_LANES + 1, 128).is_err());
+}
+
+/// Ends the sequence (forces `<E>`) once it holds `after` tokens.
+struct StopAfter(usize);
+
+impl LogitsProcessor for StopAfter {
+    fn process(&mut self, generated: &[u32], logits: &mut [f32]) {
+        if generated.len() >= self.0 {
+            logits.fill(f32::NEG_INFINITY);
+            logits[EOS as usize] = 0.0;
+        }
+    }
+}
+
+#[test]
+fn sequences_decoded_side_by_side_get_the_tokens_each_gets_alone() {
+    let m = tiny();
+    let enc = encoder_ids(90, 5);
+    for sampling in [SamplingParams::greedy(), SamplingParams::default()] {
+        let opts = GenerateOptions {
+            sampling,
+            max_len: 60,
+        };
+        // Five sequences that end at different lengths, with different drafts.
+        let stops = [60, 17, 33, 5, 48];
+        let alone: Vec<Vec<u32>> = stops
+            .iter()
+            .enumerate()
+            .map(|(i, &stop)| {
+                let mut state = m.start_segment(&enc).unwrap();
+                let mut s = StopAfter(stop);
+                let mut forbid = ForbidTokens(vec![0, 2300]);
+                let mut processors: Vec<&mut dyn LogitsProcessor> = vec![&mut forbid, &mut s];
+                let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
+                m.generate_from(&mut state, &opts, &mut processors, &mut NoDraft, &mut rng)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let mut state = m.start_segment(&enc).unwrap();
+        let mut shapers: Vec<(StopAfter, ForbidTokens)> = stops
+            .iter()
+            .map(|&s| (StopAfter(s), ForbidTokens(vec![0, 2300])))
+            .collect();
+        let mut processors: Vec<Vec<&mut dyn LogitsProcessor>> = shapers
+            .iter_mut()
+            .map(|(s, f)| vec![f as &mut dyn LogitsProcessor, s])
+            .collect();
+        let mut drafts: Vec<Box<dyn Draft>> = vec![
+            Box::new(NoDraft),
+            Box::new(CopyDraft::new(&enc)),
+            Box::new(Oracle {
+                tokens: alone[2].clone(),
+                wrong_every: 0,
+                calls: 0,
+            }),
+            Box::new(Oracle {
+                tokens: alone[3].clone(),
+                wrong_every: 3,
+                calls: 0,
+            }),
+            Box::new(Oracle {
+                tokens: alone[4].clone(),
+                wrong_every: 2,
+                calls: 0,
+            }),
+        ];
+        let mut rngs: Vec<ChaCha8Rng> = (0..5).map(ChaCha8Rng::seed_from_u64).collect();
+        let mut seqs: Vec<Sequence> = processors
+            .iter_mut()
+            .zip(drafts.iter_mut())
+            .zip(rngs.iter_mut())
+            .map(|((processors, draft), rng)| Sequence {
+                processors,
+                draft: draft.as_mut(),
+                rng,
+            })
+            .collect();
+        let (together, stats) = m.generate_lanes(&mut state, &opts, &mut seqs).unwrap();
+        assert_eq!(together, alone, "{sampling:?}");
+        let lengths: Vec<usize> = together.iter().map(Vec::len).collect();
+        assert_eq!(
+            lengths,
+            [60, 18, 34, 6, 49],
+            "<E> after the stop, or max_len"
+        );
+        assert_eq!(stats.tokens, lengths.iter().map(|l| l - 1).sum::<usize>());
+        assert!(stats.accepted > 40, "{stats:?}");
+    }
+}
+
 /// Guesses the given tokens, every `wrong_every`-th one replaced by another token.
 struct Oracle {
     tokens: Vec<u32>,
@@ -108,7 +250,7 @@ impl Draft for Oracle {
             .enumerate()
         {
             self.calls += 1;
-            let wrong = self.wrong_every > 0 && (self.calls + k) % self.wrong_every == 0;
+            let wrong = self.wrong_every > 0 && (self.calls + k).is_multiple_of(self.wrong_every);
             draft.push(if wrong { t % 2300 + 1 } else { t });
         }
     }

@@ -57,8 +57,8 @@ pub struct Common {
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Samples per rewritten segment; the one whose pitch classes fit the segments around it
-    /// best is kept (1 = one sample, as the original; infill defaults to 4). Costs N times the
-    /// decoding.
+    /// best is kept (1 = one sample, as the original; infill defaults to 4). They share one
+    /// encoder run and are decoded side by side.
     #[arg(long)]
     pub candidates: Option<usize>,
     /// Segments (5 s each) of context before the rewritten one.

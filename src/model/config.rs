@@ -143,7 +143,9 @@ impl BertConfig {
     }
 
     pub(crate) fn validate(&self, what: &str) -> Result<(), ModelError> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(ModelError::Config(format!(
                 "{what}: hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -7,7 +7,7 @@
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
-use super::kernels::has_avx2;
+use super::kernels::{has_avx2, has_avx512};
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
 
@@ -41,6 +41,12 @@ unsafe fn matvec_rows(
 ) {
     assert!(ld >= n && (m == 0 || w.len() >= (m - 1) * ld + n));
     assert!(b.is_none_or(|b| b.len() >= m));
+    #[cfg(target_arch = "x86_64")]
+    if rows > 1 && has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F/DQ, AVX2 and FMA; bounds as below.
+        unsafe { kernels::avx512::matvec_rows(w, ld, b, x, n, xs, rows, y, ys, m) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA; `w` and `b` bounds asserted above, `x` and `y`
@@ -276,19 +282,20 @@ impl<'m> DecoderWeights<'m> {
 // ------------------------------------------------------------------------------------------------
 // State
 
-/// Per-segment decoding state: cross-attention K/V, the self-attention cache, scratch buffers,
-/// and the thread team the per-token work is split over.
+/// Per-segment decoding state: cross-attention K/V (shared), one self-attention cache per lane,
+/// scratch buffers, and the thread team the per-token work is split over. Lanes are sequences
+/// decoded side by side (the candidates of one segment): they share every weight read.
 pub struct DecoderState {
-    pos: usize,
     max_len: usize,
     enc_len: usize,
-    /// per layer: K `[H, max_len, Dh]`, V transposed `[H, Dh, max_len]`
-    self_k: Vec<Vec<f32>>,
-    self_v: Vec<Vec<f32>>,
+    hidden: usize,
+    ffn_size: usize,
+    lanes: Vec<Lane>,
     /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
-    /// Scratch for up to [`MAX_FEED`] tokens fed together, `[MAX_FEED, D]` (`ffn` `[MAX_FEED, F]`).
+    /// Scratch for up to [`MAX_FEED`] tokens per lane fed together, `[rows, D]` (`ffn`
+    /// `[rows, F]`).
     x: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
@@ -298,16 +305,93 @@ pub struct DecoderState {
     ffn: Vec<f32>,
     /// per token and head: `max(max_len, enc_len)` scores
     scores: Vec<f32>,
+    /// per fed row: its lane and position
+    at: Vec<(usize, usize)>,
     team: Team,
 }
 
-/// The most tokens one [`DecoderState::feed`] takes (a verified draft and the token before it).
+/// One sequence's self-attention cache.
+struct Lane {
+    pos: usize,
+    /// Positions the cache holds.
+    cap: usize,
+    /// per layer: K `[H, cap, Dh]`, V transposed `[H, Dh, cap]`
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl Lane {
+    fn new(layers: usize, d: usize, cap: usize) -> Self {
+        Self {
+            pos: 0,
+            cap,
+            k: vec![vec![0.0; cap * d]; layers],
+            v: vec![vec![0.0; cap * d]; layers],
+        }
+    }
+}
+
+/// The most tokens one lane takes in a [`DecoderState::feed`] (a verified draft and the token
+/// before it).
 pub const MAX_FEED: usize = 8;
 
+/// The most lanes one state decodes side by side (more candidates go in turns): each lane's
+/// cache is `2 * layers * positions * D` floats, 25 MB for the released model.
+pub const MAX_LANES: usize = 8;
+
 impl DecoderState {
-    /// Tokens fed so far (the position of the next one).
+    /// Tokens fed so far in lane 0 (the position of the next one).
     pub fn position(&self) -> usize {
-        self.pos
+        self.lanes[0].pos
+    }
+
+    /// Tokens fed so far in `lane`.
+    pub fn lane_position(&self, lane: usize) -> usize {
+        self.lanes[lane].pos
+    }
+
+    /// Lanes ready to decode.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Makes at least `lanes` (<= [`MAX_LANES`]) lanes of at least `cap` positions, all at
+    /// position 0. Allocates only when the state has fewer or shorter lanes than asked for.
+    pub fn reset_lanes(&mut self, lanes: usize, cap: usize) -> Result<()> {
+        if lanes == 0 || lanes > MAX_LANES {
+            return Err(ModelError::Input(format!(
+                "{lanes} lanes (1 to {MAX_LANES})"
+            )));
+        }
+        let cap = cap.min(self.max_len);
+        let (layers, d, f) = (self.lanes[0].k.len(), self.hidden, self.ffn_size);
+        let per_row = self.scores.len() / (self.x.len() / d);
+        for lane in &mut self.lanes {
+            lane.pos = 0;
+        }
+        for lane in self.lanes.iter_mut().skip(1) {
+            if lane.cap < cap {
+                *lane = Lane::new(layers, d, cap);
+            }
+        }
+        while self.lanes.len() < lanes {
+            self.lanes.push(Lane::new(layers, d, cap));
+        }
+        let rows = MAX_FEED * self.lanes.len();
+        for buf in [
+            &mut self.x,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.ctx,
+            &mut self.tmp,
+        ] {
+            buf.resize(rows * d, 0.0);
+        }
+        self.ffn.resize(rows * f, 0.0);
+        self.scores.resize(rows * per_row, 0.0);
+        self.at.reserve(rows);
+        Ok(())
     }
 
     pub fn max_len(&self) -> usize {
@@ -411,13 +495,12 @@ impl DecoderState {
             cross_v.push(vt);
         }
         let max_len = cfg.max_position_embeddings;
-        let layers = cfg.num_hidden_layers;
         Ok(Self {
-            pos: 0,
             max_len,
             enc_len: n,
-            self_k: vec![vec![0.0; h * max_len * dh]; layers],
-            self_v: vec![vec![0.0; h * max_len * dh]; layers],
+            hidden: d,
+            ffn_size: cfg.intermediate_size,
+            lanes: vec![Lane::new(cfg.num_hidden_layers, d, max_len)],
             cross_k,
             cross_v,
             x: vec![0.0; MAX_FEED * d],
@@ -428,6 +511,7 @@ impl DecoderState {
             tmp: vec![0.0; MAX_FEED * d],
             ffn: vec![0.0; MAX_FEED * cfg.intermediate_size],
             scores: vec![0.0; MAX_FEED * h * max_len.max(n)],
+            at: Vec::with_capacity(MAX_FEED),
             team: Team::new(threads),
         })
     }
@@ -437,37 +521,67 @@ impl DecoderState {
         self.feed(w, &[token], logits)
     }
 
-    /// Goes back to `position` (<= the current one): the tokens fed after it are forgotten (a
-    /// rejected draft). Their cache entries are overwritten before anything reads them.
+    /// Goes back to `position` (<= the current one) in lane 0: the tokens fed after it are
+    /// forgotten (a rejected draft). Their cache entries are overwritten before anything reads
+    /// them.
     pub fn rewind(&mut self, position: usize) {
-        self.pos = self.pos.min(position);
+        self.rewind_lane(0, position);
     }
 
-    /// Feeds `tokens` (1..=[`MAX_FEED`]) at the next positions and writes, for each, the logits
-    /// of the token after it (`tokens.len() * vocab` values). Each row is bit-identical to what
-    /// feeding the tokens one [`step`](Self::step) at a time gives, for about the weight traffic
-    /// of one step: this is how a draft is verified.
+    /// [`rewind`](Self::rewind) for `lane`.
+    pub fn rewind_lane(&mut self, lane: usize, position: usize) {
+        let lane = &mut self.lanes[lane];
+        lane.pos = lane.pos.min(position);
+    }
+
+    /// Feeds `tokens` (1..=[`MAX_FEED`]) at the next positions of lane 0 and writes, for each,
+    /// the logits of the token after it (`tokens.len() * vocab` values). Each row is
+    /// bit-identical to what feeding the tokens one [`step`](Self::step) at a time gives, for
+    /// about the weight traffic of one step: this is how a draft is verified.
     pub fn feed(&mut self, w: &DecoderWeights, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+        self.feed_lanes(w, &[(0, tokens)], logits)
+    }
+
+    /// [`feed`](Self::feed) for several lanes in one forward: `batch` lists `(lane, tokens)`
+    /// (each lane once, 1..=[`MAX_FEED`] tokens), and `logits` gets their rows in that order.
+    /// Every row is bit-identical to feeding its lane alone; the weights are read once for all.
+    pub fn feed_lanes(
+        &mut self,
+        w: &DecoderWeights,
+        batch: &[(usize, &[u32])],
+        logits: &mut [f32],
+    ) -> Result<()> {
         let d = w.hidden;
         let h = w.heads;
         let dh = d / h;
-        let pos = self.pos;
-        let rows = tokens.len();
-        if rows == 0 || rows > MAX_FEED {
-            return Err(ModelError::Input(format!(
-                "{rows} tokens fed at once (1 to {MAX_FEED})"
-            )));
+        self.at.clear();
+        for &(lane, tokens) in batch {
+            let Some(l) = self.lanes.get(lane) else {
+                return Err(ModelError::Input(format!(
+                    "lane {lane} of {}",
+                    self.lanes.len()
+                )));
+            };
+            let (pos, n) = (l.pos, tokens.len());
+            if n == 0 || n > MAX_FEED || self.at.iter().any(|&(other, _)| other == lane) {
+                return Err(ModelError::Input(format!(
+                    "{n} tokens fed at once to lane {lane} (1 to {MAX_FEED}, each lane once)"
+                )));
+            }
+            if pos + n > l.cap {
+                return Err(ModelError::Input(format!(
+                    "decoder position {} exceeds {} (max_position_embeddings {})",
+                    pos + n - 1,
+                    l.cap,
+                    self.max_len
+                )));
+            }
+            if let Some(&t) = tokens.iter().find(|&&t| t as usize >= w.vocab) {
+                return Err(ModelError::Input(format!("token {t} >= vocab {}", w.vocab)));
+            }
+            self.at.extend((pos..pos + n).map(|p| (lane, p)));
         }
-        if pos + rows > self.max_len {
-            return Err(ModelError::Input(format!(
-                "decoder position {} exceeds max_position_embeddings {}",
-                pos + rows - 1,
-                self.max_len
-            )));
-        }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= w.vocab) {
-            return Err(ModelError::Input(format!("token {t} >= vocab {}", w.vocab)));
-        }
+        let rows = self.at.len();
         if logits.len() != rows * w.vocab {
             return Err(ModelError::Input("logits buffer has the wrong size".into()));
         }
@@ -475,8 +589,8 @@ impl DecoderState {
         let eps = w.eps;
         let f = w.ffn;
         let Self {
-            self_k,
-            self_v,
+            lanes,
+            at,
             cross_k,
             cross_v,
             x,
@@ -492,8 +606,8 @@ impl DecoderState {
             enc_len,
             ..
         } = self;
-        let (ml, n) = (*max_len, *enc_len);
-        let sl = ml.max(n);
+        let n = *enc_len;
+        let sl = (*max_len).max(n);
         let (x, q, k, v) = (
             &mut x[..rows * d],
             &mut q[..rows * d],
@@ -511,8 +625,9 @@ impl DecoderState {
         let add = |x: &mut [f32], y: &[f32]| x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
         // Embeddings.
         let (we, pe, te) = (w.t(0), w.t(1), w.t(2));
-        for (j, (&t, xr)) in tokens.iter().zip(x.chunks_exact_mut(d)).enumerate() {
-            let (t, p) = (t as usize, pos + j);
+        let tokens = batch.iter().flat_map(|(_, t)| t.iter());
+        for ((&t, xr), &(_, p)) in tokens.zip(x.chunks_exact_mut(d)).zip(at.iter()) {
+            let t = t as usize;
             for i in 0..d {
                 xr[i] = we[t * d + i] + pe[p * d + i] + te[i];
             }
@@ -532,9 +647,10 @@ impl DecoderState {
                 rows,
                 [&mut q[..], &mut k[..], &mut v[..]],
             );
-            let (ck, cv) = (&mut self_k[li], &mut self_v[li]);
-            for j in 0..rows {
-                let (kj, vj, p) = (&k[j * d..], &v[j * d..], pos + j);
+            for (j, &(lane, p)) in at.iter().enumerate() {
+                let lane = &mut lanes[lane];
+                let (ml, ck, cv) = (lane.cap, &mut lane.k[li], &mut lane.v[li]);
+                let (kj, vj) = (&k[j * d..], &v[j * d..]);
                 for hh in 0..h {
                     let off = (hh * ml + p) * dh;
                     ck[off..off + dh].copy_from_slice(&kj[hh * dh..hh * dh + dh]);
@@ -543,12 +659,14 @@ impl DecoderState {
                     }
                 }
             }
-            let (ck, cv) = (&*ck, &*cv);
+            let (lanes_now, at_now) = (&*lanes, &*at);
             // One task per head, its rows in turn: the head's cache stays in cache.
             heads(team, rows, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
-                let base = hh * ml * dh;
-                for j in 0..rows {
-                    let seen = pos + j + 1;
+                for (j, &(lane, p)) in at_now.iter().enumerate() {
+                    let lane = &lanes_now[lane];
+                    let (ml, ck, cv) = (lane.cap, &lane.k[li], &lane.v[li]);
+                    let base = hh * ml * dh;
+                    let seen = p + 1;
                     // SAFETY: row j's slices of this head's query and context (`d` apart).
                     let (qj, oj) = unsafe {
                         (
@@ -607,7 +725,9 @@ impl DecoderState {
         tmp.chunks_exact_mut(d).for_each(gelu);
         ln_rows(tmp, w.head(2), w.head(3));
         par_matvec(team, w.head(4), w.head(5), tmp, rows, logits);
-        self.pos += rows;
+        for &(lane, tokens) in batch {
+            self.lanes[lane].pos += tokens.len();
+        }
         Ok(())
     }
 }

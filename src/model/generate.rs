@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 use super::fast::{DecoderState, DecoderWeights, MAX_FEED};
 use super::seq2seq::ImprovNetModel;
@@ -337,64 +337,116 @@ impl ImprovNetModel {
         draft: &mut dyn Draft,
         rng: &mut R,
     ) -> Result<(Vec<u32>, DecodeStats)> {
+        let mut rng = rng;
+        let mut one = [Sequence {
+            processors,
+            draft,
+            rng: &mut rng,
+        }];
+        let (mut out, stats) = self.generate_lanes(state, opts, &mut one)?;
+        Ok((out.pop().expect("one sequence"), stats))
+    }
+
+    /// Decodes several sequences of one encoded segment side by side (up to
+    /// [`MAX_LANES`](super::fast::MAX_LANES), the candidates of a best-of-N): each forward feeds
+    /// every unfinished sequence's last token and guesses, so the weights are read once for all.
+    /// Each sequence's tokens are what [`generate_from`](Self::generate_from) gives it alone
+    /// with its own processors, draft and random draws. The stats are the sequences' totals
+    /// (`forwards` counts each sequence's share of a forward, so tokens per forward stays the
+    /// draft's measure) and the wall time.
+    pub fn generate_lanes(
+        &self,
+        state: &mut DecoderState,
+        opts: &GenerateOptions,
+        seqs: &mut [Sequence],
+    ) -> Result<(Vec<Vec<u32>>, DecodeStats)> {
         let started = Instant::now();
-        state.rewind(0);
         let w = DecoderWeights::lock(self)?;
         let max_len = opts.max_len.min(state.max_len());
-        let mut out = vec![BOS];
-        let mut logits = vec![0.0f32; MAX_FEED * w.vocab];
+        state.reset_lanes(seqs.len(), max_len)?;
+        let mut outs: Vec<Vec<u32>> = vec![vec![BOS]; seqs.len()];
+        let mut fed: Vec<Vec<u32>> = vec![Vec::with_capacity(MAX_FEED); seqs.len()];
+        let mut done = vec![false; seqs.len()];
+        // Draft length per sequence: grows while drafts are taken whole, shrinks to what was
+        // taken.
+        let mut want = vec![2usize; seqs.len()];
+        let mut logits = vec![0.0f32; MAX_FEED * seqs.len() * w.vocab];
         let mut scratch = Vec::with_capacity(w.vocab);
         let mut guess = Vec::with_capacity(MAX_FEED);
-        let mut fed = Vec::with_capacity(MAX_FEED);
         let mut stats = DecodeStats::default();
-        // Draft length: grows while drafts are taken whole, shrinks to what was taken.
-        let mut want = 2usize;
-        'decode: while out.len() < max_len {
-            // Feed the last token and the guesses after it; never past `max_len` tokens.
-            let room = (max_len - out.len()).min(MAX_FEED) - 1;
-            guess.clear();
-            if room > 0 {
-                draft.propose(&out, want.min(room), &mut guess);
-                guess.truncate(want.min(room));
+        loop {
+            // Feed each sequence's last token and the guesses after it; never past `max_len`.
+            for (i, seq) in seqs.iter_mut().enumerate() {
+                let out = &outs[i];
+                done[i] |= out.len() >= max_len;
+                if done[i] {
+                    continue;
+                }
+                let room = (max_len - out.len()).min(MAX_FEED) - 1;
+                guess.clear();
+                if room > 0 {
+                    seq.draft.propose(out, want[i].min(room), &mut guess);
+                    guess.truncate(want[i].min(room));
+                }
+                fed[i].clear();
+                fed[i].push(*out.last().unwrap());
+                fed[i].extend_from_slice(&guess);
             }
-            fed.clear();
-            fed.push(*out.last().unwrap());
-            fed.extend_from_slice(&guess);
-            let position = state.position();
-            let rows = &mut logits[..fed.len() * w.vocab];
-            state.feed(&w, &fed, rows)?;
-            stats.forwards += 1;
-            stats.drafted += guess.len();
-            for (i, row) in rows.chunks_exact_mut(w.vocab).enumerate() {
-                for p in processors.iter_mut() {
-                    p.process(&out, row);
-                }
-                let (next, kept) = verify(
-                    row,
-                    guess.get(i).copied(),
-                    &opts.sampling,
-                    rng,
-                    &mut scratch,
-                );
-                out.push(next);
-                stats.tokens += 1;
-                if kept {
-                    stats.accepted += 1;
-                }
-                if next == EOS || next == PAD {
-                    break 'decode;
-                }
-                if !kept && i < guess.len() {
-                    // The rows after a miss were computed for tokens that did not come.
-                    state.rewind(position + i + 1);
-                    want = i.max(1);
-                    continue 'decode;
-                }
+            let batch: Vec<(usize, &[u32])> = (0..seqs.len())
+                .filter(|&i| !done[i])
+                .map(|i| (i, fed[i].as_slice()))
+                .collect();
+            if batch.is_empty() {
+                break;
             }
-            want = (want + 1).min(MAX_FEED - 1);
+            let positions: Vec<usize> =
+                batch.iter().map(|&(i, _)| state.lane_position(i)).collect();
+            let rows = batch.iter().map(|(_, t)| t.len()).sum::<usize>();
+            state.feed_lanes(&w, &batch, &mut logits[..rows * w.vocab])?;
+            let mut row = 0;
+            for (&(i, fed), position) in batch.iter().zip(positions) {
+                let (seq, out) = (&mut seqs[i], &mut outs[i]);
+                let guessed = &fed[1..];
+                stats.forwards += 1;
+                stats.drafted += guessed.len();
+                let mut taken = true;
+                for (j, logits) in logits[row * w.vocab..(row + fed.len()) * w.vocab]
+                    .chunks_exact_mut(w.vocab)
+                    .enumerate()
+                {
+                    for p in seq.processors.iter_mut() {
+                        p.process(out, logits);
+                    }
+                    let (next, kept) = verify(
+                        logits,
+                        guessed.get(j).copied(),
+                        &opts.sampling,
+                        &mut seq.rng,
+                        &mut scratch,
+                    );
+                    out.push(next);
+                    stats.tokens += 1;
+                    stats.accepted += kept as usize;
+                    if next == EOS || next == PAD {
+                        done[i] = true;
+                        break;
+                    }
+                    if !kept && j < guessed.len() {
+                        // The rows after a miss were computed for tokens that did not come.
+                        state.rewind_lane(i, position + j + 1);
+                        want[i] = j.max(1);
+                        taken = false;
+                        break;
+                    }
+                }
+                if taken {
+                    want[i] = (want[i] + 1).min(MAX_FEED - 1);
+                }
+                row += fed.len();
+            }
         }
         stats.decode = started.elapsed();
-        Ok((out, stats))
+        Ok((outs, stats))
     }
 
     /// Logits `[len(dec_ids)][vocab]` computed token by token through the KV-cache path
@@ -457,6 +509,14 @@ impl DecodeStats {
         self.encoder += other.encoder;
         self.decode += other.decode;
     }
+}
+
+/// One sequence of [`ImprovNetModel::generate_lanes`]: what edits its logits, what guesses
+/// its tokens, and its own random draws.
+pub struct Sequence<'a, 'p> {
+    pub processors: &'a mut [&'p mut dyn LogitsProcessor],
+    pub draft: &'a mut dyn Draft,
+    pub rng: &'a mut dyn RngCore,
 }
 
 /// Guesses the tokens that follow a sequence, for speculative decoding. A guess costs only the

@@ -182,7 +182,7 @@ pub mod avx {
     /// does not depend on how many inputs share the weight read.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4(r0: *const f32, ld: usize, xp: *const f32, n: usize) -> [f32; 4] {
+    pub unsafe fn dot4(r0: *const f32, ld: usize, xp: *const f32, n: usize) -> [f32; 4] {
         let n8 = n / 8 * 8;
         let r1 = r0.add(ld);
         let r2 = r1.add(ld);
@@ -390,6 +390,200 @@ pub mod avx {
         }
         for v in &mut x[n8..] {
             *v = super::gelu_scalar(*v);
+        }
+    }
+}
+
+/// Whether the CPU has the AVX-512 subsets [`avx512`] uses.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            has_avx2()
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// AVX-512 kernels with the AVX2 kernels' arithmetic: a 512-bit register holds two 8-lane
+/// accumulators, one input each against the same weights, so every sum is the one
+/// [`avx::matvec_rows`] computes, bit for bit, at twice the multiply-adds per instruction.
+///
+/// # Safety
+/// Every function here needs a CPU with AVX-512 F and DQ, AVX2 and FMA (see [`has_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::missing_safety_doc)]
+pub mod avx512 {
+    use super::avx::{dot, dot4};
+    use std::arch::x86_64::*;
+
+    /// `s[k][j] = w[k, :] . x_j` for four weight rows (`ld` apart) and `2 * P` inputs (`xs`
+    /// apart), each summed as [`dot4`] sums it.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn quad<const P: usize>(
+        w: *const f32,
+        ld: usize,
+        x: *const f32,
+        xs: usize,
+        n: usize,
+        s: &mut [[f32; 8]; 4],
+    ) {
+        let n8 = n / 8 * 8;
+        let mut acc = [[_mm512_setzero_ps(); P]; 4];
+        let mut i = 0;
+        while i < n8 {
+            let mut xv = [_mm512_setzero_ps(); P];
+            for (p, v) in xv.iter_mut().enumerate() {
+                let lo = _mm256_loadu_ps(x.add(2 * p * xs + i));
+                let hi = _mm256_loadu_ps(x.add((2 * p + 1) * xs + i));
+                *v = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+            }
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_broadcast_f32x8(_mm256_loadu_ps(w.add(k * ld + i)));
+                for (a, v) in acc.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, *v, *a);
+                }
+            }
+            i += 8;
+        }
+        // The 8P sums, 16 at a time (zmm `k * P + p` holds inputs 2p and 2p + 1).
+        let flat = acc.as_flattened();
+        for (g, group) in flat.chunks(8).enumerate() {
+            let mut z = [_mm512_setzero_ps(); 8];
+            z[..group.len()].copy_from_slice(group);
+            let r = hsum16(z);
+            for (i, _) in group.iter().enumerate() {
+                let zi = 8 * g + i;
+                let (k, p) = (zi / P, zi % P);
+                for h in 0..2 {
+                    let letter = 2 * i + h;
+                    s[k][2 * p + h] = r[(letter % 4) * 4 + letter / 4];
+                }
+            }
+        }
+        // The tails, in `dot4`'s order.
+        for (k, sk) in s.iter_mut().enumerate() {
+            for (j, v) in sk[..2 * P].iter_mut().enumerate() {
+                let xj = x.add(j * xs);
+                for i in n8..n {
+                    *v += *w.add(k * ld + i) * *xj.add(i);
+                }
+            }
+        }
+    }
+
+    /// The [`hsum`](super::avx::hsum)s of the 16 8-lane halves of `z` at once, each with `hsum`'s additions
+    /// (`((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))`), so bit for bit: half `h` of
+    /// `z[i]` is "letter" `l = 2i + h`, and its sum is at `(l % 4) * 4 + l / 4`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn hsum16(z: [__m512; 8]) -> [f32; 16] {
+        // Blocks of four: [a_lo, a_hi, b_lo, b_hi] -> a_lo + a_hi, pairs of registers at once.
+        let fold = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(x, y),
+                _mm512_shuffle_f32x4::<0xDD>(x, y),
+            )
+        };
+        let s = [
+            fold(z[0], z[1]),
+            fold(z[2], z[3]),
+            fold(z[4], z[5]),
+            fold(z[6], z[7]),
+        ];
+        // Within each block [s0, s1, s2, s3]: s0 + s2 and s1 + s3, two registers at once.
+        let t = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(x, y),
+                _mm512_shuffle_ps::<0xEE>(x, y),
+            )
+        };
+        let (t0, t1) = (t(s[0], s[1]), t(s[2], s[3]));
+        // And (s0 + s2) + (s1 + s3).
+        let r = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(t0, t1),
+            _mm512_shuffle_ps::<0xDD>(t0, t1),
+        );
+        let mut out = [0.0f32; 16];
+        _mm512_storeu_ps(out.as_mut_ptr(), r);
+        out
+    }
+
+    /// [`avx::matvec_rows`](super::avx::matvec_rows), inputs two by two.
+    ///
+    /// # Safety
+    /// As [`avx::matvec_rows`](super::avx::matvec_rows).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub unsafe fn matvec_rows(
+        w: &[f32],
+        ld: usize,
+        b: Option<&[f32]>,
+        x: *const f32,
+        n: usize,
+        xs: usize,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+        m: usize,
+    ) {
+        let wp = w.as_ptr();
+        let bias = |o: usize| b.map_or(0.0, |b| *b.get_unchecked(o));
+        let mut s = [[0.0f32; 8]; 4];
+        let mut o = 0;
+        while o + 4 <= m {
+            let wo = wp.add(o * ld);
+            let mut j = 0;
+            while j + 2 <= rows {
+                let xj = x.add(j * xs);
+                let take = match (rows - j) / 2 {
+                    1 => {
+                        quad::<1>(wo, ld, xj, xs, n, &mut s);
+                        2
+                    }
+                    2 => {
+                        quad::<2>(wo, ld, xj, xs, n, &mut s);
+                        4
+                    }
+                    3 => {
+                        quad::<3>(wo, ld, xj, xs, n, &mut s);
+                        6
+                    }
+                    _ => {
+                        quad::<4>(wo, ld, xj, xs, n, &mut s);
+                        8
+                    }
+                };
+                for (k, sk) in s.iter().enumerate() {
+                    for (r, v) in sk[..take].iter().enumerate() {
+                        *y.add((j + r) * ys + o + k) = v + bias(o + k);
+                    }
+                }
+                j += take;
+            }
+            if j < rows {
+                let sk = dot4(wo, ld, x.add(j * xs), n);
+                for (k, v) in sk.iter().enumerate() {
+                    *y.add(j * ys + o + k) = v + bias(o + k);
+                }
+            }
+            o += 4;
+        }
+        while o < m {
+            let row = std::slice::from_raw_parts(wp.add(o * ld), n);
+            for j in 0..rows {
+                let xj = std::slice::from_raw_parts(x.add(j * xs), n);
+                *y.add(j * ys + o) = dot(row, xj) + bias(o);
+            }
+            o += 1;
         }
     }
 }

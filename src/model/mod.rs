@@ -28,9 +28,10 @@ pub mod weights;
 pub use bert::Train;
 pub use classifier::GenreClassifier;
 pub use config::{BertConfig, Config};
+pub use fast::MAX_LANES;
 pub use generate::{
     ChordConstraint, CopyDraft, DecodeStats, Draft, ForbidTokens, GenerateOptions, LogitsProcessor,
-    NoDraft, SamplingParams,
+    NoDraft, SamplingParams, Sequence,
 };
 pub use seq2seq::ImprovNetModel;
 

@@ -121,7 +121,7 @@ impl Team {
         let mut since: Option<Instant> = None;
         while s.done.load(Acquire) < n {
             spins += 1;
-            if spins % 256 == 0 {
+            if spins.is_multiple_of(256) {
                 let t0 = *since.get_or_insert_with(Instant::now);
                 if t0.elapsed() > SLOW_WAIT && self.solo_until <= self.jobs {
                     self.solo_until = self.jobs + BACKOFF;

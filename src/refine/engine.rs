@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::corrupt::{corrupt, Behaviour, CorruptedSegment, Corruption, CorruptionChoice};
 use crate::model::{
     ChordConstraint, CopyDraft, DecodeStats, Draft, ForbidTokens, GenerateOptions, ImprovNetModel,
-    LogitsProcessor, NoDraft, SamplingParams,
+    LogitsProcessor, NoDraft, SamplingParams, Sequence, MAX_LANES,
 };
 use crate::music::{Note, Piece, Segment};
 use crate::tokens::{
@@ -124,6 +125,14 @@ pub struct PassPlan {
 /// One defect of a candidate outweighs any difference in harmonic fit (pitch-class KL, rarely
 /// above 10).
 const FLAW_WEIGHT: f64 = 100.0;
+
+/// What shapes one candidate's sampling: its logits processors and its draft.
+struct Shapers<'a> {
+    chord: ChordConstraint,
+    forbid: ForbidTokens,
+    template: Option<Template>,
+    draft: Box<dyn Draft + 'a>,
+}
 
 /// How a segment is harmonized, if it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -370,54 +379,87 @@ impl<'m> Engine<'m> {
         stats.encoder = started.elapsed();
         let forbidden = ForbidTokens(forbidden_in_segment());
         let copy = CopyDraft::new(&enc);
-        for _ in 0..draws {
-            let mut forbid = forbidden.clone();
-            let mut chord = ChordConstraint::default();
-            let mut shaped = template.clone();
-            let mut processors: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
-            // Strict fidelity's template holds the chord constraint itself, as a preference.
-            let strict = self.fidelity == Fidelity::Strict && shaped.is_some();
-            if chord_constraint && !strict {
-                processors.push(&mut chord);
-            }
-            processors.push(&mut forbid);
-            if let Some(t) = shaped.as_mut() {
-                processors.push(t);
-            }
-            let mut draft: Box<dyn Draft> = match &template {
-                _ if !self.speculative => Box::new(NoDraft),
-                Some(t) => Box::new(TemplateDraft::new(
-                    t.clone(),
-                    &copy,
-                    forbidden.clone(),
-                    self.model.config.decoder.vocab_size,
-                )),
-                None => Box::new(&copy),
+        // Strict fidelity's template holds the chord constraint itself, as a preference.
+        let strict = self.fidelity == Fidelity::Strict && template.is_some();
+        // One candidate samples with the caller's draws; several each get their own stream
+        // (seeded from the caller's) so that they can be decoded side by side.
+        let seeds: Vec<u64> = match draws {
+            1 => Vec::new(),
+            _ => (0..draws).map(|_| rng.gen()).collect(),
+        };
+        let mut caller: &mut R = rng;
+        for group in (0..draws).collect::<Vec<_>>().chunks(MAX_LANES) {
+            let mut shapers: Vec<Shapers> = group
+                .iter()
+                .map(|_| Shapers {
+                    chord: ChordConstraint::default(),
+                    forbid: forbidden.clone(),
+                    template: template.clone(),
+                    draft: match &template {
+                        _ if !self.speculative => Box::new(NoDraft),
+                        Some(t) => Box::new(TemplateDraft::new(
+                            t.clone(),
+                            &copy,
+                            forbidden.clone(),
+                            self.model.config.decoder.vocab_size,
+                        )),
+                        None => Box::new(&copy),
+                    },
+                })
+                .collect();
+            let mut own: Vec<ChaCha8Rng> = group
+                .iter()
+                .filter_map(|&c| seeds.get(c).map(|&s| ChaCha8Rng::seed_from_u64(s)))
+                .collect();
+            let mut rngs: Vec<&mut dyn RngCore> = match own.is_empty() {
+                true => vec![&mut caller],
+                false => own.iter_mut().map(|r| r as &mut dyn RngCore).collect(),
             };
-            let (ids, drafted) = self.model.generate_from(
-                &mut state,
-                &opts,
-                &mut processors,
-                draft.as_mut(),
-                rng,
-            )?;
+            let mut processors: Vec<Vec<&mut dyn LogitsProcessor>> = Vec::new();
+            let mut drafts = Vec::new();
+            for s in shapers.iter_mut() {
+                let mut p: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
+                if chord_constraint && !strict {
+                    p.push(&mut s.chord);
+                }
+                p.push(&mut s.forbid);
+                if let Some(t) = s.template.as_mut() {
+                    p.push(t);
+                }
+                processors.push(p);
+                drafts.push(s.draft.as_mut());
+            }
+            let mut seqs: Vec<Sequence> = processors
+                .iter_mut()
+                .zip(drafts)
+                .zip(rngs.iter_mut())
+                .map(|((processors, draft), rng)| Sequence {
+                    processors,
+                    draft,
+                    rng: &mut **rng,
+                })
+                .collect();
+            let (outs, drafted) = self.model.generate_lanes(&mut state, &opts, &mut seqs)?;
             stats.add(drafted);
-            tokens += ids.len().saturating_sub(1);
-            let mut candidate = Segment {
-                window: piece.segments[index].window,
-                notes: parse_notes(&ids).notes,
-            };
-            candidate.notes.sort_by_key(|n| n.onset_ms);
-            // With the sanity rules, a candidate with fewer defects (restrikes, clusters) wins
-            // first; the harmonic fit decides between equals.
-            let flaws = if self.sanity {
-                fit::flaws(&candidate) as f64
-            } else {
-                0.0
-            };
-            let d = flaws * FLAW_WEIGHT + reference.map_or(0.0, |r| fit::distance(&r, &candidate));
-            if best.as_ref().is_none_or(|(b, _)| d < *b) {
-                best = Some((d, candidate.notes));
+            for ids in outs {
+                tokens += ids.len().saturating_sub(1);
+                let mut candidate = Segment {
+                    window: piece.segments[index].window,
+                    notes: parse_notes(&ids).notes,
+                };
+                candidate.notes.sort_by_key(|n| n.onset_ms);
+                // With the sanity rules, a candidate with fewer defects (restrikes, clusters)
+                // wins first; the harmonic fit decides between equals.
+                let flaws = if self.sanity {
+                    fit::flaws(&candidate) as f64
+                } else {
+                    0.0
+                };
+                let d =
+                    flaws * FLAW_WEIGHT + reference.map_or(0.0, |r| fit::distance(&r, &candidate));
+                if best.as_ref().is_none_or(|(b, _)| d < *b) {
+                    best = Some((d, candidate.notes));
+                }
             }
         }
         let (_, notes) = best.expect("at least one candidate is drawn");
@@ -659,11 +701,14 @@ mod tests {
         let reference = fit::neighbours(&piece, 1, context).unwrap();
         let mut distinct = 0;
         for seed in 0..4 {
-            // The four single draws, in the order the best-of-4 engine draws them.
+            // The four single draws, each with the stream the best-of-4 engine seeds for it.
             let one = Engine::new(&model, &opts(1));
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let draws: Vec<Vec<Note>> = (0..4)
-                .map(|_| {
+            let seeds: Vec<u64> = (0..4).map(|_| rng.gen()).collect();
+            let draws: Vec<Vec<Note>> = seeds
+                .iter()
+                .map(|&s| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(s);
                     one.regenerate(&piece, 1, context, &block, false, &mut rng)
                         .unwrap()
                 })

@@ -259,7 +259,7 @@ const VELOCITY_ROW: [u8; 256] = {
 };
 
 fn time_index_exact(ms: u16) -> Option<u32> {
-    (ms <= MAX_TIME_MS && ms % TIME_STEP_MS == 0).then_some((ms / TIME_STEP_MS) as u32)
+    (ms <= MAX_TIME_MS && ms.is_multiple_of(TIME_STEP_MS)).then_some((ms / TIME_STEP_MS) as u32)
 }
 
 impl Token {

@@ -709,10 +709,11 @@ impl Trainer {
                 s.step, s.lr, s.loss, s.grad_norm, s.samples, s.tokens, s.enc_len, s.dec_len, s.ms
             ))?;
             on_event(Event::Step(&s));
-            if self.config.eval_every > 0 && self.step % self.config.eval_every == 0 {
+            if self.config.eval_every > 0 && self.step.is_multiple_of(self.config.eval_every) {
                 self.validate(&mut valid_log, &mut on_event)?;
             }
-            let by_steps = self.config.ckpt_every > 0 && self.step % self.config.ckpt_every == 0;
+            let by_steps =
+                self.config.ckpt_every > 0 && self.step.is_multiple_of(self.config.ckpt_every);
             let by_time = self.config.ckpt_minutes > 0.0
                 && last_ckpt.elapsed().as_secs_f64() >= self.config.ckpt_minutes * 60.0;
             if by_steps || by_time {
@@ -723,7 +724,9 @@ impl Trainer {
             }
         }
         // (A run of 0 steps validates its initial weights: `--steps 0` writes them to `final`.)
-        if self.step == 0 || self.config.eval_every == 0 || self.step % self.config.eval_every != 0
+        if self.step == 0
+            || self.config.eval_every == 0
+            || !self.step.is_multiple_of(self.config.eval_every)
         {
             self.validate(&mut valid_log, &mut on_event)?;
         }
