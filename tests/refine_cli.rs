@@ -635,6 +635,7 @@ fn the_shipped_classifier_tells_a_nocturne_from_a_rag() {
 fn bench_model_compares_plain_and_speculative_decoding_on_the_same_output() {
     let s = Setup::new();
     let input = s.input("piece.mid", &nocturne(8));
+    let shapes = s.out("segments.json");
     let out = run_ok(&[
         "bench-model",
         &input,
@@ -646,6 +647,8 @@ fn bench_model_compares_plain_and_speculative_decoding_on_the_same_output() {
         "2",
         "--max-tokens",
         "60",
+        "--export",
+        &shapes,
     ]);
     assert!(out.contains("1 plain"), "{out}");
     assert!(out.contains("1 drafted"), "{out}");
@@ -661,6 +664,25 @@ fn bench_model_compares_plain_and_speculative_decoding_on_the_same_output() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(per_forward > 1.2, "{drafted}");
+    // The exported shapes are the drafted run's segments, for the PyTorch side.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&shapes).unwrap()).unwrap();
+    let segments = json["segments"].as_array().unwrap();
+    let counted: usize = drafted
+        .split(" segments")
+        .next()
+        .and_then(|f| f.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(segments.len(), counted, "{drafted}");
+    assert!(segments.iter().all(|s| {
+        let (e, t) = (
+            s["encoder_tokens"].as_u64().unwrap(),
+            s["tokens"].as_u64().unwrap(),
+        );
+        e > 20 && (1..=59).contains(&t)
+    }));
+    assert_eq!(json["model"].as_str(), Some(s.model.as_str()));
     let err = run_err(&["bench-model", "missing.mid", "--model", &s.model]);
     assert!(err.contains("missing.mid"), "{err}");
 }

@@ -382,12 +382,18 @@ pub struct BenchModelArgs {
     pub max_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write the segments' shapes (encoder tokens, decoded tokens) to this JSON file, for
+    /// `scripts/bench_model_pytorch.py` to time the same work through PyTorch.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
 }
 
 /// One timed refinement of every piece.
 struct Run {
     wall: f64,
     segments: Vec<f64>,
+    /// Per segment: encoder input length, tokens decoded.
+    shapes: Vec<(usize, usize)>,
     drafts: std::collections::BTreeMap<improvnet::corrupt::Corruption, DecodeStats>,
     digest: u64,
 }
@@ -402,6 +408,7 @@ fn refine_all(
     let mut run = Run {
         wall: 0.0,
         segments: Vec::new(),
+        shapes: Vec::new(),
         drafts: Default::default(),
         digest: 0xcbf2_9ce4_8422_2325,
     };
@@ -420,6 +427,12 @@ fn refine_all(
         let r = &out.report;
         run.segments
             .extend(r.segment_times.iter().map(|t| t.as_secs_f64() * 1e3));
+        run.shapes.extend(
+            r.segment_inputs
+                .iter()
+                .copied()
+                .zip(r.segment_tokens.iter().copied()),
+        );
         for (kind, d) in &r.drafts {
             run.drafts.entry(*kind).or_default().add(*d);
         }
@@ -497,6 +510,21 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         last = Some(b);
     }
     let last = last.expect("at least one round");
+    if let Some(path) = &args.export {
+        let shapes: Vec<_> = last
+            .shapes
+            .iter()
+            .map(|&(e, t)| serde_json::json!({"encoder_tokens": e, "tokens": t}))
+            .collect();
+        let json = serde_json::json!({"model": args.model, "segments": shapes});
+        improvnet::music::write_atomic(path, json.to_string().as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        println!(
+            "{} segment shapes written to {}",
+            shapes.len(),
+            path.display()
+        );
+    }
     let (plain, drafted) = (median_p95(&plain).0, median_p95(&drafted).0);
     println!(
         "median wall: plain {plain:.1} s, drafted {drafted:.1} s ({:.2}x); outputs identical",

@@ -323,7 +323,15 @@ impl ImprovNetModel {
         let mut state = self.start_segment(enc_ids)?;
         let encoder = started.elapsed();
         let (out, stats) = self.generate_from(&mut state, opts, processors, draft, rng)?;
-        Ok((out, DecodeStats { encoder, ..stats }))
+        let encoder_tokens = enc_ids.len();
+        Ok((
+            out,
+            DecodeStats {
+                encoder,
+                encoder_tokens,
+                ..stats
+            },
+        ))
     }
 
     /// Decodes one sequence from a segment already encoded by
@@ -481,6 +489,8 @@ pub struct DecodeStats {
     pub drafted: usize,
     /// Guessed tokens that were sampled.
     pub accepted: usize,
+    /// Tokens the encoder read.
+    pub encoder_tokens: usize,
     /// Time in the encoder (with the cross-attention keys and values), and in decoding.
     pub encoder: Duration,
     pub decode: Duration,
@@ -506,6 +516,7 @@ impl DecodeStats {
         self.forwards += other.forwards;
         self.drafted += other.drafted;
         self.accepted += other.accepted;
+        self.encoder_tokens += other.encoder_tokens;
         self.encoder += other.encoder;
         self.decode += other.decode;
     }

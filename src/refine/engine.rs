@@ -95,6 +95,8 @@ pub struct RefineReport {
     pub segment_times: Vec<Duration>,
     /// Decoder tokens sampled for every regenerated segment (start token excluded), in order.
     pub segment_tokens: Vec<usize>,
+    /// Encoder input length of every regenerated segment, in order.
+    pub segment_inputs: Vec<usize>,
     /// Windows regenerated at least once. Every other window keeps its original notes.
     pub refined_windows: BTreeSet<u32>,
     /// Windows structure preservation kept.
@@ -377,6 +379,7 @@ impl<'m> Engine<'m> {
         let started = Instant::now();
         let mut state = self.model.start_segment(&enc)?;
         stats.encoder = started.elapsed();
+        stats.encoder_tokens = enc.len();
         let forbidden = ForbidTokens(forbidden_in_segment());
         let copy = CopyDraft::new(&enc);
         // Strict fidelity's template holds the chord constraint itself, as a preference.
@@ -539,6 +542,7 @@ impl<'m> Engine<'m> {
                 };
                 report.segment_times.push(start.elapsed());
                 report.segment_tokens.push(tokens);
+                report.segment_inputs.push(drafts.encoder_tokens);
                 report.drafts.entry(kind).or_default().add(drafts);
                 report.refined_windows.insert(target.window);
                 refined += 1;
