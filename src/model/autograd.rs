@@ -8,6 +8,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::kernels::softmax;
+
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
@@ -152,18 +154,8 @@ impl CustomOp1 for SoftmaxOp {
         let x = slice(s, l, "softmax")?;
         let d = l.dims().last().copied().unwrap_or(1);
         let mut y = x.to_vec();
-        y.par_chunks_mut(d * chunk_rows(d)).for_each(|c| {
-            for r in c.chunks_mut(d) {
-                let max = r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let mut sum = 0f32;
-                for v in r.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                let inv = 1.0 / sum;
-                r.iter_mut().for_each(|v| *v *= inv);
-            }
-        });
+        y.par_chunks_mut(d * chunk_rows(d))
+            .for_each(|c| c.chunks_mut(d).for_each(softmax));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -236,15 +228,10 @@ struct SoftmaxDropout {
     scale: f32,
 }
 
+/// The vector softmax of generation (`kernels::softmax`), into `y`.
 fn softmax_row(x: &[f32], y: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = (v - max).exp();
-        sum += *o;
-    }
-    let inv = 1.0 / sum;
-    y.iter_mut().for_each(|v| *v *= inv);
+    y.copy_from_slice(x);
+    softmax(y);
 }
 
 impl CustomOp1 for SoftmaxDropout {
