@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::kernels::softmax;
+use super::kernels::{erfc_and_gauss, gelu, softmax};
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
@@ -336,6 +336,77 @@ pub fn softmax_dropout(x: &Tensor, p: f64, key: u64) -> Result<Tensor> {
     })
 }
 
+/// GELU (erf form) with its backward pass, fused: candle's `gelu_erf` takes a scalar `erf` per
+/// element and its gradient is a chain of eight tensor ops, each a pass over memory and an
+/// allocation. The forward is generation's vector kernel (`kernels::gelu`).
+struct GeluOp;
+
+impl CustomOp1 for GeluOp {
+    fn name(&self) -> &'static str {
+        "train-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut y = slice(s, l, "gelu")?.to_vec();
+        y.par_chunks_mut(PAR_MIN).for_each(gelu);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwd)?))
+    }
+}
+
+/// `d gelu(x) / dx = Φ(x) + x φ(x)`, with Φ from the same erfc approximation as the forward.
+fn gelu_grad(x: f32) -> f32 {
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let (erfc, e) = erfc_and_gauss(z);
+    let cdf = if x >= 0.0 {
+        1.0 - 0.5 * erfc
+    } else {
+        0.5 * erfc
+    };
+    // φ(x) = exp(-x²/2) / sqrt(2π), and exp(-z²) is exp(-x²/2).
+    cdf + x * e * 0.398_942_3
+}
+
+struct GeluBwd;
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "train-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "gelu backward")?;
+        let g = slice(s2, l2, "gelu backward")?;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(PAR_MIN)
+            .zip(x.par_chunks(PAR_MIN).zip(g.par_chunks(PAR_MIN)))
+            .for_each(|(dc, (xc, gc))| {
+                for ((d, &x), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                    *d = g * gelu_grad(x);
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// GELU (erf form), differentiable.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(GeluOp)
+    } else {
+        x.gelu_erf()
+    }
+}
+
 /// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter.
 pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -397,6 +468,37 @@ mod tests {
         for v in [&x, &w, &b] {
             let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(close(a, c) < 1e-4, "{}", close(a, c));
+        }
+    }
+
+    #[test]
+    fn gelu_and_its_gradient_match_candles() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 3., (4, 50, 37), &dev).unwrap()).unwrap();
+        let up = Tensor::randn(0f32, 1., (4, 50, 37), &dev).unwrap();
+        let fused = gelu_erf(&x).unwrap();
+        let plain = x.gelu_erf().unwrap();
+        assert!(close(&fused, &plain) < 1e-5, "{}", close(&fused, &plain));
+        let g1 = (fused * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (plain * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
+        assert!(close(a, b) < 1e-5, "{}", close(a, b));
+        // And against finite differences, away from candle's formula.
+        for v in [-3.0f32, -0.7, 0.0, 0.3, 2.5] {
+            let h = 1e-2f64;
+            let f = |x: f64| 0.5 * x * (1.0 + candle_core::cpu::erf::erf_f64(x / 2f64.sqrt()));
+            let want = (f(v as f64 + h) - f(v as f64 - h)) / (2.0 * h);
+            assert!((gelu_grad(v) as f64 - want).abs() < 1e-4, "{v}");
         }
     }
 

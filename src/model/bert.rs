@@ -367,7 +367,7 @@ impl BertLayer {
         if let (Some(ca), Some((enc, enc_mask))) = (&self.crossattention, cross) {
             x = ca.forward(&x, enc, enc_mask, train)?;
         }
-        let h = apply_linear(&self.intermediate, &x)?.gelu_erf()?;
+        let h = super::autograd::gelu_erf(&apply_linear(&self.intermediate, &x)?)?;
         self.output.forward(&h, &x, train)
     }
 }
@@ -468,7 +468,7 @@ impl LmHead {
 
     /// No dropout in the head (as HF); `train` picks the differentiable LayerNorm.
     pub fn forward(&self, x: &Tensor, train: Option<&Train>) -> Result<Tensor> {
-        let h = apply_linear(&self.transform_dense, x)?.gelu_erf()?;
+        let h = super::autograd::gelu_erf(&apply_linear(&self.transform_dense, x)?)?;
         let h = norm(&self.transform_layer_norm, &h, train, self.eps)?;
         apply_linear(&self.decoder, &h)
     }

@@ -142,13 +142,20 @@ const AS_A: [f32; 5] = [
     1.061_405_4,
 ];
 
+/// `(erfc(z), exp(-z²))` for `z >= 0`, by the vector kernel's formula.
+#[inline]
+pub fn erfc_and_gauss(z: f32) -> (f32, f32) {
+    let t = 1.0 / (1.0 + AS_P * z);
+    let poly = ((((AS_A[4] * t + AS_A[3]) * t + AS_A[2]) * t + AS_A[1]) * t + AS_A[0]) * t;
+    let e = (-z * z).exp();
+    (poly * e, e)
+}
+
 /// GELU (erf form) of one value, same formula as the vector kernel.
 #[inline]
 pub fn gelu_scalar(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + AS_P * z);
-    let poly = ((((AS_A[4] * t + AS_A[3]) * t + AS_A[2]) * t + AS_A[1]) * t + AS_A[0]) * t;
-    let erfc = poly * (-z * z).exp();
+    let (erfc, _) = erfc_and_gauss(z);
     if x >= 0.0 {
         x - 0.5 * x * erfc
     } else {
