@@ -136,6 +136,22 @@ struct Shapers<'a> {
     draft: Box<dyn Draft + 'a>,
 }
 
+impl<'a> Shapers<'a> {
+    /// The processors in the order they run (the chord constraint only when asked for) and the
+    /// draft.
+    fn parts(&mut self, chord: bool) -> (Vec<&mut dyn LogitsProcessor>, &mut (dyn Draft + 'a)) {
+        let mut p: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
+        if chord {
+            p.push(&mut self.chord);
+        }
+        p.push(&mut self.forbid);
+        if let Some(t) = self.template.as_mut() {
+            p.push(t);
+        }
+        (p, self.draft.as_mut())
+    }
+}
+
 /// How a segment is harmonized, if it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Harmony {
@@ -338,6 +354,31 @@ impl<'m> Engine<'m> {
             .map(|(notes, _, _)| notes)
     }
 
+    /// One candidate's processors and draft: the template's forced tokens, else a copy of the
+    /// encoder input (no draft when speculative decoding is off).
+    fn shapers<'a>(
+        &self,
+        template: &Option<Template>,
+        copy: &'a CopyDraft<'a>,
+        forbidden: &ForbidTokens,
+    ) -> Shapers<'a> {
+        Shapers {
+            chord: ChordConstraint::default(),
+            forbid: forbidden.clone(),
+            template: template.clone(),
+            draft: match template {
+                _ if !self.speculative => Box::new(NoDraft),
+                Some(t) => Box::new(TemplateDraft::new(
+                    t.clone(),
+                    copy,
+                    forbidden.clone(),
+                    self.model.config.decoder.vocab_size,
+                )),
+                None => Box::new(copy),
+            },
+        }
+    }
+
     /// [`regenerate`](Self::regenerate), also returning the number of tokens sampled and how
     /// the drafts of speculative decoding fared.
     fn regenerate_counted<R: Rng + ?Sized>(
@@ -394,21 +435,7 @@ impl<'m> Engine<'m> {
         for group in (0..draws).collect::<Vec<_>>().chunks(MAX_LANES) {
             let mut shapers: Vec<Shapers> = group
                 .iter()
-                .map(|_| Shapers {
-                    chord: ChordConstraint::default(),
-                    forbid: forbidden.clone(),
-                    template: template.clone(),
-                    draft: match &template {
-                        _ if !self.speculative => Box::new(NoDraft),
-                        Some(t) => Box::new(TemplateDraft::new(
-                            t.clone(),
-                            &copy,
-                            forbidden.clone(),
-                            self.model.config.decoder.vocab_size,
-                        )),
-                        None => Box::new(&copy),
-                    },
-                })
+                .map(|_| self.shapers(&template, &copy, &forbidden))
                 .collect();
             let mut own: Vec<ChaCha8Rng> = group
                 .iter()
@@ -418,27 +445,16 @@ impl<'m> Engine<'m> {
                 true => vec![&mut caller],
                 false => own.iter_mut().map(|r| r as &mut dyn RngCore).collect(),
             };
-            let mut processors: Vec<Vec<&mut dyn LogitsProcessor>> = Vec::new();
-            let mut drafts = Vec::new();
-            for s in shapers.iter_mut() {
-                let mut p: Vec<&mut dyn LogitsProcessor> = Vec::with_capacity(3);
-                if chord_constraint && !strict {
-                    p.push(&mut s.chord);
-                }
-                p.push(&mut s.forbid);
-                if let Some(t) = s.template.as_mut() {
-                    p.push(t);
-                }
-                processors.push(p);
-                drafts.push(s.draft.as_mut());
-            }
-            let mut seqs: Vec<Sequence> = processors
+            let mut parts: Vec<_> = shapers
                 .iter_mut()
-                .zip(drafts)
+                .map(|s| s.parts(chord_constraint && !strict))
+                .collect();
+            let mut seqs: Vec<Sequence> = parts
+                .iter_mut()
                 .zip(rngs.iter_mut())
                 .map(|((processors, draft), rng)| Sequence {
                     processors,
-                    draft,
+                    draft: &mut **draft,
                     rng: &mut **rng,
                 })
                 .collect();
