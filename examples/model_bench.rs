@@ -188,6 +188,36 @@ fn kernel_ab(d: usize, f: usize, vocab: usize, enc: usize, dh: usize) {
             );
         }
     }
+    // The element-wise kernels of the encoder: a block of 64 attention rows over `enc` keys
+    // (softmax) and 64 rows of the feed-forward layer (GELU).
+    let scores: Vec<f32> = (0..64 * enc).map(|i| (i % 101) as f32 * 0.05).collect();
+    let hidden: Vec<f32> = (0..64 * f).map(|i| (i % 37) as f32 * 0.1 - 1.8).collect();
+    for (name, data, row) in [("softmax", &scores, enc), ("gelu", &hidden, f)] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            for (k, times) in [&mut a, &mut b].into_iter().enumerate() {
+                let mut x = data.clone();
+                let t0 = Instant::now();
+                for r in x.chunks_exact_mut(row) {
+                    // SAFETY: AVX-512 (and so AVX2) checked above.
+                    unsafe {
+                        match (name, k) {
+                            ("softmax", 0) => avx::softmax(r),
+                            ("softmax", _) => avx512::softmax(r),
+                            (_, 0) => avx::gelu(r),
+                            _ => avx512::gelu(r),
+                        }
+                    }
+                }
+                times.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let (a, b) = (median(&mut a), median(&mut b));
+        println!(
+            "  {name:>12} 64x{row}: AVX2 {a:.1} us, AVX-512 {b:.1} us ({:.2}x)",
+            a / b
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -428,7 +428,8 @@ pub fn has_avx512() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::missing_safety_doc)]
 pub mod avx512 {
-    use super::avx::{dot, dot4};
+    use super::avx::{dot, dot4, exp256, hsum};
+    use super::{AS_A, AS_P};
     use std::arch::x86_64::*;
 
     /// `s[k][j] = w[k, :] . x_j` for four weight rows (`ld` apart) and `2 * P` inputs (`xs`
@@ -524,6 +525,120 @@ pub mod avx512 {
         out
     }
 
+    /// [`exp256`](super::avx::exp256) on 16 lanes: the same operations per lane, so the same
+    /// values.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn exp512(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.336_55)),
+            _mm512_set1_ps(88.722_83),
+        );
+        let fx = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693_359_4), x);
+        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.121_944_4e-4), x);
+        let mut y = _mm512_set1_ps(1.987_569_1e-4);
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.398_199_9e-3));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.333_452e-3));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.166_579_6e-2));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(0.166_666_65));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(0.5));
+        y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), x);
+        y = _mm512_add_ps(y, _mm512_set1_ps(1.0));
+        let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvtps_epi32(fx),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(e))
+    }
+
+    /// [`avx::softmax`](super::avx::softmax), the exponentials 16 at a time; the sum is still
+    /// taken 8 lanes at a time in the same order, so every value is the same.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub unsafe fn softmax(x: &mut [f32]) {
+        let n = x.len();
+        let (n8, n16) = (n / 8 * 8, n / 16 * 16);
+        let p = x.as_mut_ptr();
+        // The maximum does not depend on the order.
+        let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < n16 {
+            mv = _mm512_max_ps(mv, _mm512_loadu_ps(p.add(i)));
+            i += 16;
+        }
+        let mut max = _mm512_reduce_max_ps(mv);
+        for &v in &x[n16..] {
+            max = max.max(v);
+        }
+        let m = _mm512_set1_ps(max);
+        let mut sv = _mm256_setzero_ps();
+        i = 0;
+        while i < n16 {
+            let e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), m));
+            _mm512_storeu_ps(p.add(i), e);
+            sv = _mm256_add_ps(sv, _mm512_castps512_ps256(e));
+            sv = _mm256_add_ps(sv, _mm512_extractf32x8_ps::<1>(e));
+            i += 16;
+        }
+        if n8 > n16 {
+            let e = exp256(_mm256_sub_ps(
+                _mm256_loadu_ps(p.add(i)),
+                _mm512_castps512_ps256(m),
+            ));
+            _mm256_storeu_ps(p.add(i), e);
+            sv = _mm256_add_ps(sv, e);
+        }
+        let mut sum = hsum(sv);
+        for v in &mut x[n8..] {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let iv = _mm512_set1_ps(inv);
+        i = 0;
+        while i < n16 {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), iv));
+            i += 16;
+        }
+        for v in &mut x[n16..] {
+            *v *= inv;
+        }
+    }
+
+    /// [`avx::gelu`](super::avx::gelu), 16 lanes at a time: the same operations per value.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub unsafe fn gelu(x: &mut [f32]) {
+        let n16 = x.len() / 16 * 16;
+        let p = x.as_mut_ptr();
+        let half = _mm512_set1_ps(0.5);
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i < n16 {
+            let v = _mm512_loadu_ps(p.add(i));
+            let z = _mm512_mul_ps(
+                _mm512_abs_ps(v),
+                _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+            );
+            let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(AS_P), z, one));
+            let mut poly = _mm512_set1_ps(AS_A[4]);
+            poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(AS_A[3]));
+            poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(AS_A[2]));
+            poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(AS_A[1]));
+            poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(AS_A[0]));
+            poly = _mm512_mul_ps(poly, t);
+            let e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z)));
+            let hq = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_mul_ps(poly, e));
+            // x >= 0: x - x/2 erfc; x < 0 (sign bit set): x/2 erfc.
+            let pos = _mm512_sub_ps(v, hq);
+            let neg = _mm512_movepi32_mask(_mm512_castps_si512(v));
+            _mm512_storeu_ps(p.add(i), _mm512_mask_blend_ps(neg, pos, hq));
+            i += 16;
+        }
+        super::avx::gelu(&mut x[n16..]);
+    }
+
     /// [`avx::matvec_rows`](super::avx::matvec_rows), inputs two by two.
     ///
     /// # Safety
@@ -598,6 +713,12 @@ pub mod avx512 {
 /// In-place softmax.
 pub fn softmax(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512 F/DQ, AVX2 and FMA.
+        unsafe { avx512::softmax(x) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA.
         unsafe { avx::softmax(x) };
@@ -617,6 +738,12 @@ pub fn softmax(x: &mut [f32]) {
 
 /// In-place GELU (erf form).
 pub fn gelu(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512 F/DQ, AVX2 and FMA.
+        unsafe { avx512::gelu(x) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA.
@@ -660,6 +787,39 @@ mod tests {
             worst = worst.max((want - *g as f64).abs());
         }
         assert!(worst < 1e-6, "gelu error {worst}");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_kernels_give_the_avx2_values_bit_for_bit() {
+        if !has_avx512() {
+            return;
+        }
+        for n in [1, 7, 8, 15, 16, 23, 24, 40, 1003] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 997) as f32 * 0.037 - 18.0)
+                .collect();
+            let (mut a, mut b) = (x.clone(), x.clone());
+            // SAFETY: AVX-512 (and so AVX2) checked above.
+            unsafe {
+                avx::softmax(&mut a);
+                avx512::softmax(&mut b);
+            }
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "softmax {n}"
+            );
+            let (mut a, mut b) = (x.clone(), x);
+            // SAFETY: as above.
+            unsafe {
+                avx::gelu(&mut a);
+                avx512::gelu(&mut b);
+            }
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "gelu {n}"
+            );
+        }
     }
 
     #[test]
