@@ -420,6 +420,11 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The gradients of `sum(t * up)`: every input's share of an upstream gradient `up`.
+    fn backward_of(t: Tensor, up: &Tensor) -> candle_core::backprop::GradStore {
+        (t * up).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     fn close(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -453,18 +458,8 @@ mod tests {
             .broadcast_add(&b)
             .unwrap();
         assert!(close(&fused, &plain) < 1e-5);
-        let g1 = (fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (plain * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = backward_of(fused, &up);
+        let g2 = backward_of(plain, &up);
         for v in [&x, &w, &b] {
             let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(close(a, c) < 1e-4, "{}", close(a, c));
@@ -479,18 +474,8 @@ mod tests {
         let fused = gelu_erf(&x).unwrap();
         let plain = x.gelu_erf().unwrap();
         assert!(close(&fused, &plain) < 1e-5, "{}", close(&fused, &plain));
-        let g1 = (fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (plain * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = backward_of(fused, &up);
+        let g2 = backward_of(plain, &up);
         let (a, b) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
         assert!(close(a, b) < 1e-5, "{}", close(a, b));
         // And against finite differences, away from candle's formula.
@@ -517,18 +502,8 @@ mod tests {
         let mask = Tensor::from_vec(mask, (2, 3, 40), &dev).unwrap();
         let plain = (candle_nn::ops::softmax(&x, D::Minus1).unwrap() * &mask).unwrap();
         assert!(close(&fused, &plain) < 1e-6);
-        let g1 = (fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (plain * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = backward_of(fused, &up);
+        let g2 = backward_of(plain, &up);
         assert!(close(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
     }
 
@@ -540,18 +515,8 @@ mod tests {
         let fused = softmax_last_dim(&x).unwrap();
         let plain = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         assert!(close(&fused, &plain) < 1e-6);
-        let g1 = (fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (plain * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = backward_of(fused, &up);
+        let g2 = backward_of(plain, &up);
         assert!(close(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
     }
 }

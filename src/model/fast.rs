@@ -289,6 +289,7 @@ pub struct DecoderState {
     max_len: usize,
     enc_len: usize,
     hidden: usize,
+    heads: usize,
     ffn_size: usize,
     lanes: Vec<Lane>,
     /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
@@ -365,7 +366,7 @@ impl DecoderState {
         }
         let cap = cap.min(self.max_len);
         let (layers, d, f) = (self.lanes[0].k.len(), self.hidden, self.ffn_size);
-        let per_row = self.scores.len() / (self.x.len() / d);
+        let per_row = self.heads * self.max_len.max(self.enc_len);
         for lane in &mut self.lanes {
             lane.pos = 0;
         }
@@ -499,6 +500,7 @@ impl DecoderState {
             max_len,
             enc_len: n,
             hidden: d,
+            heads: h,
             ffn_size: cfg.intermediate_size,
             lanes: vec![Lane::new(cfg.num_hidden_layers, d, max_len)],
             cross_k,

@@ -132,6 +132,20 @@ pub fn has_avx2() -> bool {
     }
 }
 
+// Cephes `expf`: the input clamp, ln 2 split in two, and the polynomial's coefficients (highest
+// first). One table for every vector width, so the widths give the same values.
+const EXP_MIN: f32 = -87.336_55;
+const EXP_MAX: f32 = 88.722_83;
+const EXP_LN2: [f32; 2] = [0.693_359_4, -2.121_944_4e-4];
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
 // Abramowitz & Stegun 7.1.26.
 const AS_P: f32 = 0.327_591_1;
 const AS_A: [f32; 5] = [
@@ -170,7 +184,7 @@ pub fn gelu_scalar(x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::missing_safety_doc)]
 pub mod avx {
-    use super::{AS_A, AS_P};
+    use super::{AS_A, AS_P, EXP_LN2, EXP_MAX, EXP_MIN, EXP_POLY};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -298,21 +312,19 @@ pub mod avx {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp256(x: __m256) -> __m256 {
         let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.336_55)),
-            _mm256_set1_ps(88.722_83),
+            _mm256_max_ps(x, _mm256_set1_ps(EXP_MIN)),
+            _mm256_set1_ps(EXP_MAX),
         );
         let fx = _mm256_round_ps(
             _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
         );
-        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
-        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), x);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.398_199_9e-3));
-        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.333_452e-3));
-        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.166_579_6e-2));
-        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(0.166_666_65));
-        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(0.5));
+        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_LN2[0]), x);
+        let x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_LN2[1]), x);
+        let mut y = _mm256_set1_ps(EXP_POLY[0]);
+        for c in &EXP_POLY[1..] {
+            y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(*c));
+        }
         y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), x);
         y = _mm256_add_ps(y, _mm256_set1_ps(1.0));
         let e = _mm256_slli_epi32(
@@ -429,7 +441,7 @@ pub fn has_avx512() -> bool {
 #[allow(clippy::missing_safety_doc)]
 pub mod avx512 {
     use super::avx::{dot, dot4, exp256, hsum};
-    use super::{AS_A, AS_P};
+    use super::{AS_A, AS_P, EXP_LN2, EXP_MAX, EXP_MIN, EXP_POLY};
     use std::arch::x86_64::*;
 
     /// `s[k][j] = w[k, :] . x_j` for four weight rows (`ld` apart) and `2 * P` inputs (`xs`
@@ -531,20 +543,18 @@ pub mod avx512 {
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
     unsafe fn exp512(x: __m512) -> __m512 {
         let x = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-87.336_55)),
-            _mm512_set1_ps(88.722_83),
+            _mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)),
+            _mm512_set1_ps(EXP_MAX),
         );
         let fx = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
         );
-        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693_359_4), x);
-        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.121_944_4e-4), x);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.398_199_9e-3));
-        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.333_452e-3));
-        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.166_579_6e-2));
-        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(0.166_666_65));
-        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(0.5));
+        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(EXP_LN2[0]), x);
+        let x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(EXP_LN2[1]), x);
+        let mut y = _mm512_set1_ps(EXP_POLY[0]);
+        for c in &EXP_POLY[1..] {
+            y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(*c));
+        }
         y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), x);
         y = _mm512_add_ps(y, _mm512_set1_ps(1.0));
         let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(

@@ -432,14 +432,14 @@ impl<'m> Engine<'m> {
             _ => (0..draws).map(|_| rng.gen()).collect(),
         };
         let mut caller: &mut R = rng;
-        for group in (0..draws).collect::<Vec<_>>().chunks(MAX_LANES) {
+        for first in (0..draws).step_by(MAX_LANES) {
+            let group = first..(first + MAX_LANES).min(draws);
             let mut shapers: Vec<Shapers> = group
-                .iter()
+                .clone()
                 .map(|_| self.shapers(&template, &copy, &forbidden))
                 .collect();
             let mut own: Vec<ChaCha8Rng> = group
-                .iter()
-                .filter_map(|&c| seeds.get(c).map(|&s| ChaCha8Rng::seed_from_u64(s)))
+                .filter_map(|c| seeds.get(c).map(|&s| ChaCha8Rng::seed_from_u64(s)))
                 .collect();
             let mut rngs: Vec<&mut dyn RngCore> = match own.is_empty() {
                 true => vec![&mut caller],
