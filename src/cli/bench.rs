@@ -17,7 +17,7 @@ use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
 
-use super::common::{load_model, load_piece, median_p95};
+use super::common::{load_model, load_piece, median_p95, Precision};
 
 #[derive(Args, Debug)]
 pub struct BenchMusicArgs {
@@ -31,6 +31,9 @@ pub struct BenchMusicArgs {
     pub model: PathBuf,
     #[arg(long, default_value = super::common::DEFAULT_CLASSIFIER)]
     pub classifier: PathBuf,
+    /// The encoder's arithmetic (as improvise's).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
     /// The jazz recipe measured beside the default one.
     #[arg(long, default_value = "configs/jazz_skyline.yaml")]
     pub jazz_config: PathBuf,
@@ -121,7 +124,7 @@ pub fn run(args: BenchMusicArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--fidelity {}: {e}", args.fidelity))?;
     let pieces = midi_files(&args.pieces, args.limit)?;
     let melodies = midi_files(&args.melodies, args.limit)?;
-    let model = load_model(&args.model)?;
+    let model = load_model(&args.model, args.precision)?;
     let classifier = super::common::load_classifier(&args.classifier)?;
     let jazz = load_config(&args.jazz_config, Settings::style_transfer())
         .with_context(|| args.jazz_config.display().to_string())?
@@ -245,7 +248,7 @@ fn plugin_path(
     };
     // Every segment of `piece` through a fresh worker, in order; the answers as a piece.
     let bounce = |piece: &Piece, mode| -> Result<(Piece, usize)> {
-        let mut refiner = Refiner::new(Some(load_model(&args.model)?));
+        let mut refiner = Refiner::new(Some(load_model(&args.model, args.precision)?));
         let mut out = piece.clone();
         let mut refined = 0;
         for seg in &mut out.segments {
@@ -382,6 +385,17 @@ pub struct BenchModelArgs {
     pub max_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The encoder's arithmetic of every run (as improvise's).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
+    /// The encoder in f32 and in bf16 side by side (needs AVX-512 BF16): a third run per round
+    /// in the other arithmetic, then both models' greedy answers and logits compared on
+    /// segments of the pieces (`--draws` per corruption and piece).
+    #[arg(long)]
+    pub compare_precision: bool,
+    /// Segments per corruption and piece for `--compare-precision`.
+    #[arg(long, default_value_t = 8)]
+    pub draws: usize,
     /// Write the segments' shapes (encoder tokens, decoded tokens) to this JSON file, for
     /// `scripts/bench_model_pytorch.py` to time the same work through PyTorch.
     #[arg(long)]
@@ -472,7 +486,11 @@ fn print_run(label: &str, run: &Run) {
 }
 
 pub fn bench_model(args: BenchModelArgs) -> Result<()> {
-    let model = load_model(&args.model)?;
+    let mut model = load_model(&args.model, args.precision)?;
+    if args.compare_precision && !improvnet::model::bf16::available() {
+        bail!("--compare-precision: this CPU has no AVX-512 BF16");
+    }
+    let bf16 = model.bf16_encoder_on();
     let mut pieces = Vec::new();
     for path in &args.pieces {
         let (_, piece) = load_piece(path)?;
@@ -484,10 +502,11 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         pieces.push((piece, protected));
     }
     println!(
-        "bench-model: {} | {} piece(s) | default recipe, seed {} | {} threads",
+        "bench-model: {} | {} piece(s) | default recipe, seed {} | encoder {} | {} threads",
         args.model.display(),
         pieces.len(),
         args.seed,
+        if bf16 { "bf16" } else { "f32" },
         rayon::current_num_threads()
     );
     let mut plain = Vec::new();
@@ -507,6 +526,13 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         }
         plain.push(a.wall);
         drafted.push(b.wall);
+        if args.compare_precision {
+            model.set_bf16_encoder(!bf16)?;
+            let c = refine_all(&model, &pieces, &args, true, 1)?;
+            model.set_bf16_encoder(bf16)?;
+            let other = if bf16 { "f32" } else { "bf16" };
+            print_run(&format!("{round} {other}"), &c);
+        }
         last = Some(b);
     }
     let last = last.expect("at least one round");
@@ -552,6 +578,50 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     }
     if let Some(mb) = peak_rss_mb() {
         println!("peak memory {mb:.0} MB");
+    }
+    if args.compare_precision {
+        print_agreement(&pieces, &args)?;
+    }
+    Ok(())
+}
+
+/// The bf16 encoder against f32 on training-style segments of the pieces, greedy.
+fn print_agreement(pieces: &[(Piece, Vec<u32>)], args: &BenchModelArgs) -> Result<()> {
+    use improvnet::eval::precision;
+    let model = load_model(&args.model, Precision::F32)?;
+    let other = load_model(&args.model, Precision::Bf16)?;
+    let pieces: Vec<Piece> = pieces.iter().map(|(p, _)| p.clone()).collect();
+    let rows = precision::compare(
+        &model,
+        &other,
+        &pieces,
+        args.draws,
+        args.max_tokens.unwrap_or(512),
+        args.seed,
+    )?;
+    println!(
+        "\nbf16 encoder against f32, greedy, {} segments per corruption:",
+        args.draws * pieces.len()
+    );
+    println!(
+        "  {:<24} {:>9} {:>13} {:>13} {:>14} {:>14}",
+        "corruption", "identical", "tokens agree", "same argmax", "max |dlogit|", "mean |dlogit|"
+    );
+    let total = precision::total(&rows);
+    for (name, a) in rows
+        .iter()
+        .map(|(c, a)| (c.name(), a))
+        .chain([("all", &total)])
+    {
+        println!(
+            "  {name:<24} {:>4} / {:<3} {:>12.1}% {:>12.2}% {:>14.3} {:>14.4}",
+            a.identical,
+            a.segments,
+            100.0 * a.agreeing_tokens as f64 / a.tokens.max(1) as f64,
+            100.0 * a.same_argmax as f64 / a.positions.max(1) as f64,
+            a.max_logit_diff,
+            a.mean_logit_diff()
+        );
     }
     Ok(())
 }

@@ -20,8 +20,28 @@ pub fn load_piece(file: &Path) -> Result<(Performance, Piece)> {
 /// The model the commands use unless `--model` names another.
 pub const DEFAULT_MODEL: &str = "models/improvnet-small";
 
-/// Loads the model, saying what to do when there is none.
-pub fn load_model(dir: &Path) -> Result<ImprovNetModel> {
+/// The arithmetic of the encoder's matrix products (`--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// bf16 where the CPU has AVX-512 BF16, f32 elsewhere.
+    Auto,
+    /// f32 everywhere: the reference arithmetic.
+    F32,
+    /// bf16 (an error where the CPU lacks AVX-512 BF16).
+    Bf16,
+}
+
+/// Loads the model with its encoder in `precision`, saying what to do when there is none.
+pub fn load_model(dir: &Path, precision: Precision) -> Result<ImprovNetModel> {
+    let mut model = load_f32_model(dir)?;
+    let on = model.set_bf16_encoder(precision != Precision::F32)?;
+    if precision == Precision::Bf16 && !on {
+        bail!("--precision bf16: this CPU has no AVX-512 BF16; use auto or f32");
+    }
+    Ok(model)
+}
+
+fn load_f32_model(dir: &Path) -> Result<ImprovNetModel> {
     if !dir.join("config.json").is_file() {
         bail!(
             "{}: no model there (config.json missing); name a model folder (config.json + \

@@ -549,7 +549,7 @@ pub struct ScoreArgs {
 
 pub fn score_model(a: ScoreArgs) -> Result<()> {
     set_threads(a.threads)?;
-    let model = super::common::load_model(&a.model)?;
+    let model = super::common::load_model(&a.model, super::common::Precision::F32)?;
     let data = load_data(&a.data)?;
     let cfg = HeldOutConfig {
         pieces: a.pieces,

@@ -11,6 +11,7 @@ use crate::tokens::{classifier_input, Tail};
 
 pub mod heldout;
 pub mod musical;
+pub mod precision;
 pub mod style;
 
 /// Length of the window `note_density` counts onsets in.

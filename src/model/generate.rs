@@ -289,7 +289,7 @@ impl ImprovNetModel {
                 "generation runs on the CPU: load the model there (--device cpu)".into(),
             ));
         }
-        let rows = super::fast_enc::encode_unpadded(&self.encoder, enc_ids)?;
+        let rows = super::fast_enc::encode_unpadded(&self.encoder, enc_ids, self.bf16_encoder())?;
         DecoderState::from_rows(self, &rows, enc_ids.len())
     }
 

@@ -9,12 +9,14 @@
 //! - [`seq2seq`] — [`ImprovNetModel`]: load, save, forward.
 //! - [`fast`] — the incremental decoder (KV cache, CPU kernels) used for generation.
 //! - [`fast_enc`] — the encoder forward used for generation (gemm, fused kernels).
+//! - [`bf16`] — bf16 matrix products (AVX-512 BF16) for the encoder.
 //! - [`kernels`] — gemm wrappers and vector exp / GELU / softmax / LayerNorm.
 //! - [`generate`] — sampling (temperature, top-k, top-p), logits processors, the decode loop.
 //! - [`classifier`] — `BertForSequenceClassification`.
 
 pub mod autograd;
 pub mod bert;
+pub mod bf16;
 pub mod classifier;
 pub mod config;
 pub mod fast;

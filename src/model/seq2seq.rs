@@ -33,6 +33,8 @@ pub struct ImprovNetModel {
     pub decoder: BertLmHeadModel,
     device: Device,
     tensors: Vec<(String, Tensor)>,
+    /// The encoder's weights packed for bf16 products, when switched on ([`Self::set_bf16_encoder`]).
+    bf16_encoder: Option<super::fast_enc::PackedEncoder>,
 }
 
 impl ImprovNetModel {
@@ -74,6 +76,7 @@ impl ImprovNetModel {
             decoder,
             device: device.clone(),
             tensors,
+            bf16_encoder: None,
         })
     }
 
@@ -134,6 +137,28 @@ impl ImprovNetModel {
     /// Number of parameters (the LM-head bias counted once, as in transformers 4.40.1).
     pub fn num_parameters(&self) -> usize {
         self.tensors.iter().map(|(_, t)| t.elem_count()).sum()
+    }
+
+    /// Runs generation's encoder products in bf16 (`on`) or f32; returns whether bf16 is in use,
+    /// which needs a CPU with AVX-512 BF16. Packs the encoder's weights as they are now: call it
+    /// again after changing them (training never switches it on).
+    pub fn set_bf16_encoder(&mut self, on: bool) -> Result<bool> {
+        self.bf16_encoder = if on {
+            super::fast_enc::PackedEncoder::new(&self.encoder)?
+        } else {
+            None
+        };
+        Ok(self.bf16_encoder.is_some())
+    }
+
+    /// Whether generation's encoder runs in bf16.
+    pub fn bf16_encoder_on(&self) -> bool {
+        self.bf16_encoder.is_some()
+    }
+
+    /// The packed encoder weights generation uses, if bf16 is switched on.
+    pub(crate) fn bf16_encoder(&self) -> Option<&super::fast_enc::PackedEncoder> {
+        self.bf16_encoder.as_ref()
     }
 
     pub fn device(&self) -> &Device {
