@@ -4,7 +4,8 @@
 //!     cargo run --release --example model_bench -- base
 //!     cargo run --release --example model_bench -- path/to/model_dir
 //!
-//! `--size L,D,H,FFN` or `--size2 ENC_L,DEC_L,D,H,FFN` bench other shapes.
+//! `--size L,D,H,FFN` or `--size2 ENC_L,DEC_L,D,H,FFN` bench other shapes; `--bf16` runs the
+//! encoder's products in bf16 (AVX-512 BF16).
 //!
 //! `--export DIR` saves the random weights (HF layout) and `input.json` for
 //! `scripts/bench_model_pytorch.py`.
@@ -25,10 +26,16 @@ fn main() -> anyhow::Result<()> {
     let mut which = "small".to_string();
     let mut export: Option<PathBuf> = None;
     let mut custom: Option<Config> = None;
+    let mut bf16 = false;
     let mut i = 0;
     while i < args.len() {
         let next = || args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
+            "--bf16" => {
+                bf16 = true;
+                i += 1;
+                continue;
+            }
             "--runs" => spec.runs = next().parse()?,
             "--enc" => spec.enc_tokens = next().parse()?,
             "--dec" => spec.dec_tokens = next().parse()?,
@@ -69,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         i += 2;
     }
     let dev = Device::Cpu;
-    let model = match (custom, which.as_str()) {
+    let mut model = match (custom, which.as_str()) {
         (Some(c), _) => ImprovNetModel::random(&c, 1, &dev)?,
         (None, w) => match w {
             "small" => ImprovNetModel::random(&Config::small(), 1, &dev)?,
@@ -86,6 +93,13 @@ fn main() -> anyhow::Result<()> {
                 "enc_ids": input, "dec_tokens": spec.dec_tokens, "runs": spec.runs
             }))?,
         )?;
+    }
+    if bf16 {
+        anyhow::ensure!(
+            model.set_bf16_encoder(true)?,
+            "--bf16: no AVX-512 BF16 here"
+        );
+        which.push_str(" (bf16 encoder)");
     }
     let r = bench_model(&model, &spec)?;
     println!("rust {which}: {r}");

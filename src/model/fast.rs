@@ -7,6 +7,7 @@
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
+use super::fast_enc::PackedEncoder;
 use super::kernels::{has_avx2, has_avx512};
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
@@ -427,7 +428,6 @@ impl DecoderState {
         let cfg = &model.config.decoder;
         let d = cfg.hidden_size;
         let h = cfg.num_attention_heads;
-        let dh = d / h;
         if enc.len() != n * d {
             return Err(ModelError::Input(format!(
                 "encoder rows: {} values for {n} x {d}",
@@ -435,66 +435,10 @@ impl DecoderState {
             )));
         }
         let threads = kernels::threads();
-        let mut cross_k = Vec::new();
-        let mut cross_v = Vec::new();
-        let mut tmp = vec![0.0f32; n * d];
-        for layer in &model.decoder.bert.layers {
-            let ca = &layer
-                .crossattention
-                .as_ref()
-                .expect("decoder has cross-attention")
-                .self_attention;
-            // K: [n, D] -> [H, n, Dh].
-            with_f32(ca.key.bias().expect("bias"), |b| {
-                kernels::fill_rows(&mut tmp, b);
-                Ok(())
-            })?;
-            with_f32(ca.key.weight(), |w| {
-                kernels::linear_acc(enc, n, w, d, &mut tmp, threads);
-                Ok(())
-            })?;
-            let mut k = vec![0.0f32; n * d];
-            for j in 0..n {
-                for hh in 0..h {
-                    k[(hh * n + j) * dh..(hh * n + j + 1) * dh]
-                        .copy_from_slice(&tmp[j * d + hh * dh..j * d + (hh + 1) * dh]);
-                }
-            }
-            // V transposed: [D, n] = Wv enc^T + bv, i.e. [H, Dh, n].
-            let mut vt = vec![0.0f32; d * n];
-            with_f32(ca.value.bias().expect("bias"), |b| {
-                for (row, bv) in vt.chunks_exact_mut(n.max(1)).zip(b) {
-                    row.fill(*bv);
-                }
-                Ok(())
-            })?;
-            with_f32(ca.value.weight(), |w| {
-                assert_eq!(w.len(), d * d);
-                // SAFETY: Wv [D, D], enc [n, D], vt [D, n], strides within bounds.
-                unsafe {
-                    kernels::gemm_raw(
-                        d,
-                        n,
-                        d,
-                        vt.as_mut_ptr(),
-                        n as isize,
-                        1,
-                        true,
-                        w.as_ptr(),
-                        d as isize,
-                        1,
-                        enc.as_ptr(),
-                        1,
-                        d as isize,
-                        1.0,
-                        threads,
-                    )
-                };
-                Ok(())
-            })?;
-            cross_k.push(k);
-            cross_v.push(vt);
-        }
+        let (cross_k, cross_v) = match model.bf16_encoder() {
+            Some(packed) => cross_bf16(packed, enc, n, d, h),
+            None => cross_f32(model, enc, n, d, h, threads)?,
+        };
         let max_len = cfg.max_position_embeddings;
         Ok(Self {
             max_len,
@@ -772,4 +716,140 @@ fn heads(
         };
         f(hh, qh, sc, oh);
     });
+}
+
+/// Cross-attention keys `[H, n, Dh]` and values transposed `[D, n]` per decoder layer, from the
+/// encoder rows `enc` `[n, D]` (f32).
+fn cross_f32(
+    model: &ImprovNetModel,
+    enc: &[f32],
+    n: usize,
+    d: usize,
+    h: usize,
+    threads: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let dh = d / h;
+    let mut cross_k = Vec::new();
+    let mut cross_v = Vec::new();
+    let mut tmp = vec![0.0f32; n * d];
+    for layer in &model.decoder.bert.layers {
+        let ca = &layer
+            .crossattention
+            .as_ref()
+            .expect("decoder has cross-attention")
+            .self_attention;
+        // K: [n, D] -> [H, n, Dh].
+        with_f32(ca.key.bias().expect("bias"), |b| {
+            kernels::fill_rows(&mut tmp, b);
+            Ok(())
+        })?;
+        with_f32(ca.key.weight(), |w| {
+            kernels::linear_acc(enc, n, w, d, &mut tmp, threads);
+            Ok(())
+        })?;
+        let mut k = vec![0.0f32; n * d];
+        for j in 0..n {
+            for hh in 0..h {
+                k[(hh * n + j) * dh..(hh * n + j + 1) * dh]
+                    .copy_from_slice(&tmp[j * d + hh * dh..j * d + (hh + 1) * dh]);
+            }
+        }
+        // V transposed: [D, n] = Wv enc^T + bv, i.e. [H, Dh, n].
+        let mut vt = vec![0.0f32; d * n];
+        with_f32(ca.value.bias().expect("bias"), |b| {
+            for (row, bv) in vt.chunks_exact_mut(n.max(1)).zip(b) {
+                row.fill(*bv);
+            }
+            Ok(())
+        })?;
+        with_f32(ca.value.weight(), |w| {
+            assert_eq!(w.len(), d * d);
+            // SAFETY: Wv [D, D], enc [n, D], vt [D, n], strides within bounds.
+            unsafe {
+                kernels::gemm_raw(
+                    d,
+                    n,
+                    d,
+                    vt.as_mut_ptr(),
+                    n as isize,
+                    1,
+                    true,
+                    w.as_ptr(),
+                    d as isize,
+                    1,
+                    enc.as_ptr(),
+                    1,
+                    d as isize,
+                    1.0,
+                    threads,
+                )
+            };
+            Ok(())
+        })?;
+        cross_k.push(k);
+        cross_v.push(vt);
+    }
+    Ok((cross_k, cross_v))
+}
+
+/// [`cross_f32`] with bf16 products ([`PackedEncoder::cross_keys_values`]).
+fn cross_bf16(
+    packed: &PackedEncoder,
+    enc: &[f32],
+    n: usize,
+    d: usize,
+    h: usize,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let dh = d / h;
+    let mut cross_k = Vec::new();
+    let mut cross_v = Vec::new();
+    for layer in 0..packed.decoder_layers() {
+        // [n, 2D] keys | values -> keys [H, n, Dh] and values transposed [D, n].
+        let kv = packed.cross_keys_values(layer, enc, n);
+        let mut k = vec![0.0f32; n * d];
+        let mut vt = vec![0.0f32; d * n];
+        for (j, row) in kv.chunks_exact(2 * d).enumerate() {
+            for hh in 0..h {
+                k[(hh * n + j) * dh..][..dh].copy_from_slice(&row[hh * dh..][..dh]);
+            }
+            for (c, &v) in row[d..].iter().enumerate() {
+                vt[c * n + j] = v;
+            }
+        }
+        cross_k.push(k);
+        cross_v.push(vt);
+    }
+    (cross_k, cross_v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BertConfig, Config};
+    use candle_core::Device;
+
+    #[test]
+    fn bf16_cross_keys_and_values_are_the_f32_ones_rounded() {
+        // 3 heads of 16, 37 encoder rows (an odd tail of rows and of pairs).
+        let cfg = Config::from_parts(
+            BertConfig::sized(48, 1, 3, 64, 256),
+            BertConfig::sized(48, 2, 3, 64, 256),
+        );
+        let mut m = ImprovNetModel::random(&cfg, 4, &Device::Cpu).unwrap();
+        if !m.set_bf16_encoder(true).unwrap() {
+            eprintln!("skipped: this CPU has no AVX-512 BF16");
+            return;
+        }
+        let n = 37;
+        let enc: Vec<f32> = (0..n * 48).map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0).collect();
+        let (k32, v32) = cross_f32(&m, &enc, n, 48, 3, 1).unwrap();
+        let (k16, v16) = cross_bf16(m.bf16_encoder().unwrap(), &enc, n, 48, 3);
+        assert_eq!(k16.len(), 2);
+        for (a, b) in k32.iter().chain(&v32).zip(k16.iter().chain(&v16)) {
+            let scale = a.iter().fold(0.0f32, |s, x| s.max(x.abs()));
+            let worst = a.iter().zip(b).fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
+            assert!(scale > 0.1, "degenerate test data");
+            assert!(worst < 0.02 * scale, "worst {worst} of {scale}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::bert::BertModel;
 use super::bf16::{self, PackedB};
 use super::kernels::{self, fill_rows, gemm_raw, linear_acc, SendPtr};
+use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
 
 const BLOCK: usize = 64;
@@ -229,11 +230,14 @@ fn attention(
     );
 }
 
-/// The encoder's weights packed for [`bf16::matmul`], built once per loaded model: 1.2 bytes
-/// of bf16 per f32 weight byte, 48 % of the small model's encoder (the f32 tensors stay; training
-/// and the reference forward use them).
+/// What runs once per segment, packed for [`bf16::matmul`]: the encoder's weights and the
+/// decoder's cross-attention key and value projections (which read the encoder's output).
+/// Built once per loaded model, half the bytes of those f32 weights (the f32 tensors stay;
+/// training and the reference forward use them).
 pub struct PackedEncoder {
     layers: Vec<PackedLayer>,
+    /// Per decoder layer: keys and values side by side (`[D] -> [2D]`), and their biases.
+    cross: Vec<(PackedB, Vec<f32>)>,
 }
 
 struct PackedLayer {
@@ -251,11 +255,12 @@ struct PackedLayer {
 }
 
 impl PackedEncoder {
-    /// Packs `enc`'s weights; `None` when this CPU has no bf16 products ([`bf16::available`]).
-    pub fn new(enc: &BertModel) -> Result<Option<Self>> {
+    /// Packs `model`'s weights; `None` when this CPU has no bf16 products ([`bf16::available`]).
+    pub fn new(model: &ImprovNetModel) -> Result<Option<Self>> {
         if !bf16::available() {
             return Ok(None);
         }
+        let enc = &model.encoder;
         let d = enc.config.hidden_size;
         let packed = |lin: &candle_nn::Linear| -> Result<PackedB> {
             let n = lin.weight().dim(0)?;
@@ -292,7 +297,46 @@ impl PackedEncoder {
                 down_ln: ln(&layer.output.layer_norm)?,
             });
         }
-        Ok(Some(Self { layers }))
+        let mut cross = Vec::new();
+        for layer in &model.decoder.bert.layers {
+            let ca = &layer
+                .crossattention
+                .as_ref()
+                .ok_or_else(|| ModelError::Input("decoder without cross-attention".into()))?
+                .self_attention;
+            let mut w = Vec::new();
+            let mut b = Vec::new();
+            for lin in [&ca.key, &ca.value] {
+                with_f32(lin.weight(), |v| {
+                    w.extend_from_slice(v);
+                    Ok(())
+                })?;
+                b.extend(bias(lin)?);
+            }
+            let dd = model.config.decoder.hidden_size;
+            if w.len() != 2 * dd * d {
+                return Err(ModelError::Input(
+                    "cross-attention weights are not D x D_encoder".into(),
+                ));
+            }
+            cross.push((PackedB::linear(&w, 2 * dd, d), b));
+        }
+        Ok(Some(Self { layers, cross }))
+    }
+
+    /// Decoder layers packed (their cross-attention).
+    pub fn decoder_layers(&self) -> usize {
+        self.cross.len()
+    }
+
+    /// Decoder layer `layer`'s cross-attention keys and values of the encoder rows `enc`
+    /// `[n, D]`, side by side: `[n, 2D]`.
+    pub fn cross_keys_values(&self, layer: usize, enc: &[f32], n: usize) -> Vec<f32> {
+        let (w, b) = &self.cross[layer];
+        let mut kv = vec![0.0f32; n * w.n];
+        fill_rows(&mut kv, b);
+        linear_bf16(enc, enc.len() / n.max(1), w, &mut kv);
+        kv
     }
 }
 
@@ -456,7 +500,7 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512 BF16");
             return;
         }
-        let packed = PackedEncoder::new(&m.encoder).unwrap().unwrap();
+        let packed = PackedEncoder::new(&m).unwrap().unwrap();
         let got = encode_unpadded(&m.encoder, &ids, Some(&packed)).unwrap();
         // LayerNorm outputs are O(1); bf16 keeps 8 significant bits of each product's inputs.
         let worst = want
