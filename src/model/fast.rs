@@ -718,8 +718,10 @@ fn heads(
     });
 }
 
-/// Cross-attention keys `[H, n, Dh]` and values transposed `[D, n]` per decoder layer, from the
-/// encoder rows `enc` `[n, D]` (f32).
+/// Per decoder layer: cross-attention keys `[H, n, Dh]`, and values transposed `[D, n]`.
+type CrossKeysValues = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// The [`CrossKeysValues`] of the encoder rows `enc` `[n, D]`, in f32.
 fn cross_f32(
     model: &ImprovNetModel,
     enc: &[f32],
@@ -727,7 +729,7 @@ fn cross_f32(
     d: usize,
     h: usize,
     threads: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<CrossKeysValues> {
     let dh = d / h;
     let mut cross_k = Vec::new();
     let mut cross_v = Vec::new();
@@ -799,7 +801,7 @@ fn cross_bf16(
     n: usize,
     d: usize,
     h: usize,
-) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+) -> CrossKeysValues {
     let dh = d / h;
     let mut cross_k = Vec::new();
     let mut cross_v = Vec::new();
@@ -841,13 +843,18 @@ mod tests {
             return;
         }
         let n = 37;
-        let enc: Vec<f32> = (0..n * 48).map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0).collect();
+        let enc: Vec<f32> = (0..n * 48)
+            .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
+            .collect();
         let (k32, v32) = cross_f32(&m, &enc, n, 48, 3, 1).unwrap();
         let (k16, v16) = cross_bf16(m.bf16_encoder().unwrap(), &enc, n, 48, 3);
         assert_eq!(k16.len(), 2);
         for (a, b) in k32.iter().chain(&v32).zip(k16.iter().chain(&v16)) {
             let scale = a.iter().fold(0.0f32, |s, x| s.max(x.abs()));
-            let worst = a.iter().zip(b).fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
             assert!(scale > 0.1, "degenerate test data");
             assert!(worst < 0.02 * scale, "worst {worst} of {scale}");
         }
