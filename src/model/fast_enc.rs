@@ -15,7 +15,6 @@ use rayon::prelude::*;
 use super::bert::BertModel;
 use super::bf16::{self, PackedB};
 use super::kernels::{self, fill_rows, gemm_raw, linear_acc, SendPtr};
-use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
 
 const BLOCK: usize = 64;
@@ -255,12 +254,12 @@ struct PackedLayer {
 }
 
 impl PackedEncoder {
-    /// Packs `model`'s weights; `None` when this CPU has no bf16 products ([`bf16::available`]).
-    pub fn new(model: &ImprovNetModel) -> Result<Option<Self>> {
+    /// Packs the weights of `enc` and of `dec`'s cross-attention (the decoder's BERT); `None`
+    /// when this CPU has no bf16 products ([`bf16::available`]).
+    pub fn new(enc: &BertModel, dec: &BertModel) -> Result<Option<Self>> {
         if !bf16::available() {
             return Ok(None);
         }
-        let enc = &model.encoder;
         let d = enc.config.hidden_size;
         let packed = |lin: &candle_nn::Linear| -> Result<PackedB> {
             let n = lin.weight().dim(0)?;
@@ -298,7 +297,7 @@ impl PackedEncoder {
             });
         }
         let mut cross = Vec::new();
-        for layer in &model.decoder.bert.layers {
+        for layer in &dec.layers {
             let ca = &layer
                 .crossattention
                 .as_ref()
@@ -313,7 +312,7 @@ impl PackedEncoder {
                 })?;
                 b.extend(bias(lin)?);
             }
-            let dd = model.config.decoder.hidden_size;
+            let dd = dec.config.hidden_size;
             if w.len() != 2 * dd * d {
                 return Err(ModelError::Input(
                     "cross-attention weights are not D x D_encoder".into(),
@@ -500,7 +499,9 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512 BF16");
             return;
         }
-        let packed = PackedEncoder::new(&m).unwrap().unwrap();
+        let packed = PackedEncoder::new(&m.encoder, &m.decoder.bert)
+            .unwrap()
+            .unwrap();
         let got = encode_unpadded(&m.encoder, &ids, Some(&packed)).unwrap();
         // LayerNorm outputs are O(1); bf16 keeps 8 significant bits of each product's inputs.
         let worst = want

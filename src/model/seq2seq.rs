@@ -144,7 +144,7 @@ impl ImprovNetModel {
     /// again after changing them (training never switches it on).
     pub fn set_bf16_encoder(&mut self, on: bool) -> Result<bool> {
         self.bf16_encoder = if on {
-            super::fast_enc::PackedEncoder::new(self)?
+            super::fast_enc::PackedEncoder::new(&self.encoder, &self.decoder.bert)?
         } else {
             None
         };
