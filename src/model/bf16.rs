@@ -158,7 +158,6 @@ pub fn pairs_into(a: &[f32], m: usize, k: usize, stride: usize, out: &mut Vec<u3
     let m_pad = m.div_ceil(MR) * MR;
     // Every word of rows < m is written below: only the padding rows need zeros.
     out.resize(m_pad * kp, 0);
-    out.truncate(m_pad * kp);
     out[m * kp..].fill(0);
     for (r, dst) in out.chunks_exact_mut(kp).take(m).enumerate() {
         row_pairs(&a[r * stride..][..k], dst);

@@ -749,13 +749,7 @@ fn cross_f32(
             kernels::linear_acc(enc, n, w, d, &mut tmp, threads);
             Ok(())
         })?;
-        let mut k = vec![0.0f32; n * d];
-        for j in 0..n {
-            for hh in 0..h {
-                k[(hh * n + j) * dh..(hh * n + j + 1) * dh]
-                    .copy_from_slice(&tmp[j * d + hh * dh..j * d + (hh + 1) * dh]);
-            }
-        }
+        let k = heads_major(&tmp, d, n, h, dh);
         // V transposed: [D, n] = Wv enc^T + bv, i.e. [H, Dh, n].
         let mut vt = vec![0.0f32; d * n];
         with_f32(ca.value.bias().expect("bias"), |b| {
@@ -794,6 +788,17 @@ fn cross_f32(
     Ok((cross_k, cross_v))
 }
 
+/// Keys `[H, n, Dh]` from the first `H * Dh` values of `n` rows `stride` apart.
+fn heads_major(rows: &[f32], stride: usize, n: usize, h: usize, dh: usize) -> Vec<f32> {
+    let mut k = vec![0.0f32; n * h * dh];
+    for (j, row) in rows.chunks_exact(stride).take(n).enumerate() {
+        for hh in 0..h {
+            k[(hh * n + j) * dh..][..dh].copy_from_slice(&row[hh * dh..][..dh]);
+        }
+    }
+    k
+}
+
 /// [`cross_f32`] with bf16 products ([`PackedEncoder::cross_keys_values`]).
 fn cross_bf16(
     packed: &PackedEncoder,
@@ -808,12 +813,9 @@ fn cross_bf16(
     for layer in 0..packed.decoder_layers() {
         // [n, 2D] keys | values -> keys [H, n, Dh] and values transposed [D, n].
         let kv = packed.cross_keys_values(layer, enc, n);
-        let mut k = vec![0.0f32; n * d];
+        let k = heads_major(&kv, 2 * d, n, h, dh);
         let mut vt = vec![0.0f32; d * n];
         for (j, row) in kv.chunks_exact(2 * d).enumerate() {
-            for hh in 0..h {
-                k[(hh * n + j) * dh..][..dh].copy_from_slice(&row[hh * dh..][..dh]);
-            }
             for (c, &v) in row[d..].iter().enumerate() {
                 vt[c * n + j] = v;
             }

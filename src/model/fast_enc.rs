@@ -161,6 +161,57 @@ pub fn encode_unpadded(
     Ok(x)
 }
 
+/// Attention by blocks of [`BLOCK`] query rows of one head, spread over the rayon pool: for
+/// each, `scores(e, head, r0, rows, s)` writes `scale Q K^T` of rows `r0..r0 + rows` into `s`
+/// (`[rows, L]`), the softmax is taken here, and `context(e, head, r0, rows, s, out)` writes
+/// `P V` at `out`: row `r0`, column `head * dh` of the `[L, D]` context, rows `D` apart. `e`
+/// is per-split scratch from `extra`; splits are few, since each also allocates a `[BLOCK, L]`
+/// score buffer.
+#[allow(clippy::too_many_arguments)]
+fn query_blocks<E>(
+    ctx: &mut [f32],
+    l: usize,
+    h: usize,
+    dh: usize,
+    extra: impl Fn() -> E + Sync + Send,
+    scores: impl Fn(&mut E, usize, usize, usize, &mut [f32]) + Sync + Send,
+    context: impl Fn(&mut E, usize, usize, usize, &[f32], SendPtr) + Sync + Send,
+) {
+    let d = h * dh;
+    assert!(ctx.len() >= l * d);
+    let blocks = l.div_ceil(BLOCK);
+    let out = SendPtr(ctx.as_mut_ptr());
+    let per_split = (h * blocks).div_ceil(2 * kernels::threads());
+    (0..h * blocks)
+        .into_par_iter()
+        .with_min_len(per_split)
+        .for_each_init(
+            || (vec![0.0f32; BLOCK * l], extra()),
+            |(s, e), task| {
+                #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
+                let out = out;
+                let (hh, blk) = (task / blocks, task % blocks);
+                let r0 = blk * BLOCK;
+                let rows = BLOCK.min(l - r0);
+                let s = &mut s[..rows * l];
+                scores(e, hh, r0, rows, s);
+                for row in s.chunks_exact_mut(l) {
+                    kernels::softmax(row);
+                }
+                // SAFETY: inside `ctx` ([L, D], asserted); each task's rows and head columns
+                // are its own.
+                context(
+                    e,
+                    hh,
+                    r0,
+                    rows,
+                    s,
+                    SendPtr(unsafe { out.0.add(r0 * d + hh * dh) }),
+                );
+            },
+        );
+}
+
 /// `ctx[:, head] = softmax(scale Q_h K_h^T) V_h` for every head, `[L, D]` buffers.
 #[allow(clippy::too_many_arguments)]
 fn attention(
@@ -174,57 +225,51 @@ fn attention(
     scale: f32,
 ) {
     let d = h * dh;
-    let blocks = l.div_ceil(BLOCK);
-    let out = SendPtr(ctx.as_mut_ptr());
-    (0..h * blocks).into_par_iter().for_each_init(
-        || vec![0.0f32; BLOCK * l],
-        |s, task| {
-            #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
-            let out = out;
-            let (hh, blk) = (task / blocks, task % blocks);
-            let r0 = blk * BLOCK;
-            let rows = BLOCK.min(l - r0);
-            // SAFETY: all offsets stay inside the [L, D] buffers and the [BLOCK, L] scratch;
-            // each task writes only its own rows of its own head's columns of `ctx`.
-            unsafe {
-                gemm_raw(
-                    rows,
-                    l,
-                    dh,
-                    s.as_mut_ptr(),
-                    l as isize,
-                    1,
-                    false,
-                    q.as_ptr().add(r0 * d + hh * dh),
-                    d as isize,
-                    1,
-                    k.as_ptr().add(hh * dh),
-                    1,
-                    d as isize,
-                    scale,
-                    1,
-                );
-                for row in s[..rows * l].chunks_exact_mut(l) {
-                    kernels::softmax(row);
-                }
-                gemm_raw(
-                    rows,
-                    dh,
-                    l,
-                    out.0.add(r0 * d + hh * dh),
-                    d as isize,
-                    1,
-                    false,
-                    s.as_ptr(),
-                    l as isize,
-                    1,
-                    v.as_ptr().add(hh * dh),
-                    d as isize,
-                    1,
-                    1.0,
-                    1,
-                );
-            }
+    assert!(q.len() >= l * d && k.len() >= l * d && v.len() >= l * d);
+    query_blocks(
+        ctx,
+        l,
+        h,
+        dh,
+        || (),
+        // SAFETY (both): offsets inside the [L, D] buffers (asserted) and the [rows, L] scores.
+        |_, hh, r0, rows, s| unsafe {
+            gemm_raw(
+                rows,
+                l,
+                dh,
+                s.as_mut_ptr(),
+                l as isize,
+                1,
+                false,
+                q.as_ptr().add(r0 * d + hh * dh),
+                d as isize,
+                1,
+                k.as_ptr().add(hh * dh),
+                1,
+                d as isize,
+                scale,
+                1,
+            )
+        },
+        |_, hh, _, rows, s, out| unsafe {
+            gemm_raw(
+                rows,
+                dh,
+                l,
+                out.0,
+                d as isize,
+                1,
+                false,
+                s.as_ptr(),
+                l as isize,
+                1,
+                v.as_ptr().add(hh * dh),
+                d as isize,
+                1,
+                1.0,
+                1,
+            )
         },
     );
 }
@@ -235,21 +280,50 @@ fn attention(
 /// training and the reference forward use them).
 pub struct PackedEncoder {
     layers: Vec<PackedLayer>,
-    /// Per decoder layer: keys and values side by side (`[D] -> [2D]`), and their biases.
-    cross: Vec<(PackedB, Vec<f32>)>,
+    /// Per decoder layer: keys and values side by side (`[D] -> [2D]`).
+    cross: Vec<PackedLinear>,
+}
+
+/// A linear layer (or several side by side, sharing their input) packed for bf16 products.
+struct PackedLinear {
+    w: PackedB,
+    bias: Vec<f32>,
+}
+
+impl PackedLinear {
+    /// `lins` side by side: their outputs concatenated, one pass over an input of `k` values.
+    fn fused(lins: &[&candle_nn::Linear], k: usize) -> Result<Self> {
+        let mut w = Vec::new();
+        let mut bias_all = Vec::new();
+        let mut n = 0;
+        for lin in lins {
+            let (rows, cols) = lin.weight().dims2()?;
+            if cols != k {
+                return Err(ModelError::Input(format!(
+                    "a linear layer's input is {cols} wide, not {k}"
+                )));
+            }
+            n += rows;
+            with_f32(lin.weight(), |v| {
+                w.extend_from_slice(v);
+                Ok(())
+            })?;
+            bias_all.extend(bias(lin)?);
+        }
+        Ok(Self {
+            w: PackedB::linear(&w, n, k),
+            bias: bias_all,
+        })
+    }
 }
 
 struct PackedLayer {
     /// Query, key and value side by side: one pass over the input for all three.
-    qkv: PackedB,
-    qkv_bias: Vec<f32>,
-    out: PackedB,
-    out_bias: Vec<f32>,
+    qkv: PackedLinear,
+    out: PackedLinear,
     out_ln: (Vec<f32>, Vec<f32>),
-    up: PackedB,
-    up_bias: Vec<f32>,
-    down: PackedB,
-    down_bias: Vec<f32>,
+    up: PackedLinear,
+    down: PackedLinear,
     down_ln: (Vec<f32>, Vec<f32>),
 }
 
@@ -261,64 +335,28 @@ impl PackedEncoder {
             return Ok(None);
         }
         let d = enc.config.hidden_size;
-        let packed = |lin: &candle_nn::Linear| -> Result<PackedB> {
-            let n = lin.weight().dim(0)?;
-            with_f32(lin.weight(), |w| {
-                Ok(PackedB::linear(w, n, w.len() / n.max(1)))
-            })
-        };
+        let f = enc.config.intermediate_size;
         let mut layers = Vec::with_capacity(enc.layers.len());
         for layer in &enc.layers {
             let sa = &layer.attention.self_attention;
-            let mut qkv_w = Vec::with_capacity(3 * d * d);
-            let mut qkv_bias = Vec::with_capacity(3 * d);
-            for lin in [&sa.query, &sa.key, &sa.value] {
-                with_f32(lin.weight(), |w| {
-                    qkv_w.extend_from_slice(w);
-                    Ok(())
-                })?;
-                qkv_bias.extend(bias(lin)?);
-            }
-            if qkv_w.len() != 3 * d * d {
-                return Err(ModelError::Input("attention weights are not d x d".into()));
-            }
             let ao = &layer.attention.output;
             layers.push(PackedLayer {
-                qkv: PackedB::linear(&qkv_w, 3 * d, d),
-                qkv_bias,
-                out: packed(&ao.dense)?,
-                out_bias: bias(&ao.dense)?,
+                qkv: PackedLinear::fused(&[&sa.query, &sa.key, &sa.value], d)?,
+                out: PackedLinear::fused(&[&ao.dense], d)?,
                 out_ln: ln(&ao.layer_norm)?,
-                up: packed(&layer.intermediate)?,
-                up_bias: bias(&layer.intermediate)?,
-                down: packed(&layer.output.dense)?,
-                down_bias: bias(&layer.output.dense)?,
+                up: PackedLinear::fused(&[&layer.intermediate], d)?,
+                down: PackedLinear::fused(&[&layer.output.dense], f)?,
                 down_ln: ln(&layer.output.layer_norm)?,
             });
         }
-        let mut cross = Vec::new();
+        let mut cross = Vec::with_capacity(dec.layers.len());
         for layer in &dec.layers {
             let ca = &layer
                 .crossattention
                 .as_ref()
                 .ok_or_else(|| ModelError::Input("decoder without cross-attention".into()))?
                 .self_attention;
-            let mut w = Vec::new();
-            let mut b = Vec::new();
-            for lin in [&ca.key, &ca.value] {
-                with_f32(lin.weight(), |v| {
-                    w.extend_from_slice(v);
-                    Ok(())
-                })?;
-                b.extend(bias(lin)?);
-            }
-            let dd = dec.config.hidden_size;
-            if w.len() != 2 * dd * d {
-                return Err(ModelError::Input(
-                    "cross-attention weights are not D x D_encoder".into(),
-                ));
-            }
-            cross.push((PackedB::linear(&w, 2 * dd, d), b));
+            cross.push(PackedLinear::fused(&[&ca.key, &ca.value], d)?);
         }
         Ok(Some(Self { layers, cross }))
     }
@@ -331,10 +369,10 @@ impl PackedEncoder {
     /// Decoder layer `layer`'s cross-attention keys and values of the encoder rows `enc`
     /// `[n, D]`, side by side: `[n, 2D]`.
     pub fn cross_keys_values(&self, layer: usize, enc: &[f32], n: usize) -> Vec<f32> {
-        let (w, b) = &self.cross[layer];
-        let mut kv = vec![0.0f32; n * w.n];
-        fill_rows(&mut kv, b);
-        linear_bf16(enc, enc.len() / n.max(1), w, &mut kv);
+        let lin = &self.cross[layer];
+        let mut kv = vec![0.0f32; n * lin.w.n];
+        fill_rows(&mut kv, &lin.bias);
+        linear_bf16(enc, enc.len() / n.max(1), &lin.w, &mut kv);
         kv
     }
 }
@@ -371,17 +409,17 @@ fn encode_layers_bf16(enc: &BertModel, p: &PackedEncoder, x: &mut [f32], l: usiz
     let mut keys = vec![PackedB::default(); h];
     let mut values = vec![PackedB::default(); h];
     for layer in &p.layers {
-        fill_rows(&mut qkv, &layer.qkv_bias);
-        linear_bf16(x, d, &layer.qkv, &mut qkv);
+        fill_rows(&mut qkv, &layer.qkv.bias);
+        linear_bf16(x, d, &layer.qkv.w, &mut qkv);
         attention_bf16(&qkv, &mut keys, &mut values, &mut ctx, l, h, dh, scale);
-        kernels::add_rows(x, &layer.out_bias);
-        linear_bf16(&ctx, d, &layer.out, x);
+        kernels::add_rows(x, &layer.out.bias);
+        linear_bf16(&ctx, d, &layer.out.w, x);
         layer_norm_rows(x, d, &layer.out_ln.0, &layer.out_ln.1, eps);
-        fill_rows(&mut hid, &layer.up_bias);
-        linear_bf16(x, d, &layer.up, &mut hid);
+        fill_rows(&mut hid, &layer.up.bias);
+        linear_bf16(x, d, &layer.up.w, &mut hid);
         hid.par_chunks_mut(f * 16).for_each(kernels::gelu);
-        kernels::add_rows(x, &layer.down_bias);
-        linear_bf16(&hid, f, &layer.down, x);
+        kernels::add_rows(x, &layer.down.bias);
+        linear_bf16(&hid, f, &layer.down.w, x);
         layer_norm_rows(x, d, &layer.down_ln.0, &layer.down_ln.1, eps);
     }
     Ok(())
@@ -410,43 +448,23 @@ fn attention_bf16(
             kb.pack_transposed(&qkv[d + hh * dh..], l, dh, ld, scratch);
             vb.pack_rows(&qkv[2 * d + hh * dh..], l, dh, ld);
         });
-    let blocks = l.div_ceil(BLOCK);
-    let out = SendPtr(ctx.as_mut_ptr());
     let (keys, values) = (&*keys, &*values);
-    // Few splits: each one allocates its own [BLOCK, L] scratch.
-    let per_split = (h * blocks).div_ceil(2 * kernels::threads());
-    (0..h * blocks)
-        .into_par_iter()
-        .with_min_len(per_split)
-        .for_each_init(
-            || (vec![0.0f32; BLOCK * l], Vec::new()),
-            |(s, pairs), task| {
-                #[allow(clippy::redundant_locals)] // capture the Sync wrapper, not its raw field
-                let out = out;
-                let (hh, blk) = (task / blocks, task % blocks);
-                let r0 = blk * BLOCK;
-                let rows = BLOCK.min(l - r0);
-                bf16::pairs_into(&qkv[r0 * ld + hh * dh..], rows, dh, ld, pairs);
-                bf16::matmul(pairs, rows, &keys[hh], &mut s[..rows * l], l, false, scale);
-                for row in s[..rows * l].chunks_exact_mut(l) {
-                    kernels::softmax(row);
-                }
-                bf16::pairs_into(s, rows, l, l, pairs);
-                // SAFETY: each task writes only its own rows of its own head's columns of `ctx`
-                // ([L, D], so rows r0.. with stride D and DH columns from hh * DH are inside it).
-                unsafe {
-                    bf16::matmul_raw(
-                        pairs,
-                        rows,
-                        &values[hh],
-                        out.0.add(r0 * d + hh * dh),
-                        d,
-                        false,
-                        1.0,
-                    )
-                };
-            },
-        );
+    query_blocks(
+        ctx,
+        l,
+        h,
+        dh,
+        Vec::new,
+        |pairs, hh, r0, rows, s| {
+            bf16::pairs_into(&qkv[r0 * ld + hh * dh..], rows, dh, ld, pairs);
+            bf16::matmul(pairs, rows, &keys[hh], s, l, false, scale);
+        },
+        |pairs, hh, _, rows, s, out| {
+            bf16::pairs_into(s, rows, l, l, pairs);
+            // SAFETY: `out` is this task's block of `ctx` (rows D apart, DH columns).
+            unsafe { bf16::matmul_raw(pairs, rows, &values[hh], out.0, d, false, 1.0) };
+        },
+    );
 }
 
 #[cfg(test)]
