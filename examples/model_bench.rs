@@ -5,7 +5,7 @@
 //!     cargo run --release --example model_bench -- path/to/model_dir
 //!
 //! `--size L,D,H,FFN` or `--size2 ENC_L,DEC_L,D,H,FFN` bench other shapes; `--bf16` runs the
-//! encoder's products in bf16 (AVX-512 BF16).
+//! encoder's products in bf16 (AVX-512 BF16), `--int8` the decoder's weights in 8 bits.
 //!
 //! `--export DIR` saves the random weights (HF layout) and `input.json` for
 //! `scripts/bench_model_pytorch.py`.
@@ -27,10 +27,14 @@ fn main() -> anyhow::Result<()> {
     let mut export: Option<PathBuf> = None;
     let mut custom: Option<Config> = None;
     let mut bf16 = false;
+    let mut int8 = false;
     let mut i = 0;
     while i < args.len() {
         let next = || args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
+            "--int8" => {
+                int8 = true;
+            }
             "--bf16" => {
                 bf16 = true;
                 i += 1;
@@ -94,6 +98,12 @@ fn main() -> anyhow::Result<()> {
             }))?,
         )?;
     }
+    // As the command line does: each copy made, the f32 matrices it replaces are freed.
+    if int8 {
+        model.set_int8_decoder(true)?;
+        model.keep_generation_weights()?;
+        which.push_str(" (int8 decoder)");
+    }
     if bf16 {
         anyhow::ensure!(
             model.set_bf16_encoder(true)?,
@@ -101,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         );
         which.push_str(" (bf16 encoder)");
     }
+    model.keep_generation_weights()?;
     let r = bench_model(&model, &spec)?;
     println!("rust {which}: {r}");
     // What verifying a draft costs: one decoder forward over k tokens against one token

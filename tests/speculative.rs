@@ -28,6 +28,15 @@ fn tiny() -> ImprovNetModel {
     ImprovNetModel::random(&cfg, 11, &Device::Cpu).unwrap()
 }
 
+/// The tiny model in each arithmetic generation offers: f32, and 8-bit decoder weights with
+/// bf16 cross-attention keys and values (its f32 matrices freed, as the command line does).
+fn arithmetics() -> Vec<(&'static str, ImprovNetModel)> {
+    let mut int8 = tiny();
+    int8.set_int8_decoder(true).unwrap();
+    int8.keep_generation_weights().unwrap();
+    vec![("f32", tiny()), ("int8", int8)]
+}
+
 fn encoder_ids(len: u32, salt: u32) -> Vec<u32> {
     (0..len)
         .map(|i| (i * 97 + salt * 31 + 5) % 2300 + 1)
@@ -36,7 +45,13 @@ fn encoder_ids(len: u32, salt: u32) -> Vec<u32> {
 
 #[test]
 fn feeding_several_tokens_gives_the_logits_of_one_at_a_time_bit_for_bit() {
-    let m = tiny();
+    for (name, m) in arithmetics() {
+        eprintln!("{name}");
+        feeding_several_tokens_gives_the_logits_of_one_at_a_time_bit_for_bit_in(m);
+    }
+}
+
+fn feeding_several_tokens_gives_the_logits_of_one_at_a_time_bit_for_bit_in(m: ImprovNetModel) {
     let enc = encoder_ids(150, 1);
     let tokens: Vec<u32> = (0..40u32).map(|i| (i * 131 + 7) % 2300 + 1).collect();
     let w = DecoderWeights::lock(&m).unwrap();
@@ -95,7 +110,13 @@ fn feed_refuses_too_many_tokens_and_positions_past_the_end() {
 
 #[test]
 fn lanes_fed_together_give_the_logits_of_each_lane_alone() {
-    let m = tiny();
+    for (name, m) in arithmetics() {
+        eprintln!("{name}");
+        lanes_fed_together_give_the_logits_of_each_lane_alone_in(m);
+    }
+}
+
+fn lanes_fed_together_give_the_logits_of_each_lane_alone_in(m: ImprovNetModel) {
     let enc = encoder_ids(120, 4);
     let w = DecoderWeights::lock(&m).unwrap();
     let token = |lane: usize, i: usize| ((lane * 53 + i * 131 + 7) % 2300 + 1) as u32;
@@ -158,7 +179,13 @@ impl LogitsProcessor for StopAfter {
 
 #[test]
 fn sequences_decoded_side_by_side_get_the_tokens_each_gets_alone() {
-    let m = tiny();
+    for (name, m) in arithmetics() {
+        eprintln!("{name}");
+        sequences_decoded_side_by_side_get_the_tokens_each_gets_alone_in(m);
+    }
+}
+
+fn sequences_decoded_side_by_side_get_the_tokens_each_gets_alone_in(m: ImprovNetModel) {
     let enc = encoder_ids(90, 5);
     for sampling in [SamplingParams::greedy(), SamplingParams::default()] {
         let opts = GenerateOptions {
@@ -273,7 +300,13 @@ fn decode(
 
 #[test]
 fn every_draft_gives_the_plain_decoders_tokens() {
-    let m = tiny();
+    for (name, m) in arithmetics() {
+        eprintln!("{name}");
+        every_draft_gives_the_plain_decoders_tokens_in(m);
+    }
+}
+
+fn every_draft_gives_the_plain_decoders_tokens_in(m: ImprovNetModel) {
     let mut taken = 0;
     let mut missed = 0;
     for (seed, sampling) in (0..12u64).map(|s| {

@@ -31,7 +31,7 @@ pub struct BenchMusicArgs {
     pub model: PathBuf,
     #[arg(long, default_value = super::common::DEFAULT_CLASSIFIER)]
     pub classifier: PathBuf,
-    /// The encoder's arithmetic (as improvise's).
+    /// Generation's arithmetic (as improvise's).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: Precision,
     /// The jazz recipe measured beside the default one.
@@ -385,12 +385,12 @@ pub struct BenchModelArgs {
     pub max_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The encoder's arithmetic of every run (as improvise's).
+    /// Generation's arithmetic of every run (as improvise's).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: Precision,
-    /// The encoder in f32 and in bf16 side by side (needs AVX-512 BF16): a third run per round
-    /// in the other arithmetic, then both models' greedy answers and logits compared on
-    /// segments of the pieces (`--draws` per corruption and piece).
+    /// `--precision`'s arithmetic against f32 side by side: a third run per round in f32, then
+    /// both models' greedy answers and logits compared on segments of the pieces (`--draws`
+    /// per corruption and piece).
     #[arg(long)]
     pub compare_precision: bool,
     /// Segments per corruption and piece for `--compare-precision`.
@@ -486,11 +486,15 @@ fn print_run(label: &str, run: &Run) {
 }
 
 pub fn bench_model(args: BenchModelArgs) -> Result<()> {
-    let mut model = load_model(&args.model, args.precision)?;
-    if args.compare_precision && !improvnet::model::bf16::available() {
-        bail!("--compare-precision: this CPU has no AVX-512 BF16");
-    }
-    let bf16 = model.bf16_encoder_on();
+    let model = load_model(&args.model, args.precision)?;
+    let reference = if args.compare_precision {
+        if args.precision == Precision::F32 {
+            bail!("--compare-precision compares --precision's arithmetic with f32: name another");
+        }
+        Some(load_model(&args.model, Precision::F32)?)
+    } else {
+        None
+    };
     let mut pieces = Vec::new();
     for path in &args.pieces {
         let (_, piece) = load_piece(path)?;
@@ -502,11 +506,11 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         pieces.push((piece, protected));
     }
     println!(
-        "bench-model: {} | {} piece(s) | default recipe, seed {} | encoder {} | {} threads",
+        "bench-model: {} | {} piece(s) | default recipe, seed {} | {} | {} threads",
         args.model.display(),
         pieces.len(),
         args.seed,
-        if bf16 { "bf16" } else { "f32" },
+        Precision::describe(&model),
         rayon::current_num_threads()
     );
     let mut plain = Vec::new();
@@ -526,12 +530,9 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         }
         plain.push(a.wall);
         drafted.push(b.wall);
-        if args.compare_precision {
-            model.set_bf16_encoder(!bf16)?;
-            let c = refine_all(&model, &pieces, &args, true, 1)?;
-            model.set_bf16_encoder(bf16)?;
-            let other = if bf16 { "f32" } else { "bf16" };
-            print_run(&format!("{round} {other}"), &c);
+        if let Some(reference) = &reference {
+            let c = refine_all(reference, &pieces, &args, true, 1)?;
+            print_run(&format!("{round} f32"), &c);
         }
         last = Some(b);
     }
@@ -579,28 +580,32 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     if let Some(mb) = peak_rss_mb() {
         println!("peak memory {mb:.0} MB");
     }
-    if args.compare_precision {
-        print_agreement(&pieces, &args)?;
+    if let Some(reference) = &reference {
+        print_agreement(reference, &model, &pieces, &args)?;
     }
     Ok(())
 }
 
-/// The bf16 encoder against f32 on training-style segments of the pieces, greedy.
-fn print_agreement(pieces: &[(Piece, Vec<u32>)], args: &BenchModelArgs) -> Result<()> {
+/// `other`'s arithmetic against f32 (`model`) on training-style segments of the pieces, greedy.
+fn print_agreement(
+    model: &improvnet::model::ImprovNetModel,
+    other: &improvnet::model::ImprovNetModel,
+    pieces: &[(Piece, Vec<u32>)],
+    args: &BenchModelArgs,
+) -> Result<()> {
     use improvnet::eval::precision;
-    let model = load_model(&args.model, Precision::F32)?;
-    let other = load_model(&args.model, Precision::Bf16)?;
     let pieces: Vec<Piece> = pieces.iter().map(|(p, _)| p.clone()).collect();
     let rows = precision::compare(
-        &model,
-        &other,
+        model,
+        other,
         &pieces,
         args.draws,
         args.max_tokens.unwrap_or(512),
         args.seed,
     )?;
     println!(
-        "\nbf16 encoder against f32, greedy, {} segments per corruption:",
+        "\n{} against f32, greedy, {} segments per corruption:",
+        Precision::describe(other),
         args.draws * pieces.len()
     );
     println!(

@@ -35,8 +35,9 @@ pub struct Common {
     /// Output folder.
     #[arg(long, default_value = "output")]
     pub out: PathBuf,
-    /// The encoder's arithmetic: auto is bf16 where the CPU has AVX-512 BF16 (a third less time
-    /// per segment), f32 elsewhere; f32 reproduces the reference forward.
+    /// Generation's arithmetic: auto is bf16 products where the CPU has AVX-512 BF16 (a third
+    /// less time per segment) and 8-bit decoder weights for large decoders (half the time per
+    /// token of the released model); f32 reproduces the reference forward.
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: Precision,
     /// Seed of every random choice: the same seed gives the same files.

@@ -8,9 +8,11 @@
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
 use super::fast_enc::PackedEncoder;
+use super::int8::{self, QMat};
 use super::kernels::{has_avx2, has_avx512};
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
+use half::bf16;
 
 // ------------------------------------------------------------------------------------------------
 // Kernels
@@ -77,11 +79,18 @@ fn chunk_rows(team: &Team, m: usize, n: usize) -> usize {
     m.div_ceil(want).next_multiple_of(4)
 }
 
+/// A decoder matrix as generation reads it: the checkpoint's f32 rows, or their 8-bit copy.
+#[derive(Clone, Copy)]
+pub enum Mat<'a> {
+    F32(&'a [f32]),
+    I8(&'a QMat),
+}
+
 /// `K` products `ys[i] = W_i x + b_i` of the same `rows` inputs (`x` `[rows, n]`, `ys[i]`
 /// `[rows, m]`; query, key and value are three) as one team job, chunks of output columns.
 fn par_matvecs<const K: usize>(
     team: &mut Team,
-    ws: [(&[f32], &[f32]); K],
+    ws: [(Mat, &[f32]); K],
     x: &[f32],
     rows: usize,
     ys: [&mut [f32]; K],
@@ -90,7 +99,11 @@ fn par_matvecs<const K: usize>(
     let m = ys[0].len() / rows;
     assert!(x.len() == rows * n);
     for ((w, b), y) in ws.iter().zip(&ys) {
-        assert!(y.len() == m * rows && w.len() >= m * n && b.len() >= m);
+        let fits = match w {
+            Mat::F32(w) => w.len() >= m * n,
+            Mat::I8(q) => q.m >= m && q.n == n,
+        };
+        assert!(y.len() == m * rows && fits && b.len() >= m);
     }
     let per_rows = chunk_rows(team, m, n);
     let per = m.div_ceil(per_rows);
@@ -103,27 +116,31 @@ fn par_matvecs<const K: usize>(
         let r0 = c * per_rows;
         let r1 = (r0 + per_rows).min(m);
         let (w, b) = ws[which];
+        let (x, y) = (xp as *const f32, yp[which].0);
         // SAFETY: chunks cover disjoint output columns `r0..r1` of `K` distinct outputs;
         // `x` is `rows * n` values.
         unsafe {
-            matvec_rows(
-                &w[r0 * n..],
-                n,
-                Some(&b[r0..r1]),
-                xp as *const f32,
-                n,
-                n,
-                rows,
-                yp[which].0.add(r0),
-                m,
-                r1 - r0,
-            )
+            match w {
+                Mat::F32(w) => matvec_rows(
+                    &w[r0 * n..],
+                    n,
+                    Some(&b[r0..r1]),
+                    x,
+                    n,
+                    n,
+                    rows,
+                    y.add(r0),
+                    m,
+                    r1 - r0,
+                ),
+                Mat::I8(q) => q.matvec_rows(r0, r1, Some(&b[r0..r1]), x, n, rows, y.add(r0), m),
+            }
         };
     });
 }
 
 /// `y = W x + b` for `rows` inputs (`x` `[rows, n]`, `y` `[rows, m]`) over the team.
-fn par_matvec(team: &mut Team, w: &[f32], b: &[f32], x: &[f32], rows: usize, y: &mut [f32]) {
+fn par_matvec(team: &mut Team, w: Mat, b: &[f32], x: &[f32], rows: usize, y: &mut [f32]) {
     par_matvecs(team, [(w, b)], x, rows, [y]);
 }
 
@@ -170,6 +187,7 @@ const EMB: usize = 5;
 /// The decoder's tensors, in a fixed order, read-locked for the life of this value.
 pub struct DecoderWeights<'m> {
     guards: Vec<(candle_core::StorageRef<'m>, usize, usize)>,
+    int8: Option<&'m Int8Decoder>,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
@@ -250,6 +268,7 @@ impl<'m> DecoderWeights<'m> {
         }
         Ok(Self {
             guards,
+            int8: m.int8_decoder(),
             layers: cfg.num_hidden_layers,
             hidden: cfg.hidden_size,
             heads: cfg.num_attention_heads,
@@ -278,6 +297,64 @@ impl<'m> DecoderWeights<'m> {
     fn head(&self, k: usize) -> &[f32] {
         self.t(EMB + self.layers * PER_LAYER + k)
     }
+
+    /// Matrix `i` in the form generation multiplies by: 8-bit where the model has them.
+    #[inline]
+    fn mat(&self, i: usize) -> Mat<'_> {
+        match self.int8.and_then(|q| q.mats[i].as_ref()) {
+            Some(q) => Mat::I8(q),
+            None => Mat::F32(self.t(i)),
+        }
+    }
+
+    #[inline]
+    fn lm(&self, layer: usize, k: usize) -> Mat<'_> {
+        self.mat(EMB + layer * PER_LAYER + k)
+    }
+
+    #[inline]
+    fn head_m(&self, k: usize) -> Mat<'_> {
+        self.mat(EMB + self.layers * PER_LAYER + k)
+    }
+}
+
+/// The decoder's matrices rounded to 8 bits ([`super::int8`]), by [`decoder_tensors`] index:
+/// the self- and cross-attention projections, the feed-forward layers and the LM head.
+/// Embeddings (a row gathered per token), biases and LayerNorms stay f32.
+#[derive(Debug, Clone)]
+pub struct Int8Decoder {
+    mats: Vec<Option<QMat>>,
+}
+
+impl Int8Decoder {
+    /// Rounds the decoder's matrices as they are now (f32 weights on the CPU).
+    pub fn new(m: &ImprovNetModel) -> Result<Self> {
+        const LAYER_MATS: [usize; 8] = [0, 2, 4, 6, 10, 12, 16, 18];
+        let tensors = decoder_tensors(m);
+        let layers = m.config.decoder.num_hidden_layers;
+        let head = EMB + layers * PER_LAYER;
+        let mut mats = Vec::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            let is_mat = if i >= head {
+                matches!(i - head, 0 | 4)
+            } else {
+                i >= EMB && LAYER_MATS.contains(&((i - EMB) % PER_LAYER))
+            };
+            mats.push(if is_mat {
+                let (rows, cols) = t.dims2()?;
+                let q = with_f32(t, |w| Ok(QMat::quantize(w, rows, cols)))?;
+                Some(q)
+            } else {
+                None
+            });
+        }
+        Ok(Self { mats })
+    }
+
+    /// Bytes of 8-bit weights and scales.
+    pub fn bytes(&self) -> usize {
+        self.mats.iter().flatten().map(QMat::bytes).sum()
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -294,8 +371,7 @@ pub struct DecoderState {
     ffn_size: usize,
     lanes: Vec<Lane>,
     /// per layer: K `[H, enc_len, Dh]`, V transposed `[H, Dh, enc_len]`
-    cross_k: Vec<Vec<f32>>,
-    cross_v: Vec<Vec<f32>>,
+    cross: Cross,
     /// Scratch for up to [`MAX_FEED`] tokens per lane fed together, `[rows, D]` (`ffn`
     /// `[rows, F]`).
     x: Vec<f32>,
@@ -439,6 +515,16 @@ impl DecoderState {
             Some(packed) => cross_bf16(packed, enc, n, d, h),
             None => cross_f32(model, enc, n, d, h, threads)?,
         };
+        let cross = if model.int8_decoder_on() {
+            let narrow = |v: Vec<Vec<f32>>| -> Vec<Vec<bf16>> {
+                v.iter()
+                    .map(|l| l.iter().map(|&x| bf16::from_f32(x)).collect())
+                    .collect()
+            };
+            Cross::Bf16(narrow(cross_k), narrow(cross_v))
+        } else {
+            Cross::F32(cross_k, cross_v)
+        };
         let max_len = cfg.max_position_embeddings;
         Ok(Self {
             max_len,
@@ -447,8 +533,7 @@ impl DecoderState {
             heads: h,
             ffn_size: cfg.intermediate_size,
             lanes: vec![Lane::new(cfg.num_hidden_layers, d, max_len)],
-            cross_k,
-            cross_v,
+            cross,
             x: vec![0.0; MAX_FEED * d],
             q: vec![0.0; MAX_FEED * d],
             k: vec![0.0; MAX_FEED * d],
@@ -537,8 +622,7 @@ impl DecoderState {
         let Self {
             lanes,
             at,
-            cross_k,
-            cross_v,
+            cross,
             x,
             q,
             k,
@@ -585,9 +669,9 @@ impl DecoderState {
             par_matvecs(
                 team,
                 [
-                    (w.l(li, 0), w.l(li, 1)),
-                    (w.l(li, 2), w.l(li, 3)),
-                    (w.l(li, 4), w.l(li, 5)),
+                    (w.lm(li, 0), w.l(li, 1)),
+                    (w.lm(li, 2), w.l(li, 3)),
+                    (w.lm(li, 4), w.l(li, 5)),
                 ],
                 x,
                 rows,
@@ -632,45 +716,58 @@ impl DecoderState {
                     );
                 }
             });
-            par_matvec(team, w.l(li, 6), w.l(li, 7), ctx, rows, tmp);
+            par_matvec(team, w.lm(li, 6), w.l(li, 7), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 8), w.l(li, 9));
 
             // Cross-attention over the encoder output.
-            par_matvec(team, w.l(li, 10), w.l(li, 11), x, rows, q);
-            let (xk, xv) = (&cross_k[li], &cross_v[li]);
+            par_matvec(team, w.lm(li, 10), w.l(li, 11), x, rows, q);
             // Every row of a head against the head's keys and values at once: they are read
             // from memory once per forward, not once per token (what makes a draft cheap).
+            let cross = &*cross;
             heads(team, rows, h, dh, sl, q, ctx, scores, &|hh, q, sc, out| {
                 let base = hh * n * dh;
-                let (k, vt) = (&xk[base..base + n * dh], &xv[base..base + n * dh]);
-                // SAFETY: `q` and `out` hold `rows` head slices `d` apart, `sc` `rows` rows of
-                // `sl >= n` scores; the products are `attend`'s, row by row, bit for bit.
-                unsafe {
-                    matvec_rows(k, dh, None, q, dh, d, rows, sc.as_mut_ptr(), sl, n);
+                let probs = |sc: &mut [f32]| {
                     for r in sc.chunks_exact_mut(sl).take(rows) {
                         scaled_softmax(&mut r[..n], scale);
                     }
-                    matvec_rows(vt, n, None, sc.as_ptr(), n, sl, rows, out, d, dh);
+                };
+                // SAFETY: `q` and `out` hold `rows` head slices `d` apart, `sc` `rows` rows of
+                // `sl >= n` scores; in f32 the products are `attend`'s, row by row, bit for bit.
+                unsafe {
+                    match cross {
+                        Cross::F32(xk, xv) => {
+                            let (k, vt) = (&xk[li][base..][..n * dh], &xv[li][base..][..n * dh]);
+                            matvec_rows(k, dh, None, q, dh, d, rows, sc.as_mut_ptr(), sl, n);
+                            probs(sc);
+                            matvec_rows(vt, n, None, sc.as_ptr(), n, sl, rows, out, d, dh);
+                        }
+                        Cross::Bf16(xk, xv) => {
+                            let (k, vt) = (&xk[li][base..][..n * dh], &xv[li][base..][..n * dh]);
+                            int8::products(k, dh, None, None, q, d, rows, sc.as_mut_ptr(), sl);
+                            probs(sc);
+                            int8::products(vt, n, None, None, sc.as_ptr(), sl, rows, out, d);
+                        }
+                    }
                 }
             });
-            par_matvec(team, w.l(li, 12), w.l(li, 13), ctx, rows, tmp);
+            par_matvec(team, w.lm(li, 12), w.l(li, 13), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 14), w.l(li, 15));
 
             // Feed-forward.
-            par_matvec(team, w.l(li, 16), w.l(li, 17), x, rows, ffn);
+            par_matvec(team, w.lm(li, 16), w.l(li, 17), x, rows, ffn);
             ffn.chunks_exact_mut(f).for_each(gelu);
-            par_matvec(team, w.l(li, 18), w.l(li, 19), ffn, rows, tmp);
+            par_matvec(team, w.lm(li, 18), w.l(li, 19), ffn, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 20), w.l(li, 21));
         }
 
         // LM head.
-        par_matvec(team, w.head(0), w.head(1), x, rows, tmp);
+        par_matvec(team, w.head_m(0), w.head(1), x, rows, tmp);
         tmp.chunks_exact_mut(d).for_each(gelu);
         ln_rows(tmp, w.head(2), w.head(3));
-        par_matvec(team, w.head(4), w.head(5), tmp, rows, logits);
+        par_matvec(team, w.head_m(4), w.head(5), tmp, rows, logits);
         for &(lane, tokens) in batch {
             self.lanes[lane].pos += tokens.len();
         }
@@ -720,6 +817,14 @@ fn heads(
 
 /// Per decoder layer: cross-attention keys `[H, n, Dh]`, and values transposed `[D, n]`.
 type CrossKeysValues = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// The [`CrossKeysValues`] as decoding reads them: f32, or rounded to bf16 with the 8-bit
+/// weights (every token reads all of them: 4 MB a layer for the released model's 1,000
+/// encoder rows in f32).
+enum Cross {
+    F32(Vec<Vec<f32>>, Vec<Vec<f32>>),
+    Bf16(Vec<Vec<bf16>>, Vec<Vec<bf16>>),
+}
 
 /// The [`CrossKeysValues`] of the encoder rows `enc` `[n, D]`, in f32.
 fn cross_f32(
@@ -860,5 +965,55 @@ mod tests {
             assert!(scale > 0.1, "degenerate test data");
             assert!(worst < 0.02 * scale, "worst {worst} of {scale}");
         }
+    }
+
+    #[test]
+    fn int8_logits_are_near_f32_and_a_lean_model_refuses_what_it_cannot_do() {
+        let cfg = Config::from_parts(
+            BertConfig::sized(64, 1, 4, 128, 256),
+            BertConfig::sized(64, 2, 4, 128, 256),
+        );
+        let f = ImprovNetModel::random(&cfg, 5, &Device::Cpu).unwrap();
+        let mut q = ImprovNetModel::random(&cfg, 5, &Device::Cpu).unwrap();
+        q.set_int8_decoder(true).unwrap();
+        q.keep_generation_weights().unwrap();
+        assert_eq!(q.num_parameters(), f.num_parameters());
+        let enc: Vec<u32> = (0..90u32).map(|i| (i * 89 + 3) % 2300 + 1).collect();
+        let tokens: Vec<u32> = (0..12u32).map(|i| (i * 131 + 7) % 2300 + 1).collect();
+        let logits = |m: &ImprovNetModel| {
+            let w = DecoderWeights::lock(m).unwrap();
+            let mut state = m.start_segment(&enc).unwrap();
+            let mut out = vec![0.0f32; tokens.len() * w.vocab];
+            state
+                .feed(&w, &tokens[..6], &mut out[..6 * w.vocab])
+                .unwrap();
+            state
+                .feed(&w, &tokens[6..], &mut out[6 * w.vocab..])
+                .unwrap();
+            out
+        };
+        let (a, b) = (logits(&f), logits(&q));
+        let scale = a.iter().fold(0.0f32, |s, x| s.max(x.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
+        assert!(scale > 0.1, "degenerate logits");
+        assert!(worst > 0.0, "the 8-bit weights were not used");
+        assert!(worst < 0.02 * scale, "worst {worst} of {scale}");
+
+        // What needs the freed f32 matrices says so instead of computing garbage.
+        let ids = Tensor::new(&enc[..8], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mask = ids.ones_like().unwrap();
+        let err = q.forward(&ids, &mask, &ids).unwrap_err().to_string();
+        assert!(err.contains("kept only generation's copies"), "{err}");
+        assert!(q.set_int8_decoder(false).is_err());
+        assert!(q
+            .save(&std::env::temp_dir().join("improvnet-lean-model"))
+            .is_err());
+        assert!(f.forward(&ids, &mask, &ids).is_ok());
     }
 }

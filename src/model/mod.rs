@@ -10,6 +10,7 @@
 //! - [`fast`] — the incremental decoder (KV cache, CPU kernels) used for generation.
 //! - [`fast_enc`] — the encoder forward used for generation (gemm, fused kernels).
 //! - [`bf16`] — bf16 matrix products (AVX-512 BF16) for the encoder.
+//! - [`int8`] — 8-bit decoder weights and their products (AVX-512 or AVX2).
 //! - [`kernels`] — gemm wrappers and vector exp / GELU / softmax / LayerNorm.
 //! - [`generate`] — sampling (temperature, top-k, top-p), logits processors, the decode loop.
 //! - [`classifier`] — `BertForSequenceClassification`.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod fast;
 pub mod fast_enc;
 pub mod generate;
+pub mod int8;
 pub mod kernels;
 pub mod seq2seq;
 pub mod team;
@@ -35,7 +37,7 @@ pub use generate::{
     ChordConstraint, CopyDraft, DecodeStats, Draft, ForbidTokens, GenerateOptions, LogitsProcessor,
     NoDraft, SamplingParams, Sequence,
 };
-pub use seq2seq::ImprovNetModel;
+pub use seq2seq::{ImprovNetModel, Precision, INT8_FROM_BYTES};
 
 use std::path::PathBuf;
 

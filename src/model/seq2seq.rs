@@ -26,6 +26,28 @@ impl BertLmHeadModel {
     }
 }
 
+/// Generation's arithmetic ([`ImprovNetModel::set_precision`]): what the encoder multiplies
+/// in and how the decoder's weights are stored. Training always computes in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// bf16 products where the CPU has AVX-512 BF16; 8-bit decoder weights where the decoder
+    /// is memory-bound ([`INT8_FROM_BYTES`]).
+    Auto,
+    /// f32 everywhere: the reference arithmetic.
+    F32,
+    /// The encoder's products in bf16 (an error where the CPU lacks AVX-512 BF16).
+    Bf16,
+    /// 8-bit decoder weights and bf16 cross-attention keys and values; the encoder in bf16
+    /// where the CPU has AVX-512 BF16.
+    Int8,
+}
+
+/// Decoders whose f32 matrices reach this many bytes get 8-bit weights under
+/// [`Precision::Auto`]: past the caches, each token's time is the time to read them (the
+/// released model's are 182 MB). Below it they stay in cache and f32 products are as fast (the
+/// shipped small model's are 6 MB).
+pub const INT8_FROM_BYTES: usize = 32 << 20;
+
 /// The ImprovNet network. Computes in f32.
 pub struct ImprovNetModel {
     pub config: Config,
@@ -35,6 +57,14 @@ pub struct ImprovNetModel {
     tensors: Vec<(String, Tensor)>,
     /// The encoder's weights packed for bf16 products, when switched on ([`Self::set_bf16_encoder`]).
     bf16_encoder: Option<super::fast_enc::PackedEncoder>,
+    /// The decoder's matrices in 8 bits, when switched on ([`Self::set_int8_decoder`]).
+    int8_decoder: Option<super::fast::Int8Decoder>,
+    /// Parameters of the checkpoint (counted before [`Self::keep_generation_weights`]).
+    parameters: usize,
+    /// The f32 matrices that the bf16 encoder replaces are gone.
+    encoder_shed: bool,
+    /// The f32 matrices that the 8-bit decoder replaces are gone.
+    decoder_shed: bool,
 }
 
 impl ImprovNetModel {
@@ -70,6 +100,7 @@ impl ImprovNetModel {
         let encoder = BertModel::new(&config.encoder, vb.pp("encoder"), pooler)?;
         let decoder = BertLmHeadModel::new(&config.decoder, vb.pp("decoder"))?;
         let tensors = std::mem::take(&mut *log.lock().unwrap());
+        let parameters = tensors.iter().map(|(_, t)| t.elem_count()).sum();
         Ok(Self {
             config: config.clone(),
             encoder,
@@ -77,6 +108,10 @@ impl ImprovNetModel {
             device: device.clone(),
             tensors,
             bf16_encoder: None,
+            int8_decoder: None,
+            parameters,
+            encoder_shed: false,
+            decoder_shed: false,
         })
     }
 
@@ -121,6 +156,7 @@ impl ImprovNetModel {
 
     /// Writes `dir/config.json` and `dir/model.safetensors` (f32) in the HF layout.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.needs("save", true, true)?;
         std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
             path: dir.to_path_buf(),
             error: e,
@@ -136,13 +172,81 @@ impl ImprovNetModel {
 
     /// Number of parameters (the LM-head bias counted once, as in transformers 4.40.1).
     pub fn num_parameters(&self) -> usize {
-        self.tensors.iter().map(|(_, t)| t.elem_count()).sum()
+        self.parameters
+    }
+
+    /// An error naming `what` when f32 matrices it reads are gone: the encoder's (`enc`), the
+    /// decoder's (`dec`).
+    fn needs(&self, what: &str, enc: bool, dec: bool) -> Result<()> {
+        if (enc && self.encoder_shed) || (dec && self.decoder_shed) {
+            return Err(ModelError::Input(format!(
+                "{what}: this model kept only generation's copies of its weights"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Frees the f32 matrices that generation no longer reads: the encoder's and the
+    /// cross-attention key and value projections when they are packed in bf16, the decoder's
+    /// when they are in 8 bits. Why: the released model's weights are 375 MB in f32, and a
+    /// second copy beside them would put a plugin's memory past what a DAW expects. After
+    /// this the model only generates: the full-sequence forward, `save` and switching the
+    /// arithmetic of what was freed return an error. Call it after each switch (the 8-bit
+    /// decoder first) to keep the peak low: the freed memory then holds the next copy.
+    pub fn keep_generation_weights(&mut self) -> Result<()> {
+        let mut gone = Vec::new();
+        let mut shed = |l: &mut candle_nn::Linear| -> Result<()> {
+            let (_, cols) = l.weight().dims2()?;
+            gone.push(l.weight().id());
+            let empty = Tensor::zeros((0, cols), DType::F32, &self.device)?;
+            *l = candle_nn::Linear::new(empty, l.bias().cloned());
+            Ok(())
+        };
+        if self.bf16_encoder.is_some() && !self.encoder_shed {
+            self.encoder_shed = true;
+            for layer in &mut self.encoder.layers {
+                let sa = &mut layer.attention.self_attention;
+                for l in [&mut sa.query, &mut sa.key, &mut sa.value] {
+                    shed(l)?;
+                }
+                shed(&mut layer.attention.output.dense)?;
+                shed(&mut layer.intermediate)?;
+                shed(&mut layer.output.dense)?;
+            }
+            for layer in &mut self.decoder.bert.layers {
+                if let Some(ca) = &mut layer.crossattention {
+                    shed(&mut ca.self_attention.key)?;
+                    shed(&mut ca.self_attention.value)?;
+                }
+            }
+        }
+        if self.int8_decoder.is_some() && !self.decoder_shed {
+            self.decoder_shed = true;
+            for layer in &mut self.decoder.bert.layers {
+                let sa = &mut layer.attention.self_attention;
+                for l in [&mut sa.query, &mut sa.key, &mut sa.value] {
+                    shed(l)?;
+                }
+                shed(&mut layer.attention.output.dense)?;
+                if let Some(ca) = &mut layer.crossattention {
+                    shed(&mut ca.self_attention.query)?;
+                    shed(&mut ca.output.dense)?;
+                }
+                shed(&mut layer.intermediate)?;
+                shed(&mut layer.output.dense)?;
+            }
+            shed(&mut self.decoder.cls.transform_dense)?;
+            shed(&mut self.decoder.cls.decoder)?;
+        }
+        self.tensors.retain(|(_, t)| !gone.contains(&t.id()));
+        Ok(())
     }
 
     /// Runs generation's encoder products in bf16 (`on`) or f32; returns whether bf16 is in use,
     /// which needs a CPU with AVX-512 BF16. Packs the encoder's weights as they are now: call it
     /// again after changing them (training never switches it on).
     pub fn set_bf16_encoder(&mut self, on: bool) -> Result<bool> {
+        self.needs("switching the encoder's arithmetic", true, false)?;
         self.bf16_encoder = if on {
             super::fast_enc::PackedEncoder::new(&self.encoder, &self.decoder.bert)?
         } else {
@@ -161,12 +265,60 @@ impl ImprovNetModel {
         self.bf16_encoder.as_ref()
     }
 
+    /// Sets generation's arithmetic and frees the f32 matrices it no longer reads (each part as
+    /// soon as its copy is made, so that the copy reuses the memory), except for
+    /// [`Precision::F32`], which keeps the model whole.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let lean = precision != Precision::F32;
+        let int8 = match precision {
+            Precision::Int8 => true,
+            Precision::Auto => 4 * self.config.decoder_matrix_weights() >= INT8_FROM_BYTES,
+            _ => false,
+        };
+        self.set_int8_decoder(int8)?;
+        if lean {
+            self.keep_generation_weights()?;
+        }
+        let on = self.set_bf16_encoder(lean)?;
+        if precision == Precision::Bf16 && !on {
+            return Err(ModelError::Input(
+                "bf16: this CPU has no AVX-512 BF16; use auto, int8 or f32".into(),
+            ));
+        }
+        if lean {
+            self.keep_generation_weights()?;
+        }
+        Ok(())
+    }
+
+    /// Runs generation's decoder with 8-bit weights (`on`) or the f32 ones. Rounds the weights
+    /// as they are now: call it again after changing them (training never switches it on).
+    pub fn set_int8_decoder(&mut self, on: bool) -> Result<()> {
+        self.needs("switching the decoder's arithmetic", false, true)?;
+        self.int8_decoder = if on {
+            Some(super::fast::Int8Decoder::new(self)?)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    /// Whether generation's decoder reads 8-bit weights.
+    pub fn int8_decoder_on(&self) -> bool {
+        self.int8_decoder.is_some()
+    }
+
+    pub(crate) fn int8_decoder(&self) -> Option<&super::fast::Int8Decoder> {
+        self.int8_decoder.as_ref()
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
 
     /// Encoder output `[B, L, D]` for `ids` `[B, L]` (u32) with `mask` `[B, L]` (1 = token).
     pub fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.needs("the full-sequence encoder", true, false)?;
         // No padding: skip the additive mask (it would add zeros to every score).
         let all_ones = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? >= 1.0;
         let m = if all_ones {
@@ -179,6 +331,7 @@ impl ImprovNetModel {
 
     /// Decoder logits `[B, Ld, V]` for the whole prefix `dec_ids` (no cache).
     pub fn decode(&self, dec_ids: &Tensor, enc_out: &Tensor, enc_mask: &Tensor) -> Result<Tensor> {
+        self.needs("the full-sequence decoder", true, true)?;
         let (_, l) = dec_ids.dims2()?;
         let causal = causal_mask(l, &self.device)?;
         let em = padding_mask(enc_mask)?;
@@ -203,6 +356,7 @@ impl ImprovNetModel {
         dec_ids: &Tensor,
         train: &Train,
     ) -> Result<Tensor> {
+        self.needs("training", true, true)?;
         // No padding (a micro-batch of one): no additive mask at all.
         let all_ones = enc_mask
             .to_dtype(DType::F32)?

@@ -1,0 +1,593 @@
+//! 8-bit decoder weights: every run of 32 weights of a matrix row as int8 numbers and one f32
+//! scale (symmetric; llama.cpp's Q8_0 layout), multiplied against f32 inputs with f32 sums; and
+//! the same products over bf16 rows (the cross-attention keys and values, which every token
+//! reads too).
+//!
+//! Why: decoding a token reads every decoder weight once, and for the released (base) model
+//! that is 45.5 M weights a token: the decoder is memory-bound, so one byte a weight instead of
+//! four is most of its time. Only the weights are rounded (to 1/254 of the largest magnitude
+//! among their 32; one scale per row instead doubled the error of the shipped model, whose
+//! first layers have outlying weights); the inputs, sums, softmax and LayerNorm stay f32, so the error is that of the
+//! weights alone. The scales come from the f32 (or f16) checkpoint at load time: no second file.
+//!
+//! The kernels widen 16 (AVX-512) or 8 (AVX2) stored numbers to f32 per instruction and multiply-add
+//! them into one accumulator per (weight row, input row). Each result's additions are the same
+//! however many inputs go together, so verifying a draft of several tokens gives every row's
+//! logits bit for bit as feeding its token alone (what keeps greedy speculative decoding equal
+//! to plain). Which kernel runs is chosen once per process from the CPU.
+
+use half::bf16;
+
+/// Weights per int8 scale.
+pub const GROUP: usize = 32;
+
+/// A `[m, n]` matrix as int8 numbers with one scale per [`GROUP`] of a row:
+/// `w[o][i] ≈ scale[o * ⌈n / GROUP⌉ + i / GROUP] * q[o * n + i]`.
+#[derive(Debug, Clone)]
+pub struct QMat {
+    pub m: usize,
+    pub n: usize,
+    q: Vec<i8>,
+    scale: Vec<f32>,
+}
+
+impl QMat {
+    /// Rounds the row-major `[m, n]` matrix `w`: each group's largest magnitude maps to 127.
+    pub fn quantize(w: &[f32], m: usize, n: usize) -> Self {
+        assert_eq!(w.len(), m * n, "matrix of {m} x {n}");
+        let groups = n.div_ceil(GROUP);
+        let mut q = vec![0i8; m * n];
+        let mut scale = vec![0.0f32; m * groups];
+        for o in 0..m {
+            for g in 0..groups {
+                let span = o * n + g * GROUP..o * n + ((g + 1) * GROUP).min(n);
+                let run = &w[span.clone()];
+                let top = run.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                if top > 0.0 && top.is_finite() {
+                    scale[o * groups + g] = top / 127.0;
+                    let inv = 127.0 / top;
+                    for (d, v) in q[span].iter_mut().zip(run) {
+                        *d = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                    }
+                }
+            }
+        }
+        Self { m, n, q, scale }
+    }
+
+    /// The value the kernels multiply by at row `o`, column `i`.
+    pub fn get(&self, o: usize, i: usize) -> f32 {
+        self.scale[o * self.n.div_ceil(GROUP) + i / GROUP] * self.q[o * self.n + i] as f32
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.q.len() + 4 * self.scale.len()
+    }
+
+    /// `y[j * ys + o] = b[o] + W[r0 + o] . x[j * xs ..][..n]` for output rows `r0..r1` and
+    /// `rows` inputs.
+    ///
+    /// # Safety
+    /// `x` holds `(rows - 1) * xs + n` values and `y` `(rows - 1) * ys + (r1 - r0)`, not
+    /// overlapping `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn matvec_rows(
+        &self,
+        r0: usize,
+        r1: usize,
+        b: Option<&[f32]>,
+        x: *const f32,
+        xs: usize,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+    ) {
+        assert!(r0 <= r1 && r1 <= self.m);
+        let (n, groups) = (self.n, self.n.div_ceil(GROUP));
+        // SAFETY: the caller's bounds on `x` and `y`; rows `r0..r1` of `q` and their scales.
+        unsafe {
+            products(
+                &self.q[r0 * n..r1 * n],
+                n,
+                Some(&self.scale[r0 * groups..r1 * groups]),
+                b,
+                x,
+                xs,
+                rows,
+                y,
+                ys,
+            )
+        }
+    }
+}
+
+/// A number stored narrower than f32, widened to f32 as it is loaded.
+pub trait Narrow: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    /// 16 values from `p`, widened.
+    ///
+    /// # Safety
+    /// AVX-512 F; `p` points at 16 values.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn widen16(p: *const Self) -> std::arch::x86_64::__m512;
+    /// 8 values from `p`, widened.
+    ///
+    /// # Safety
+    /// AVX2; `p` points at 8 values.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn widen8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl Narrow for i8 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+}
+
+/// bf16 is the top half of an f32: widening is a 16-bit shift.
+impl Narrow for bf16 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+    }
+}
+
+/// `y[j * ys + o] = b[o] + Σ_i scale[o, i / GROUP] * w[o, i] * x[j * xs + i]` for the
+/// `m = w.len() / n` rows of `w` and `rows` inputs (`scale` `[m, ⌈n / GROUP⌉]`; no bias: 0; no
+/// scale: 1). Each result is summed in the same order whatever `rows` is.
+///
+/// # Safety
+/// `x` holds `(rows - 1) * xs + n` values and `y` `(rows - 1) * ys + m`, not overlapping `x`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn products<T: Narrow>(
+    w: &[T],
+    n: usize,
+    scale: Option<&[f32]>,
+    b: Option<&[f32]>,
+    x: *const f32,
+    xs: usize,
+    rows: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    let m = w.len() / n.max(1);
+    assert!(w.len() == m * n);
+    let groups = n.div_ceil(GROUP);
+    assert!(b.is_none_or(|b| b.len() >= m) && scale.is_none_or(|s| s.len() >= m * groups));
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::has_avx512() {
+        // SAFETY: AVX-512 F is present; `w` holds `m` rows, `x`/`y` the caller's.
+        unsafe { avx512::products(w, n, scale, b, x, xs, rows, y, ys) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::has_avx2() {
+        // SAFETY: AVX2 and FMA are present; bounds as above.
+        unsafe { avx2::products(w, n, scale, b, x, xs, rows, y, ys) };
+        return;
+    }
+    scalar(w, n, scale, b, x, xs, rows, y, ys)
+}
+
+/// [`products`] without SIMD.
+///
+/// # Safety
+/// As [`products`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn scalar<T: Narrow>(
+    w: &[T],
+    n: usize,
+    scale: Option<&[f32]>,
+    b: Option<&[f32]>,
+    x: *const f32,
+    xs: usize,
+    rows: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    let m = w.len() / n.max(1);
+    for j in 0..rows {
+        // SAFETY: the caller's bounds.
+        let (xj, yj) = unsafe {
+            (
+                std::slice::from_raw_parts(x.add(j * xs), n),
+                std::slice::from_raw_parts_mut(y.add(j * ys), m),
+            )
+        };
+        let groups = n.div_ceil(GROUP);
+        for (o, yo) in yj.iter_mut().enumerate() {
+            let at =
+                |i: usize| scale.map_or(1.0, |s| s[o * groups + i / GROUP]) * w[o * n + i].to_f32();
+            let dot: f32 = xj.iter().enumerate().map(|(i, x)| at(i) * x).sum();
+            *yo = b.map_or(0.0, |b| b[o]) + dot;
+        }
+    }
+}
+
+/// Runs `tile::<R, P>` over every group of up to 4 rows of `w` `[m, n]` and `pmax` inputs and
+/// writes each (row `o`, input `j`) sum through `emit`. Shared by both kernels.
+macro_rules! tiles {
+    ($tile:ident, $w:expr, $n:expr, $scale:expr, $x:expr, $xs:expr, $rows:expr, $pmax:expr, $emit:expr) => {{
+        let (w, n, x, xs, rows) = ($w, $n, $x, $xs, $rows);
+        let m = w.len() / n.max(1);
+        // Unscaled rows read the one 1.0 over and over (row and group strides 0).
+        static ONE: f32 = 1.0;
+        let (sc, rs, gs) = match $scale {
+            Some(s) => (s.as_ptr(), n.div_ceil(GROUP), 1),
+            None => (&ONE as *const f32, 0, 0),
+        };
+        let mut o = 0;
+        while o < m {
+            let r = if m - o >= 4 { 4 } else { 1 };
+            let mut j = 0;
+            while j < rows {
+                let p = (rows - j).min($pmax);
+                let mut s = [[0.0f32; 4]; 4];
+                let (wo, xj) = (w.as_ptr().add(o * n), x.add(j * xs));
+                let g = Groups {
+                    at: sc.add(o * rs),
+                    row: rs,
+                    step: gs,
+                };
+                match (r, p) {
+                    (4, 1) => $tile::<T, 4, 1>(wo, n, g, xj, xs, &mut s),
+                    (4, 2) => $tile::<T, 4, 2>(wo, n, g, xj, xs, &mut s),
+                    (4, 3) => $tile::<T, 4, 3>(wo, n, g, xj, xs, &mut s),
+                    (4, _) => $tile::<T, 4, 4>(wo, n, g, xj, xs, &mut s),
+                    (_, 1) => $tile::<T, 1, 1>(wo, n, g, xj, xs, &mut s),
+                    (_, 2) => $tile::<T, 1, 2>(wo, n, g, xj, xs, &mut s),
+                    (_, 3) => $tile::<T, 1, 3>(wo, n, g, xj, xs, &mut s),
+                    (_, _) => $tile::<T, 1, 4>(wo, n, g, xj, xs, &mut s),
+                }
+                for (k, sk) in s.iter().take(r).enumerate() {
+                    for (pp, v) in sk.iter().take(p).enumerate() {
+                        $emit(o + k, j + pp, *v);
+                    }
+                }
+                j += p;
+            }
+            o += r;
+        }
+    }};
+}
+
+/// Writes `b[o] + v` to input `j`'s output `o`.
+macro_rules! emitter {
+    ($y:expr, $ys:expr, $b:expr) => {{
+        let (y, ys, b) = ($y, $ys, $b);
+        move |o: usize, j: usize, v: f32| {
+            *y.add(j * ys + o) = b.map_or(0.0, |b: &[f32]| *b.get_unchecked(o)) + v;
+        }
+    }};
+}
+
+/// Where a tile's scales are: row `k`'s group `g` at `at + k * row + g * step`.
+#[derive(Clone, Copy)]
+struct Groups {
+    at: *const f32,
+    row: usize,
+    step: usize,
+}
+
+impl Groups {
+    /// The scale of row `k`, column `i`.
+    ///
+    /// # Safety
+    /// Inside the scales the tile was given.
+    #[inline(always)]
+    unsafe fn of(self, k: usize, i: usize) -> f32 {
+        *self.at.add(k * self.row + i / GROUP * self.step)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Groups, Narrow, GROUP};
+    use std::arch::x86_64::*;
+
+    /// `s[k][p] = w[k, :] . x_p` (unscaled) for `R` rows `n` apart and `P` inputs `xs` apart.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<T: Narrow, const R: usize, const P: usize>(
+        w: *const T,
+        n: usize,
+        g: Groups,
+        x: *const f32,
+        xs: usize,
+        s: &mut [[f32; 4]; 4],
+    ) {
+        let n16 = n / 16 * 16;
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let mut i = 0;
+        while i < n16 {
+            let mut xv = [_mm512_setzero_ps(); P];
+            for (p, v) in xv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(x.add(p * xs + i));
+            }
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_mul_ps(T::widen16(w.add(k * n + i)), _mm512_set1_ps(g.of(k, i)));
+                for (a, v) in acc.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, *v, *a);
+                }
+            }
+            i += 16;
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            for (p, a) in acc.iter().enumerate() {
+                let mut v = _mm512_reduce_add_ps(*a);
+                for i in n16..n {
+                    v += g.of(k, i) * (*w.add(k * n + i)).to_f32() * *x.add(p * xs + i);
+                }
+                s[k][p] = v;
+            }
+        }
+    }
+
+    /// [`products`](super::products) with AVX-512.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn products<T: Narrow>(
+        w: &[T],
+        n: usize,
+        scale: Option<&[f32]>,
+        b: Option<&[f32]>,
+        x: *const f32,
+        xs: usize,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+    ) {
+        let emit = emitter!(y, ys, b);
+        tiles!(tile, w, n, scale, x, xs, rows, 4, emit);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::kernels::avx::hsum;
+    use super::{Groups, Narrow, GROUP};
+    use std::arch::x86_64::*;
+
+    /// The AVX2 twin of the AVX-512 tile: 8 values a step.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<T: Narrow, const R: usize, const P: usize>(
+        w: *const T,
+        n: usize,
+        g: Groups,
+        x: *const f32,
+        xs: usize,
+        s: &mut [[f32; 4]; 4],
+    ) {
+        let n8 = n / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); P]; R];
+        let mut i = 0;
+        while i < n8 {
+            let mut xv = [_mm256_setzero_ps(); P];
+            for (p, v) in xv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(x.add(p * xs + i));
+            }
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_mul_ps(T::widen8(w.add(k * n + i)), _mm256_set1_ps(g.of(k, i)));
+                for (a, v) in acc.iter_mut().zip(&xv) {
+                    *a = _mm256_fmadd_ps(wv, *v, *a);
+                }
+            }
+            i += 8;
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            for (p, a) in acc.iter().enumerate() {
+                let mut v = hsum(*a);
+                for i in n8..n {
+                    v += g.of(k, i) * (*w.add(k * n + i)).to_f32() * *x.add(p * xs + i);
+                }
+                s[k][p] = v;
+            }
+        }
+    }
+
+    /// [`products`](super::products) with AVX2.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn products<T: Narrow>(
+        w: &[T],
+        n: usize,
+        scale: Option<&[f32]>,
+        b: Option<&[f32]>,
+        x: *const f32,
+        xs: usize,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+    ) {
+        let emit = emitter!(y, ys, b);
+        // Two inputs at a time: 16 registers hold 4 x 2 sums, the inputs and a weight row.
+        tiles!(tile, w, n, scale, x, xs, rows, 2, emit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 % 2003) as f32 / 1001.0 - 1.0) * 0.05)
+            .collect()
+    }
+
+    #[test]
+    fn rounding_is_within_half_a_step_per_group() {
+        let (m, n) = (7, 77); // groups of 32, 32 and 13
+        let mut w = data(m * n, 3);
+        w[5 * n..6 * n].fill(0.0); // an all-zero row keeps scale 0
+        w[2 * n + 40] = 3.0; // an outlier widens its group's steps only
+        let q = QMat::quantize(&w, m, n);
+        for o in 0..m {
+            for g in 0..n.div_ceil(GROUP) {
+                let span = g * GROUP..((g + 1) * GROUP).min(n);
+                let top = span.clone().fold(0.0f32, |a, i| a.max(w[o * n + i].abs()));
+                for i in span.clone() {
+                    let err = (q.get(o, i) - w[o * n + i]).abs();
+                    assert!(err <= top / 254.0 * 1.0001, "row {o} col {i}: {err}");
+                }
+                // The largest magnitude is exact (it maps to ±127).
+                if top > 0.0 {
+                    let i = span.clone().find(|&i| w[o * n + i].abs() == top).unwrap();
+                    assert!((q.get(o, i) - w[o * n + i]).abs() <= top * 1e-6);
+                }
+            }
+        }
+        let fine = (0..n).filter(|&i| !(32..64).contains(&i));
+        assert!(fine
+            .map(|i| (q.get(2, i) - w[2 * n + i]).abs())
+            .all(|e| e < 0.05 / 254.0 * 1.01));
+        assert_eq!(q.bytes(), m * n + 4 * m * 3);
+    }
+
+    type Kernel<T> = unsafe fn(
+        &[T],
+        usize,
+        Option<&[f32]>,
+        Option<&[f32]>,
+        *const f32,
+        usize,
+        usize,
+        *mut f32,
+        usize,
+    );
+
+    /// Every kernel this CPU runs, by name.
+    fn kernels<T: Narrow>() -> Vec<(&'static str, Kernel<T>)> {
+        let mut k: Vec<(&str, Kernel<T>)> = vec![("scalar", scalar::<T> as Kernel<T>)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::model::kernels::has_avx2() {
+                k.push(("avx2", avx2::products::<T> as Kernel<T>));
+            }
+            if crate::model::kernels::has_avx512() {
+                k.push(("avx512", avx512::products::<T> as Kernel<T>));
+            }
+        }
+        k
+    }
+
+    /// Each kernel against the stored matrix in f64, and each input's row alone bit for bit
+    /// as in the batch (what greedy drafting relies on).
+    fn check<T: Narrow>(w: &[T], n: usize, scale: Option<&[f32]>) {
+        let m = w.len() / n;
+        let bias = data(m, 9);
+        let rows = 7;
+        let xs = n + 3;
+        let x = data(rows * xs, 5);
+        let ys = m + 2;
+        for (name, kernel) in kernels::<T>() {
+            let mut all = vec![0.0f32; rows * ys];
+            // SAFETY: `x` holds `rows * xs >= (rows - 1) * xs + n` values, `all` `rows * ys`.
+            unsafe {
+                kernel(
+                    w,
+                    n,
+                    scale,
+                    Some(&bias),
+                    x.as_ptr(),
+                    xs,
+                    rows,
+                    all.as_mut_ptr(),
+                    ys,
+                )
+            };
+            for j in 0..rows {
+                let xj = &x[j * xs..][..n];
+                let mut one = vec![0.0f32; m];
+                unsafe {
+                    kernel(
+                        w,
+                        n,
+                        scale,
+                        Some(&bias),
+                        xj.as_ptr(),
+                        n,
+                        1,
+                        one.as_mut_ptr(),
+                        m,
+                    )
+                };
+                assert_eq!(
+                    one,
+                    all[j * ys..][..m],
+                    "{name}: input {j} of {rows}, {m} x {n}"
+                );
+                let groups = n.div_ceil(GROUP);
+                for o in 0..m {
+                    let s = |i: usize| scale.map_or(1.0, |s| s[o * groups + i / GROUP]) as f64;
+                    let dot: f64 = (0..n)
+                        .map(|i| s(i) * w[o * n + i].to_f32() as f64 * xj[i] as f64)
+                        .sum();
+                    let want = bias[o] as f64 + dot;
+                    assert!(
+                        (one[o] as f64 - want).abs() < 1e-5,
+                        "{name}: {m} x {n} row {o}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_products_match_the_rounded_matrix_and_each_row_alone() {
+        // Odd sizes: a tail of output rows (not a multiple of 4) and of columns (not of 16).
+        for (m, n) in [(11, 53), (8, 64), (3, 16), (6, 2050)] {
+            let q = QMat::quantize(&data(m * n, 1), m, n);
+            check(&q.q, n, Some(&q.scale));
+            // A slice of output rows is those rows of the whole.
+            let x = data(n, 5);
+            let (mut all, mut part) = (vec![0.0f32; m], vec![0.0f32; 2]);
+            unsafe {
+                q.matvec_rows(0, m, None, x.as_ptr(), n, 1, all.as_mut_ptr(), m);
+                q.matvec_rows(1, 3, None, x.as_ptr(), n, 1, part.as_mut_ptr(), 2);
+            }
+            assert_eq!(part, all[1..3]);
+        }
+    }
+
+    #[test]
+    fn bf16_products_match_the_stored_rows() {
+        for (m, n) in [(13, 48), (5, 1000), (4, 7)] {
+            let w: Vec<bf16> = data(m * n, 2).into_iter().map(bf16::from_f32).collect();
+            check(&w, n, None);
+        }
+    }
+}
