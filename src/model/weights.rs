@@ -23,9 +23,32 @@ pub(crate) fn bias_alias(name: &str) -> Option<String> {
 
 /// Tensors of one safetensors file, checked against the shapes the config asks for.
 pub struct CheckedTensors {
-    tensors: HashMap<String, Tensor>,
+    source: Source,
     path: PathBuf,
 }
+
+/// Where the tensors are.
+enum Source {
+    /// Already made from a buffer in memory (a model built into the binary).
+    Loaded(HashMap<String, Tensor>),
+    /// A file, read one tensor at a time as the model asks for it: the file's bytes and the
+    /// model's tensors are never in memory together (the released model is 375 MB of each).
+    File {
+        file: Mutex<std::fs::File>,
+        index: HashMap<String, Entry>,
+    },
+}
+
+/// One tensor of a safetensors file: its type, shape and bytes in the file.
+struct Entry {
+    dtype: DType,
+    shape: Vec<usize>,
+    start: u64,
+    len: usize,
+}
+
+/// The largest header we read (safetensors' own limit).
+const MAX_HEADER: u64 = 100_000_000;
 
 impl CheckedTensors {
     pub fn load(path: &Path) -> Result<Self> {
@@ -34,12 +57,20 @@ impl CheckedTensors {
                 path: path.to_path_buf(),
             });
         }
-        // What candle's `safetensors::load` does, with the error worded as for a bad buffer.
-        let bytes = std::fs::read(path).map_err(|e| ModelError::Weights {
+        let bad = |message: String| ModelError::Weights {
             path: path.to_path_buf(),
-            message: format!("cannot read safetensors: {e}"),
-        })?;
-        Self::from_buffer(&bytes, path)
+            message: format!("cannot read safetensors: {message}"),
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+        let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+        let index = read_index(&mut file, size).map_err(bad)?;
+        Ok(CheckedTensors {
+            source: Source::File {
+                file: Mutex::new(file),
+                index,
+            },
+            path: path.to_path_buf(),
+        })
     }
 
     /// Tensors from a safetensors file already in memory (a model built into the binary);
@@ -52,16 +83,131 @@ impl CheckedTensors {
             }
         })?;
         Ok(CheckedTensors {
-            tensors,
+            source: Source::Loaded(tensors),
             path: label.to_path_buf(),
         })
     }
 
-    fn lookup(&self, name: &str) -> Option<&Tensor> {
-        self.tensors
-            .get(name)
-            .or_else(|| bias_alias(name).and_then(|a| self.tensors.get(&a)))
+    /// The name under which `name` is stored (itself or its alias).
+    fn stored(&self, name: &str) -> Option<String> {
+        let has = |n: &str| match &self.source {
+            Source::Loaded(t) => t.contains_key(n),
+            Source::File { index, .. } => index.contains_key(n),
+        };
+        if has(name) {
+            Some(name.to_string())
+        } else {
+            bias_alias(name).filter(|a| has(a))
+        }
     }
+
+    fn shape_of(&self, stored: &str) -> Vec<usize> {
+        match &self.source {
+            Source::Loaded(t) => t[stored].dims().to_vec(),
+            Source::File { index, .. } => index[stored].shape.clone(),
+        }
+    }
+
+    /// The tensor stored as `stored`, read from the file if it is one.
+    fn fetch(&self, stored: &str) -> candle_core::Result<Tensor> {
+        use std::io::{Read, Seek, SeekFrom};
+        match &self.source {
+            Source::Loaded(t) => Ok(t[stored].clone()),
+            Source::File { file, index } => {
+                let e = &index[stored];
+                let mut bytes = vec![0u8; e.len];
+                let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+                f.seek(SeekFrom::Start(e.start))
+                    .and_then(|_| f.read_exact(&mut bytes))
+                    .map_err(|err| {
+                        candle_core::Error::Msg(format!(
+                            "{}: cannot read tensor `{stored}`: {err}",
+                            self.path.display()
+                        ))
+                    })?;
+                Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)
+            }
+        }
+    }
+
+    fn missing(&self, name: &str, s: Option<&Shape>) -> candle_core::Error {
+        candle_core::Error::Msg(match s {
+            Some(s) => format!(
+                "{}: tensor `{name}` (shape {:?}) is missing; expected {}",
+                self.path.display(),
+                s.dims(),
+                super::EXPECTED_FORMAT
+            ),
+            None => format!("{}: tensor `{name}` is missing", self.path.display()),
+        })
+    }
+}
+
+/// The header of a safetensors file of `size` bytes: every tensor's type, shape and place,
+/// checked against the file's size (so a truncated file is an error here, not a short read).
+fn read_index(
+    file: &mut std::fs::File,
+    size: u64,
+) -> std::result::Result<HashMap<String, Entry>, String> {
+    use std::io::Read;
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)
+        .map_err(|_| "the file is shorter than a header".to_string())?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || 8 + n > size {
+        return Err(format!("header of {n} bytes in a file of {size}"));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("header: {e}"))?;
+    let data = 8 + n;
+    let mut index = HashMap::new();
+    for (name, v) in json {
+        if name == "__metadata__" {
+            continue;
+        }
+        let field = |k: &str| v.get(k).ok_or_else(|| format!("tensor `{name}`: no {k}"));
+        let dtype = match field("dtype")?.as_str() {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F64") => DType::F64,
+            Some("I64") => DType::I64,
+            Some("U32") => DType::U32,
+            Some("U8") => DType::U8,
+            other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
+        };
+        let numbers = |k: &str| -> std::result::Result<Vec<u64>, String> {
+            field(k)?
+                .as_array()
+                .and_then(|a| a.iter().map(|x| x.as_u64()).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| format!("tensor `{name}`: bad {k}"))
+        };
+        let shape: Vec<usize> = numbers("shape")?.into_iter().map(|d| d as usize).collect();
+        let offsets = numbers("data_offsets")?;
+        let [start, end] = offsets[..] else {
+            return Err(format!("tensor `{name}`: bad data_offsets"));
+        };
+        let want = shape.iter().product::<usize>() * dtype.size_in_bytes();
+        if end < start || end - start != want as u64 || data + end > size {
+            return Err(format!(
+                "tensor `{name}`: bytes {start}..{end} do not hold {shape:?} {dtype:?} in a \
+                 file of {size} bytes"
+            ));
+        }
+        let len = want;
+        index.insert(
+            name,
+            Entry {
+                dtype,
+                shape,
+                start: data + start,
+                len,
+            },
+        );
+    }
+    Ok(index)
 }
 
 impl candle_nn::var_builder::SimpleBackend for CheckedTensors {
@@ -73,37 +219,28 @@ impl candle_nn::var_builder::SimpleBackend for CheckedTensors {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self.lookup(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "{}: tensor `{name}` (shape {:?}) is missing; expected {}",
-                self.path.display(),
-                s.dims(),
-                super::EXPECTED_FORMAT
-            ))
-        })?;
-        if t.shape() != &s {
+        let stored = self
+            .stored(name)
+            .ok_or_else(|| self.missing(name, Some(&s)))?;
+        let dims = self.shape_of(&stored);
+        if dims != s.dims() {
             return Err(candle_core::Error::Msg(format!(
                 "{}: tensor `{name}` has shape {:?} but the config expects {:?}",
                 self.path.display(),
-                t.dims(),
+                dims,
                 s.dims()
             )));
         }
-        t.to_dtype(dtype)?.to_device(dev)
+        self.fetch(&stored)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.lookup(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "{}: tensor `{name}` is missing",
-                self.path.display()
-            ))
-        })?;
-        t.to_dtype(dtype)?.to_device(dev)
+        let stored = self.stored(name).ok_or_else(|| self.missing(name, None))?;
+        self.fetch(&stored)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.lookup(name).is_some()
+        self.stored(name).is_some()
     }
 }
 
@@ -226,4 +363,59 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
             path: path.to_path_buf(),
             error: e,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BertConfig, Config, ImprovNetModel};
+    use candle_nn::var_builder::SimpleBackend;
+
+    #[test]
+    fn a_file_read_a_tensor_at_a_time_gives_the_buffers_tensors_and_a_cut_file_is_an_error() {
+        let cfg = Config::from_parts(
+            BertConfig::sized(32, 1, 2, 64, 64),
+            BertConfig::sized(32, 1, 2, 64, 64),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let model = ImprovNetModel::random(&cfg, 3, &Device::Cpu).unwrap();
+        model.save(dir.path()).unwrap();
+        let st = dir.path().join("model.safetensors");
+        let bytes = std::fs::read(&st).unwrap();
+        let (file, buffer) = (
+            CheckedTensors::load(&st).unwrap(),
+            CheckedTensors::from_buffer(&bytes, &st).unwrap(),
+        );
+        let Source::Loaded(all) = &buffer.source else {
+            unreachable!()
+        };
+        assert!(all.len() > 20);
+        for name in all.keys() {
+            let a = file.get_unchecked(name, DType::F32, &Device::Cpu).unwrap();
+            let b = buffer
+                .get_unchecked(name, DType::F32, &Device::Cpu)
+                .unwrap();
+            assert_eq!(a.dims(), b.dims(), "{name}");
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(a, b, "{name}");
+        }
+        // The whole model loads from the file.
+        let again = ImprovNetModel::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(again.num_parameters(), model.num_parameters());
+
+        // Cut short: an error naming the file, before any tensor is read.
+        let cut = dir.path().join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+        let err = CheckedTensors::load(&cut).err().unwrap().to_string();
+        assert!(
+            err.contains("cut.safetensors") && err.contains("cannot read safetensors"),
+            "{err}"
+        );
+        std::fs::write(&cut, b"not a model").unwrap();
+        let err = CheckedTensors::load(&cut).err().unwrap().to_string();
+        assert!(err.contains("cannot read safetensors"), "{err}");
+    }
 }
