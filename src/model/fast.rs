@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
 use super::fast_enc::PackedEncoder;
-use super::int8::{self, QMat};
+use super::int8::{self, Int8Decoder, QMat};
 use super::kernels::{has_avx2, has_avx512};
 use super::seq2seq::ImprovNetModel;
 use super::{ModelError, Result};
@@ -181,8 +181,7 @@ fn scaled_softmax(scores: &mut [f32], scale: f32) {
 // ------------------------------------------------------------------------------------------------
 // Weights, read in place
 
-const PER_LAYER: usize = 22;
-const EMB: usize = 5;
+use super::seq2seq::{EMB_TENSORS as EMB, LAYER_TENSORS as PER_LAYER};
 
 /// The decoder's tensors, in a fixed order, read-locked for the life of this value.
 pub struct DecoderWeights<'m> {
@@ -197,61 +196,11 @@ pub struct DecoderWeights<'m> {
     pub eps: f32,
 }
 
-fn decoder_tensors(m: &ImprovNetModel) -> Vec<&Tensor> {
-    let d = &m.decoder;
-    let e = &d.bert.embeddings;
-    let mut v: Vec<&Tensor> = vec![
-        e.word_embeddings.embeddings(),
-        e.position_embeddings.embeddings(),
-        e.token_type_embeddings.embeddings(),
-        e.layer_norm.weight(),
-        e.layer_norm.bias().expect("LayerNorm bias"),
-    ];
-    for layer in &d.bert.layers {
-        let sa = &layer.attention;
-        let ca = layer
-            .crossattention
-            .as_ref()
-            .expect("decoder layers have cross-attention");
-        for l in [
-            &sa.self_attention.query,
-            &sa.self_attention.key,
-            &sa.self_attention.value,
-            &sa.output.dense,
-        ] {
-            v.push(l.weight());
-            v.push(l.bias().expect("bias"));
-        }
-        v.push(sa.output.layer_norm.weight());
-        v.push(sa.output.layer_norm.bias().expect("bias"));
-        for l in [&ca.self_attention.query, &ca.output.dense] {
-            v.push(l.weight());
-            v.push(l.bias().expect("bias"));
-        }
-        v.push(ca.output.layer_norm.weight());
-        v.push(ca.output.layer_norm.bias().expect("bias"));
-        for l in [&layer.intermediate, &layer.output.dense] {
-            v.push(l.weight());
-            v.push(l.bias().expect("bias"));
-        }
-        v.push(layer.output.layer_norm.weight());
-        v.push(layer.output.layer_norm.bias().expect("bias"));
-    }
-    let c = &d.cls;
-    v.push(c.transform_dense.weight());
-    v.push(c.transform_dense.bias().expect("bias"));
-    v.push(c.transform_layer_norm.weight());
-    v.push(c.transform_layer_norm.bias().expect("bias"));
-    v.push(c.decoder.weight());
-    v.push(c.decoder.bias().expect("bias"));
-    v
-}
-
 impl<'m> DecoderWeights<'m> {
     pub fn lock(m: &'m ImprovNetModel) -> Result<Self> {
         let cfg = &m.config.decoder;
         let mut guards = Vec::new();
-        for t in decoder_tensors(m) {
+        for (t, _) in m.decoder.generation_tensors() {
             if t.dtype() != DType::F32 || !t.device().is_cpu() {
                 return Err(ModelError::Input(
                     "incremental decoding needs f32 weights on the CPU".into(),
@@ -301,7 +250,7 @@ impl<'m> DecoderWeights<'m> {
     /// Matrix `i` in the form generation multiplies by: 8-bit where the model has them.
     #[inline]
     fn mat(&self, i: usize) -> Mat<'_> {
-        match self.int8.and_then(|q| q.mats[i].as_ref()) {
+        match self.int8.and_then(|q| q.get(i)) {
             Some(q) => Mat::I8(q),
             None => Mat::F32(self.t(i)),
         }
@@ -315,45 +264,6 @@ impl<'m> DecoderWeights<'m> {
     #[inline]
     fn head_m(&self, k: usize) -> Mat<'_> {
         self.mat(EMB + self.layers * PER_LAYER + k)
-    }
-}
-
-/// The decoder's matrices rounded to 8 bits ([`super::int8`]), by [`decoder_tensors`] index:
-/// the self- and cross-attention projections, the feed-forward layers and the LM head.
-/// Embeddings (a row gathered per token), biases and LayerNorms stay f32.
-#[derive(Debug, Clone)]
-pub struct Int8Decoder {
-    mats: Vec<Option<QMat>>,
-}
-
-impl Int8Decoder {
-    /// Rounds the decoder's matrices as they are now (f32 weights on the CPU).
-    pub fn new(m: &ImprovNetModel) -> Result<Self> {
-        const LAYER_MATS: [usize; 8] = [0, 2, 4, 6, 10, 12, 16, 18];
-        let tensors = decoder_tensors(m);
-        let layers = m.config.decoder.num_hidden_layers;
-        let head = EMB + layers * PER_LAYER;
-        let mut mats = Vec::with_capacity(tensors.len());
-        for (i, t) in tensors.iter().enumerate() {
-            let is_mat = if i >= head {
-                matches!(i - head, 0 | 4)
-            } else {
-                i >= EMB && LAYER_MATS.contains(&((i - EMB) % PER_LAYER))
-            };
-            mats.push(if is_mat {
-                let (rows, cols) = t.dims2()?;
-                let q = with_f32(t, |w| Ok(QMat::quantize(w, rows, cols)))?;
-                Some(q)
-            } else {
-                None
-            });
-        }
-        Ok(Self { mats })
-    }
-
-    /// Bytes of 8-bit weights and scales.
-    pub fn bytes(&self) -> usize {
-        self.mats.iter().flatten().map(QMat::bytes).sum()
     }
 }
 

@@ -102,6 +102,45 @@ impl QMat {
     }
 }
 
+/// A decoder's matrices rounded to 8 bits, by the index of its generation tensors
+/// (`BertLmHeadModel::generation_tensors`): the self- and cross-attention projections, the
+/// feed-forward layers and the LM head. Embeddings (a row gathered per token), biases and
+/// LayerNorms stay f32.
+#[derive(Debug, Clone)]
+pub struct Int8Decoder {
+    mats: Vec<Option<QMat>>,
+}
+
+impl Int8Decoder {
+    /// Rounds the tensors marked as matrices (2-D, f32 or any float type).
+    pub fn new(tensors: &[(&candle_core::Tensor, bool)]) -> candle_core::Result<Self> {
+        let mut mats = Vec::with_capacity(tensors.len());
+        for &(t, is_mat) in tensors {
+            mats.push(if is_mat {
+                let (rows, cols) = t.dims2()?;
+                let w = t
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                Some(QMat::quantize(&w, rows, cols))
+            } else {
+                None
+            });
+        }
+        Ok(Self { mats })
+    }
+
+    /// The 8-bit copy of tensor `i`, if it is a matrix.
+    pub fn get(&self, i: usize) -> Option<&QMat> {
+        self.mats.get(i).and_then(Option::as_ref)
+    }
+
+    /// Bytes of 8-bit weights and scales.
+    pub fn bytes(&self) -> usize {
+        self.mats.iter().flatten().map(QMat::bytes).sum()
+    }
+}
+
 /// A number stored narrower than f32, widened to f32 as it is loaded.
 pub trait Narrow: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;

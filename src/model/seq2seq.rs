@@ -24,7 +24,59 @@ impl BertLmHeadModel {
             cls: LmHead::new(cfg, vb.pp("cls").pp("predictions"))?,
         })
     }
+
+    /// The tensors incremental decoding reads, in the order `fast` indexes them
+    /// ([`EMB_TENSORS`] embedding tensors, [`LAYER_TENSORS`] per layer, then the LM head's),
+    /// each with whether it is a matrix every token multiplies by (what 8-bit copies replace).
+    pub fn generation_tensors(&self) -> Vec<(&Tensor, bool)> {
+        let e = &self.bert.embeddings;
+        let mut v: Vec<(&Tensor, bool)> = vec![
+            (e.word_embeddings.embeddings(), false),
+            (e.position_embeddings.embeddings(), false),
+            (e.token_type_embeddings.embeddings(), false),
+            (e.layer_norm.weight(), false),
+            (e.layer_norm.bias().expect("LayerNorm bias"), false),
+        ];
+        fn lin<'a>(v: &mut Vec<(&'a Tensor, bool)>, l: &'a candle_nn::Linear) {
+            v.push((l.weight(), true));
+            v.push((l.bias().expect("bias"), false));
+        }
+        fn ln<'a>(v: &mut Vec<(&'a Tensor, bool)>, l: &'a candle_nn::LayerNorm) {
+            v.push((l.weight(), false));
+            v.push((l.bias().expect("bias"), false));
+        }
+        for layer in &self.bert.layers {
+            let sa = &layer.attention;
+            let ca = layer
+                .crossattention
+                .as_ref()
+                .expect("decoder layers have cross-attention");
+            let s = &sa.self_attention;
+            for l in [&s.query, &s.key, &s.value, &sa.output.dense] {
+                lin(&mut v, l);
+            }
+            ln(&mut v, &sa.output.layer_norm);
+            for l in [&ca.self_attention.query, &ca.output.dense] {
+                lin(&mut v, l);
+            }
+            ln(&mut v, &ca.output.layer_norm);
+            for l in [&layer.intermediate, &layer.output.dense] {
+                lin(&mut v, l);
+            }
+            ln(&mut v, &layer.output.layer_norm);
+        }
+        let c = &self.cls;
+        lin(&mut v, &c.transform_dense);
+        ln(&mut v, &c.transform_layer_norm);
+        lin(&mut v, &c.decoder);
+        v
+    }
 }
+
+/// Embedding tensors at the start of [`BertLmHeadModel::generation_tensors`].
+pub const EMB_TENSORS: usize = 5;
+/// Tensors per decoder layer in [`BertLmHeadModel::generation_tensors`].
+pub const LAYER_TENSORS: usize = 22;
 
 /// Generation's arithmetic ([`ImprovNetModel::set_precision`]): what the encoder multiplies
 /// in and how the decoder's weights are stored. Training always computes in f32.
@@ -58,7 +110,7 @@ pub struct ImprovNetModel {
     /// The encoder's weights packed for bf16 products, when switched on ([`Self::set_bf16_encoder`]).
     bf16_encoder: Option<super::fast_enc::PackedEncoder>,
     /// The decoder's matrices in 8 bits, when switched on ([`Self::set_int8_decoder`]).
-    int8_decoder: Option<super::fast::Int8Decoder>,
+    int8_decoder: Option<super::int8::Int8Decoder>,
     /// Parameters of the checkpoint (counted before [`Self::keep_generation_weights`]).
     parameters: usize,
     /// The f32 matrices that the bf16 encoder replaces are gone.
@@ -296,7 +348,9 @@ impl ImprovNetModel {
     pub fn set_int8_decoder(&mut self, on: bool) -> Result<()> {
         self.needs("switching the decoder's arithmetic", false, true)?;
         self.int8_decoder = if on {
-            Some(super::fast::Int8Decoder::new(self)?)
+            Some(super::int8::Int8Decoder::new(
+                &self.decoder.generation_tensors(),
+            )?)
         } else {
             None
         };
@@ -308,7 +362,7 @@ impl ImprovNetModel {
         self.int8_decoder.is_some()
     }
 
-    pub(crate) fn int8_decoder(&self) -> Option<&super::fast::Int8Decoder> {
+    pub(crate) fn int8_decoder(&self) -> Option<&super::int8::Int8Decoder> {
         self.int8_decoder.as_ref()
     }
 
