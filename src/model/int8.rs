@@ -5,16 +5,16 @@
 //!
 //! Why: decoding a token reads every decoder weight once, and for the released (base) model
 //! that is 45.5 M weights a token: the decoder is memory-bound, so one byte a weight instead of
-//! four is most of its time. Only the weights are rounded (to 1/254 of the largest magnitude
-//! among their 32; one scale per row instead doubled the error of the shipped model, whose
-//! first layers have outlying weights); the inputs, sums, softmax and LayerNorm stay f32, so the error is that of the
-//! weights alone. The scales come from the f32 (or f16) checkpoint at load time: no second file.
+//! four is most of its time. Only the weights are rounded, to 1/254 of the largest magnitude
+//! among their 32 (one scale per row doubled the error on the shipped model, whose first layers
+//! have outlying weights); inputs, sums, softmax and LayerNorm stay f32. The scales come from
+//! the f32 (or f16) checkpoint at load time: no second file.
 //!
-//! The kernels widen 16 (AVX-512) or 8 (AVX2) stored numbers to f32 per instruction and multiply-add
-//! them into one accumulator per (weight row, input row). Each result's additions are the same
-//! however many inputs go together, so verifying a draft of several tokens gives every row's
-//! logits bit for bit as feeding its token alone (what keeps greedy speculative decoding equal
-//! to plain). Which kernel runs is chosen once per process from the CPU.
+//! The kernels widen 16 (AVX-512) or 8 (AVX2) stored numbers to f32 per instruction and
+//! multiply-add them into one accumulator per (weight row, input row). Each result's additions
+//! are the same however many inputs go together, so verifying a draft of several tokens gives
+//! every row's logits bit for bit as feeding its token alone (what keeps greedy speculative
+//! decoding equal to plain). Which kernel runs is chosen once per process from the CPU.
 
 use half::bf16;
 
