@@ -224,8 +224,6 @@ impl Config {
         }
     }
 
-    /// The released ImprovNet model (spec §5.1): 12+12 layers, d 512, 8 heads, FFN 2048,
-    /// 2048 encoder / 512 decoder positions, vocab 2306. 93,662,466 parameters.
     /// Weights in the decoder's matrices that each generated token reads: the self- and
     /// cross-attention projections (but the cross-attention keys and values, computed once per
     /// segment), the feed-forward layers and the LM head.
@@ -235,6 +233,8 @@ impl Config {
         c.num_hidden_layers * (6 * d * d + 2 * d * f) + d * d + c.vocab_size * d
     }
 
+    /// The released ImprovNet model (spec §5.1): 12+12 layers, d 512, 8 heads, FFN 2048,
+    /// 2048 encoder / 512 decoder positions, vocab 2306. 93,662,466 parameters.
     pub fn base() -> Self {
         Self::from_parts(
             BertConfig::sized(512, 12, 8, 2048, 2048),

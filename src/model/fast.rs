@@ -2,8 +2,9 @@
 //! and values once per segment, a preallocated self-attention KV cache, and one token per step
 //! with plain CPU kernels (AVX2/FMA when available) and no allocation in the loop.
 //!
-//! It reads the model's own f32 tensors in place (read locks held for the segment), so there is no
-//! second copy of the weights. CPU only; the full-sequence candle forward runs anywhere.
+//! It reads the model's own f32 tensors in place (read locks held for the segment), or, for its
+//! matrices, the 8-bit copies that replace them (`model::int8`); no other copy of the weights.
+//! CPU only; the full-sequence candle forward runs anywhere.
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
@@ -179,7 +180,7 @@ fn scaled_softmax(scores: &mut [f32], scale: f32) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Weights, read in place
+// Weights, read in place (or their 8-bit copies)
 
 use super::seq2seq::{EMB_TENSORS as EMB, LAYER_TENSORS as PER_LAYER};
 
