@@ -382,6 +382,26 @@ pub struct BertModel {
 }
 
 impl BertModel {
+    /// Every linear layer (attention, cross-attention, feed-forward, pooler), for passes over
+    /// all of them.
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut v = Vec::new();
+        for layer in &mut self.layers {
+            for att in std::iter::once(&mut layer.attention).chain(&mut layer.crossattention) {
+                let s = &mut att.self_attention;
+                v.extend([
+                    &mut s.query,
+                    &mut s.key,
+                    &mut s.value,
+                    &mut att.output.dense,
+                ]);
+            }
+            v.extend([&mut layer.intermediate, &mut layer.output.dense]);
+        }
+        v.extend(&mut self.pooler);
+        v
+    }
+
     /// `with_pooler`: `Some(true)` requires it, `Some(false)` skips it, `None` loads it if the
     /// weights contain it.
     pub fn new(cfg: &BertConfig, vb: VarBuilder, with_pooler: Option<bool>) -> Result<Self> {
@@ -445,6 +465,11 @@ pub struct LmHead {
 }
 
 impl LmHead {
+    /// Both linear layers (the transform and the vocabulary projection).
+    pub fn linears_mut(&mut self) -> [&mut Linear; 2] {
+        [&mut self.transform_dense, &mut self.decoder]
+    }
+
     pub fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
         let t = vb.pp("transform");

@@ -9,7 +9,7 @@
 //! keys (64 x L, in L2), softmax, times V, written into the context rows; the blocks are spread
 //! over the rayon pool. No pooler.
 
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 
 use super::bert::BertModel;
@@ -288,6 +288,8 @@ pub struct PackedEncoder {
 struct PackedLinear {
     w: PackedB,
     bias: Vec<f32>,
+    /// The weights packed here (what the f32 copies can be freed for).
+    sources: Vec<TensorId>,
 }
 
 impl PackedLinear {
@@ -296,7 +298,9 @@ impl PackedLinear {
         let mut w = Vec::new();
         let mut bias_all = Vec::new();
         let mut n = 0;
+        let mut sources = Vec::new();
         for lin in lins {
+            sources.push(lin.weight().id());
             let (rows, cols) = lin.weight().dims2()?;
             if cols != k {
                 return Err(ModelError::Input(format!(
@@ -313,6 +317,7 @@ impl PackedLinear {
         Ok(Self {
             w: PackedB::linear(&w, n, k),
             bias: bias_all,
+            sources,
         })
     }
 }
@@ -359,6 +364,18 @@ impl PackedEncoder {
             cross.push(PackedLinear::fused(&[&ca.key, &ca.value], d)?);
         }
         Ok(Some(Self { layers, cross }))
+    }
+
+    /// The f32 weights packed here: generation no longer reads them.
+    pub fn replaces(&self) -> Vec<TensorId> {
+        let layers = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.out, &l.up, &l.down]);
+        layers
+            .chain(&self.cross)
+            .flat_map(|p| p.sources.iter().copied())
+            .collect()
     }
 
     /// Decoder layers packed (their cross-attention).

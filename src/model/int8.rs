@@ -109,14 +109,18 @@ impl QMat {
 #[derive(Debug, Clone)]
 pub struct Int8Decoder {
     mats: Vec<Option<QMat>>,
+    /// The f32 matrices rounded here: generation no longer reads them.
+    replaces: Vec<candle_core::TensorId>,
 }
 
 impl Int8Decoder {
     /// Rounds the tensors marked as matrices (2-D, f32 or any float type).
     pub fn new(tensors: &[(&candle_core::Tensor, bool)]) -> candle_core::Result<Self> {
         let mut mats = Vec::with_capacity(tensors.len());
+        let mut replaces = Vec::new();
         for &(t, is_mat) in tensors {
             mats.push(if is_mat {
+                replaces.push(t.id());
                 let (rows, cols) = t.dims2()?;
                 let w = t
                     .to_dtype(candle_core::DType::F32)?
@@ -127,7 +131,12 @@ impl Int8Decoder {
                 None
             });
         }
-        Ok(Self { mats })
+        Ok(Self { mats, replaces })
+    }
+
+    /// The f32 matrices these copies replace.
+    pub fn replaces(&self) -> &[candle_core::TensorId] {
+        &self.replaces
     }
 
     /// The 8-bit copy of tensor `i`, if it is a matrix.

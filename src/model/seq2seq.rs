@@ -246,49 +246,25 @@ impl ImprovNetModel {
     /// arithmetic of what was freed return an error. Call it after each switch (the 8-bit
     /// decoder first) to keep the peak low: the freed memory then holds the next copy.
     pub fn keep_generation_weights(&mut self) -> Result<()> {
+        // What the copies replace is theirs to say: the packed encoder lists what it packed,
+        // the 8-bit decoder what it rounded.
         let mut gone = Vec::new();
-        let mut shed = |l: &mut candle_nn::Linear| -> Result<()> {
+        if let (Some(p), false) = (&self.bf16_encoder, self.encoder_shed) {
+            gone.extend(p.replaces());
+            self.encoder_shed = true;
+        }
+        if let (Some(q), false) = (&self.int8_decoder, self.decoder_shed) {
+            gone.extend_from_slice(q.replaces());
+            self.decoder_shed = true;
+        }
+        let linears = self.encoder.linears_mut().into_iter();
+        let linears = linears
+            .chain(self.decoder.bert.linears_mut())
+            .chain(self.decoder.cls.linears_mut());
+        for l in linears.filter(|l| gone.contains(&l.weight().id())) {
             let (_, cols) = l.weight().dims2()?;
-            gone.push(l.weight().id());
             let empty = Tensor::zeros((0, cols), DType::F32, &self.device)?;
             *l = candle_nn::Linear::new(empty, l.bias().cloned());
-            Ok(())
-        };
-        if self.bf16_encoder.is_some() && !self.encoder_shed {
-            self.encoder_shed = true;
-            for layer in &mut self.encoder.layers {
-                let sa = &mut layer.attention.self_attention;
-                for l in [&mut sa.query, &mut sa.key, &mut sa.value] {
-                    shed(l)?;
-                }
-                shed(&mut layer.attention.output.dense)?;
-                shed(&mut layer.intermediate)?;
-                shed(&mut layer.output.dense)?;
-            }
-            for layer in &mut self.decoder.bert.layers {
-                if let Some(ca) = &mut layer.crossattention {
-                    shed(&mut ca.self_attention.key)?;
-                    shed(&mut ca.self_attention.value)?;
-                }
-            }
-        }
-        if self.int8_decoder.is_some() && !self.decoder_shed {
-            self.decoder_shed = true;
-            for layer in &mut self.decoder.bert.layers {
-                let sa = &mut layer.attention.self_attention;
-                for l in [&mut sa.query, &mut sa.key, &mut sa.value] {
-                    shed(l)?;
-                }
-                shed(&mut layer.attention.output.dense)?;
-                if let Some(ca) = &mut layer.crossattention {
-                    shed(&mut ca.self_attention.query)?;
-                    shed(&mut ca.output.dense)?;
-                }
-                shed(&mut layer.intermediate)?;
-                shed(&mut layer.output.dense)?;
-            }
-            shed(&mut self.decoder.cls.transform_dense)?;
-            shed(&mut self.decoder.cls.decoder)?;
         }
         self.tensors.retain(|(_, t)| !gone.contains(&t.id()));
         Ok(())
