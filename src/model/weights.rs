@@ -144,7 +144,7 @@ impl CheckedTensors {
 }
 
 /// The header of a safetensors file of `size` bytes: every tensor's type, shape and place,
-/// checked against the file's size (so a truncated file is an error here, not a short read).
+/// checked against the file's size (so a cut file is an error here, not a short read).
 fn read_index(
     file: &mut std::fs::File,
     size: u64,
@@ -159,55 +159,32 @@ fn read_index(
     }
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let json: serde_json::Map<String, serde_json::Value> =
+    // The safetensors crate's own header type: it checks that the tensors' bytes follow one
+    // another and match their shapes and types.
+    let meta: safetensors::tensor::Metadata =
         serde_json::from_slice(&header).map_err(|e| format!("header: {e}"))?;
     let data = 8 + n;
-    let mut index = HashMap::new();
-    for (name, v) in json {
-        if name == "__metadata__" {
-            continue;
-        }
-        let field = |k: &str| v.get(k).ok_or_else(|| format!("tensor `{name}`: no {k}"));
-        let dtype = match field("dtype")?.as_str() {
-            Some("F32") => DType::F32,
-            Some("F16") => DType::F16,
-            Some("BF16") => DType::BF16,
-            Some("F64") => DType::F64,
-            Some("I64") => DType::I64,
-            Some("U32") => DType::U32,
-            Some("U8") => DType::U8,
-            other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
-        };
-        let numbers = |k: &str| -> std::result::Result<Vec<u64>, String> {
-            field(k)?
-                .as_array()
-                .and_then(|a| a.iter().map(|x| x.as_u64()).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| format!("tensor `{name}`: bad {k}"))
-        };
-        let shape: Vec<usize> = numbers("shape")?.into_iter().map(|d| d as usize).collect();
-        let offsets = numbers("data_offsets")?;
-        let [start, end] = offsets[..] else {
-            return Err(format!("tensor `{name}`: bad data_offsets"));
-        };
-        let want = shape.iter().product::<usize>() * dtype.size_in_bytes();
-        if end < start || end - start != want as u64 || data + end > size {
-            return Err(format!(
-                "tensor `{name}`: bytes {start}..{end} do not hold {shape:?} {dtype:?} in a \
-                 file of {size} bytes"
-            ));
-        }
-        let len = want;
-        index.insert(
-            name,
-            Entry {
-                dtype,
-                shape,
-                start: data + start,
-                len,
-            },
-        );
+    if data + meta.data_len() as u64 != size {
+        return Err(format!(
+            "the header describes {} bytes of tensors, the file holds {}",
+            meta.data_len(),
+            size - data
+        ));
     }
-    Ok(index)
+    meta.tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            let dtype = DType::try_from(info.dtype).map_err(|e| format!("tensor `{name}`: {e}"))?;
+            let (start, end) = info.data_offsets;
+            let entry = Entry {
+                dtype,
+                shape: info.shape.clone(),
+                start: data + start as u64,
+                len: end - start,
+            };
+            Ok((name, entry))
+        })
+        .collect()
 }
 
 impl candle_nn::var_builder::SimpleBackend for CheckedTensors {
