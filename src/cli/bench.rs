@@ -17,7 +17,7 @@ use improvnet::music::Piece;
 use improvnet::refine::config::load_config;
 use improvnet::refine::{self, no_progress, Fidelity, Settings};
 
-use super::common::{load_model, load_piece, median_p95, Precision};
+use super::common::{describe_precision, load_model, load_piece, median_p95, Precision};
 
 #[derive(Args, Debug)]
 pub struct BenchMusicArgs {
@@ -510,7 +510,7 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         args.model.display(),
         pieces.len(),
         args.seed,
-        Precision::describe(&model),
+        describe_precision(&model),
         rayon::current_num_threads()
     );
     let mut plain = Vec::new();
@@ -605,7 +605,7 @@ fn print_agreement(
     )?;
     println!(
         "\n{} against f32, greedy, {} segments per corruption:",
-        Precision::describe(other),
+        describe_precision(other),
         args.draws * pieces.len()
     );
     println!(

@@ -20,60 +20,34 @@ pub fn load_piece(file: &Path) -> Result<(Performance, Piece)> {
 /// The model the commands use unless `--model` names another.
 pub const DEFAULT_MODEL: &str = "models/improvnet-small";
 
-/// The arithmetic of generation's matrix products (`--precision`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Precision {
-    /// bf16 products where the CPU has AVX-512 BF16; 8-bit decoder weights where the decoder
-    /// is memory-bound (32 MB of f32 matrices or more: the released model, not the shipped one).
-    Auto,
-    /// f32 everywhere: the reference arithmetic.
-    F32,
-    /// The encoder's products in bf16 (an error where the CPU lacks AVX-512 BF16), the
-    /// decoder's weights f32.
-    Bf16,
-    /// The decoder's weights in 8 bits, the encoder in bf16 where the CPU has AVX-512 BF16.
-    Int8,
-}
+/// `--precision`: the library's own [`Precision`], whose doc comments are the help text.
+pub use improvnet::model::Precision;
 
-impl Precision {
-    /// Sets `model`'s arithmetic to this one, and frees the f32 matrices it no longer reads.
-    pub fn apply(self, model: &mut ImprovNetModel) -> Result<()> {
-        use improvnet::model::Precision as P;
-        let p = match self {
-            Precision::Auto => P::Auto,
-            Precision::F32 => P::F32,
-            Precision::Bf16 => P::Bf16,
-            Precision::Int8 => P::Int8,
-        };
-        model.set_precision(p).map_err(|e| {
-            anyhow::anyhow!(
-                "--precision {}",
-                e.to_string().trim_start_matches("input: ")
-            )
-        })
-    }
-
-    /// What the model computes in, in words ("bf16 encoder, int8 decoder").
-    pub fn describe(model: &ImprovNetModel) -> String {
-        let enc = if model.bf16_encoder_on() {
-            "bf16"
-        } else {
-            "f32"
-        };
-        let dec = if model.int8_decoder_on() {
-            "int8"
-        } else {
-            "f32"
-        };
-        format!("{enc} encoder, {dec} decoder weights")
-    }
+/// What `model` computes in, in words ("bf16 encoder, int8 decoder weights").
+pub fn describe_precision(model: &ImprovNetModel) -> String {
+    let enc = if model.bf16_encoder_on() {
+        "bf16"
+    } else {
+        "f32"
+    };
+    let dec = if model.int8_decoder_on() {
+        "int8"
+    } else {
+        "f32"
+    };
+    format!("{enc} encoder, {dec} decoder weights")
 }
 
 /// Loads the model with generation's arithmetic set to `precision`, saying what to do when
 /// there is none.
 pub fn load_model(dir: &Path, precision: Precision) -> Result<ImprovNetModel> {
     let mut model = load_f32_model(dir)?;
-    precision.apply(&mut model)?;
+    model.set_precision(precision).map_err(|e| {
+        anyhow::anyhow!(
+            "--precision {}",
+            e.to_string().trim_start_matches("input: ")
+        )
+    })?;
     Ok(model)
 }
 

@@ -78,19 +78,21 @@ pub const EMB_TENSORS: usize = 5;
 /// Tensors per decoder layer in [`BertLmHeadModel::generation_tensors`].
 pub const LAYER_TENSORS: usize = 22;
 
-/// Generation's arithmetic ([`ImprovNetModel::set_precision`]): what the encoder multiplies
-/// in and how the decoder's weights are stored. Training always computes in f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Generation's arithmetic ([`ImprovNetModel::set_precision`]; the command line's
+/// `--precision`): what the encoder multiplies in and how the decoder's weights are stored.
+/// Training always computes in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     /// bf16 products where the CPU has AVX-512 BF16; 8-bit decoder weights where the decoder
-    /// is memory-bound ([`INT8_FROM_BYTES`]).
+    /// is memory-bound (32 MB of f32 matrices or more: the released model, not the shipped one).
     Auto,
     /// f32 everywhere: the reference arithmetic.
     F32,
-    /// The encoder's products in bf16 (an error where the CPU lacks AVX-512 BF16).
+    /// The encoder's products in bf16 (an error where the CPU lacks AVX-512 BF16), the
+    /// decoder's weights f32.
     Bf16,
-    /// 8-bit decoder weights and bf16 cross-attention keys and values; the encoder in bf16
-    /// where the CPU has AVX-512 BF16.
+    /// The decoder's weights in 8 bits and its cross-attention keys and values in bf16; the
+    /// encoder in bf16 where the CPU has AVX-512 BF16.
     Int8,
 }
 
