@@ -258,12 +258,12 @@ impl<'m> DecoderWeights<'m> {
     }
 
     #[inline]
-    fn lm(&self, layer: usize, k: usize) -> Mat<'_> {
+    fn layer_mat(&self, layer: usize, k: usize) -> Mat<'_> {
         self.mat(EMB + layer * PER_LAYER + k)
     }
 
     #[inline]
-    fn head_m(&self, k: usize) -> Mat<'_> {
+    fn head_mat(&self, k: usize) -> Mat<'_> {
         self.mat(EMB + self.layers * PER_LAYER + k)
     }
 }
@@ -580,9 +580,9 @@ impl DecoderState {
             par_matvecs(
                 team,
                 [
-                    (w.lm(li, 0), w.l(li, 1)),
-                    (w.lm(li, 2), w.l(li, 3)),
-                    (w.lm(li, 4), w.l(li, 5)),
+                    (w.layer_mat(li, 0), w.l(li, 1)),
+                    (w.layer_mat(li, 2), w.l(li, 3)),
+                    (w.layer_mat(li, 4), w.l(li, 5)),
                 ],
                 x,
                 rows,
@@ -627,12 +627,12 @@ impl DecoderState {
                     );
                 }
             });
-            par_matvec(team, w.lm(li, 6), w.l(li, 7), ctx, rows, tmp);
+            par_matvec(team, w.layer_mat(li, 6), w.l(li, 7), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 8), w.l(li, 9));
 
             // Cross-attention over the encoder output.
-            par_matvec(team, w.lm(li, 10), w.l(li, 11), x, rows, q);
+            par_matvec(team, w.layer_mat(li, 10), w.l(li, 11), x, rows, q);
             // Every row of a head against the head's keys and values at once: they are read
             // from memory once per forward, not once per token (what makes a draft cheap).
             let cross = &*cross;
@@ -662,23 +662,23 @@ impl DecoderState {
                     }
                 }
             });
-            par_matvec(team, w.lm(li, 12), w.l(li, 13), ctx, rows, tmp);
+            par_matvec(team, w.layer_mat(li, 12), w.l(li, 13), ctx, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 14), w.l(li, 15));
 
             // Feed-forward.
-            par_matvec(team, w.lm(li, 16), w.l(li, 17), x, rows, ffn);
+            par_matvec(team, w.layer_mat(li, 16), w.l(li, 17), x, rows, ffn);
             ffn.chunks_exact_mut(f).for_each(gelu);
-            par_matvec(team, w.lm(li, 18), w.l(li, 19), ffn, rows, tmp);
+            par_matvec(team, w.layer_mat(li, 18), w.l(li, 19), ffn, rows, tmp);
             add(x, tmp);
             ln_rows(x, w.l(li, 20), w.l(li, 21));
         }
 
         // LM head.
-        par_matvec(team, w.head_m(0), w.head(1), x, rows, tmp);
+        par_matvec(team, w.head_mat(0), w.head(1), x, rows, tmp);
         tmp.chunks_exact_mut(d).for_each(gelu);
         ln_rows(tmp, w.head(2), w.head(3));
-        par_matvec(team, w.head_m(4), w.head(5), tmp, rows, logits);
+        par_matvec(team, w.head_mat(4), w.head(5), tmp, rows, logits);
         for &(lane, tokens) in batch {
             self.lanes[lane].pos += tokens.len();
         }
