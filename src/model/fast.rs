@@ -108,6 +108,11 @@ fn par_matvecs<const K: usize>(
     }
     let per_rows = chunk_rows(team, m, n);
     let per = m.div_ceil(per_rows);
+    // The 8-bit products' inputs, rounded once for every chunk.
+    let inputs = ws
+        .iter()
+        .any(|(w, _)| matches!(w, Mat::I8(_)))
+        .then(|| int8::Inputs::new(x, n, rows));
     let yp = ys.map(|y| SendPtr(y.as_mut_ptr()));
     let xp = x.as_ptr() as usize;
     team.run(K * per, &|c| {
@@ -134,7 +139,10 @@ fn par_matvecs<const K: usize>(
                     m,
                     r1 - r0,
                 ),
-                Mat::I8(q) => q.matvec_rows(r0, r1, Some(&b[r0..r1]), x, n, rows, y.add(r0), m),
+                Mat::I8(q) => {
+                    let x = inputs.as_ref().expect("rounded for 8-bit weights");
+                    q.matvec_rows(r0, r1, Some(&b[r0..r1]), x, y.add(r0), m)
+                }
             }
         };
     });

@@ -1,20 +1,21 @@
 //! 8-bit decoder weights: every run of 32 weights of a matrix row as int8 numbers and one f32
-//! scale (symmetric; llama.cpp's Q8_0 layout), multiplied against f32 inputs with f32 sums; and
-//! the same products over bf16 rows (the cross-attention keys and values, which every token
-//! reads too).
+//! scale (symmetric; llama.cpp's Q8_0 layout); and the same products over bf16 rows (the
+//! cross-attention keys and values, which every token reads too).
 //!
 //! Why: decoding a token reads every decoder weight once, and for the released (base) model
-//! that is 45.5 M weights a token: the decoder is memory-bound, so one byte a weight instead of
-//! four is most of its time. Only the weights are rounded, to 1/254 of the largest magnitude
-//! among their 32 (one scale per row doubled the error on the shipped model, whose first layers
-//! have outlying weights); inputs, sums, softmax and LayerNorm stay f32. The scales come from
-//! the f32 (or f16) checkpoint at load time: no second file.
+//! that is 45.5 M weights a token: one byte a weight instead of four is most of its time. The
+//! weights are rounded to 1/254 of the largest magnitude among their 32 (one scale per row
+//! doubled the error on the shipped model, whose first layers have outlying weights); sums,
+//! softmax and LayerNorm stay f32. The scales come from the f32 (or f16) checkpoint at load
+//! time: no second file.
 //!
-//! The kernels widen 16 (AVX-512) or 8 (AVX2) stored numbers to f32 per instruction and
-//! multiply-add them into one accumulator per (weight row, input row). Each result's additions
-//! are the same however many inputs go together, so verifying a draft of several tokens gives
-//! every row's logits bit for bit as feeding its token alone (what keeps greedy speculative
-//! decoding equal to plain). Which kernel runs is chosen once per process from the CPU.
+//! Two ways to multiply, chosen once per process from the CPU. With AVX-512 VNNI the inputs are
+//! rounded the same way, per 32 ([`Inputs`]), and bytes multiply bytes, 64 an instruction
+//! (llama.cpp's Q8_0 by Q8_0). Elsewhere the kernels widen 16 (AVX-512) or 8 (AVX2) stored
+//! weights to f32 per instruction and multiply-add them into f32 inputs. Either way each
+//! result's additions are the same however many inputs go together, so verifying a draft of
+//! several tokens gives every row's logits bit for bit as feeding its token alone (what keeps
+//! greedy speculative decoding equal to plain).
 
 use half::bf16;
 
@@ -65,40 +66,103 @@ impl QMat {
         self.q.len() + 4 * self.scale.len()
     }
 
-    /// `y[j * ys + o] = b[o] + W[r0 + o] . x[j * xs ..][..n]` for output rows `r0..r1` and
-    /// `rows` inputs.
+    /// `y[j * ys + o] = b[o] + W[r0 + o] . x_j` for output rows `r0..r1` and every input
+    /// `x_j` of `x` (see [`Inputs`]).
     ///
     /// # Safety
-    /// `x` holds `(rows - 1) * xs + n` values and `y` `(rows - 1) * ys + (r1 - r0)`, not
-    /// overlapping `x`.
-    #[allow(clippy::too_many_arguments)]
+    /// `y` holds `(x.rows - 1) * ys + (r1 - r0)` values, not overlapping the inputs.
     pub unsafe fn matvec_rows(
         &self,
         r0: usize,
         r1: usize,
         b: Option<&[f32]>,
-        x: *const f32,
-        xs: usize,
-        rows: usize,
+        x: &Inputs,
         y: *mut f32,
         ys: usize,
     ) {
-        assert!(r0 <= r1 && r1 <= self.m);
+        assert!(r0 <= r1 && r1 <= self.m && x.n == self.n);
         let (n, groups) = (self.n, self.n.div_ceil(GROUP));
-        // SAFETY: the caller's bounds on `x` and `y`; rows `r0..r1` of `q` and their scales.
-        unsafe {
-            products(
-                &self.q[r0 * n..r1 * n],
-                n,
-                Some(&self.scale[r0 * groups..r1 * groups]),
-                b,
-                x,
-                xs,
-                rows,
-                y,
-                ys,
-            )
+        let (q, scale) = (
+            &self.q[r0 * n..r1 * n],
+            &self.scale[r0 * groups..r1 * groups],
+        );
+        #[cfg(target_arch = "x86_64")]
+        if let Some(r) = &x.rounded {
+            // SAFETY: `Rounded` exists only where AVX-512 VNNI does; `r` holds `x.rows`
+            // inputs of `n`; `y` the caller's.
+            unsafe { vnni::products(q, n, scale, b, r, x.rows, y, ys) };
+            return;
         }
+        // SAFETY: `x.x` holds `x.rows * n` values (`Inputs::new`); `y` the caller's.
+        unsafe { products(q, n, Some(scale), b, x.x, n, x.rows, y, ys) }
+    }
+}
+
+/// The inputs of 8-bit products, `rows` rows of `n` values. On CPUs with AVX-512 VNNI each run
+/// of 32 values is also rounded to int8 with one f32 scale: the products then multiply bytes by
+/// bytes, summing exactly in int32 within a group, instead of widening every weight to f32,
+/// which left them bound by arithmetic rather than by memory (one core: 11.5 GB/s of weights
+/// against 32 GB/s of plain reading). The rounding moves each value by at most 1/254 of its
+/// group's largest magnitude, as the weights'. Rounded once per product, before the threads
+/// share out its output rows.
+pub struct Inputs<'a> {
+    x: *const f32,
+    n: usize,
+    rows: usize,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    rounded: Option<Rounded>,
+    _x: std::marker::PhantomData<&'a [f32]>,
+}
+
+// SAFETY: `x` borrows an `&'a [f32]` (shared, immutable); `Rounded` owns plain vectors.
+unsafe impl Send for Inputs<'_> {}
+unsafe impl Sync for Inputs<'_> {}
+
+impl<'a> Inputs<'a> {
+    /// `x` as `rows` inputs of `n` values each.
+    pub fn new(x: &'a [f32], n: usize, rows: usize) -> Self {
+        assert_eq!(x.len(), n * rows, "{rows} inputs of {n}");
+        #[cfg(target_arch = "x86_64")]
+        let rounded = super::kernels::has_avx512_vnni().then(|| Rounded::new(x, n, rows));
+        #[cfg(not(target_arch = "x86_64"))]
+        let rounded = None;
+        Self {
+            x: x.as_ptr(),
+            n,
+            rows,
+            rounded,
+            _x: std::marker::PhantomData,
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// Inputs rounded for `vpdpbusd`, which multiplies unsigned by signed bytes: each value as
+/// `q + 128` (`q` in -127..=127), rows padded to whole 64-byte chunks; and each chunk's two
+/// group scales spread over the 8 int32 lanes each group's sums land in.
+#[derive(Debug)]
+struct Rounded {
+    u: Vec<u8>,
+    /// Per row, per chunk of 64 values: 16 scales (group `2c` in lanes 0..8, `2c + 1` in 8..16).
+    s: Vec<f32>,
+    chunks: usize,
+}
+
+impl Rounded {
+    #[cfg(target_arch = "x86_64")]
+    fn new(x: &[f32], n: usize, rows: usize) -> Self {
+        let chunks = n.div_ceil(2 * GROUP);
+        let mut u = vec![128u8; rows * chunks * 2 * GROUP];
+        let mut s = vec![0.0f32; rows * chunks * 16];
+        for j in 0..rows {
+            let (u, s) = (
+                &mut u[j * chunks * 2 * GROUP..][..chunks * 2 * GROUP],
+                &mut s[j * chunks * 16..][..chunks * 16],
+            );
+            // SAFETY: `Rounded` is made only where AVX-512 VNNI (and BW) is.
+            unsafe { vnni::round(&x[j * n..][..n], u, s) };
+        }
+        Self { u, s, chunks }
     }
 }
 
@@ -486,6 +550,165 @@ mod avx2 {
     }
 }
 
+/// The products of [`QMat`] by [`Rounded`] inputs with AVX-512 VNNI.
+///
+/// # Safety
+/// Every function here needs AVX-512 F, BW and VNNI (see `kernels::has_avx512_vnni`).
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Rounded, GROUP};
+    use std::arch::x86_64::*;
+
+    /// Rounds one input row: `u[i] = round(x[i] / scale_g) + 128`, `s` the chunks' lane scales.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn round(x: &[f32], u: &mut [u8], s: &mut [f32]) {
+        for (g, run) in x.chunks(GROUP).enumerate() {
+            // Up to 32 values in two registers; absent ones are zero.
+            let len = run.len();
+            let m0 = if len >= 16 {
+                0xffff
+            } else {
+                (1u32 << len) as u16 - 1
+            };
+            let m1 = if len >= 32 {
+                0xffff
+            } else if len > 16 {
+                (1u32 << (len - 16)) as u16 - 1
+            } else {
+                0
+            };
+            let v0 = _mm512_maskz_loadu_ps(m0, run.as_ptr());
+            let v1 = _mm512_maskz_loadu_ps(m1, run.as_ptr().add(16.min(len)));
+            let top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            // A NaN or infinity anywhere makes the group's sums NaN, as in f32.
+            let finite = run.iter().all(|v| v.is_finite());
+            let scale = if finite { top / 127.0 } else { f32::NAN };
+            let lanes = g / 2 * 16 + g % 2 * 8;
+            s[lanes..lanes + 8].fill(scale);
+            if top > 0.0 && finite {
+                let inv = _mm512_set1_ps(127.0 / top);
+                let off = _mm512_set1_epi32(128);
+                // Round to nearest (even); |v * inv| <= 127 so no clamp is needed.
+                let q0 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), off);
+                let q1 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)), off);
+                let d = u.as_mut_ptr().add(g * GROUP);
+                _mm_storeu_si128(d as *mut __m128i, _mm512_cvtepi32_epi8(q0));
+                _mm_storeu_si128(d.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));
+            }
+        }
+    }
+
+    /// `s[k][p] = Σ_g scale_w[k, g] * scale_x[p, g] * Σ_{i in g} w[k, i] * q_p[i]` for `R` rows
+    /// `n` apart (their group scales `groups` apart) and `P` inputs.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const R: usize, const P: usize>(
+        w: *const i8,
+        n: usize,
+        sw: *const f32,
+        groups: usize,
+        x: &Rounded,
+        p0: usize,
+        s: &mut [[f32; 4]; 4],
+    ) {
+        let stride = x.chunks * 2 * GROUP;
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let bias = _mm512_set1_epi8(-128); // 0x80: what the +128 of every input adds, per weight
+                                           // Group 2c's scale to lanes 0..8, group 2c + 1's to 8..16.
+        let spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        for c in 0..x.chunks {
+            let left = n - c * 2 * GROUP;
+            let mw: u64 = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+            let ms: u16 = if c * 2 + 1 < groups { 0b11 } else { 0b01 };
+            let mut xu = [_mm512_setzero_si512(); P];
+            let mut xs = [_mm512_setzero_ps(); P];
+            for p in 0..P {
+                xu[p] =
+                    _mm512_loadu_si512(x.u.as_ptr().add((p0 + p) * stride + c * 64) as *const _);
+                xs[p] = _mm512_loadu_ps(x.s.as_ptr().add(((p0 + p) * x.chunks + c) * 16));
+            }
+            for (k, acc) in acc.iter_mut().enumerate() {
+                // Masked loads are slow on some CPUs (Zen 5): only the last chunk's tail.
+                let wv = if left >= 64 {
+                    _mm512_loadu_si512(w.add(k * n + c * 64) as *const _)
+                } else {
+                    _mm512_maskz_loadu_epi8(mw, w.add(k * n + c * 64))
+                };
+                // Σ 128 * w per lane, taken off every input's sums.
+                let extra = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv);
+                let start = _mm512_sub_epi32(_mm512_setzero_si512(), extra);
+                let pair = sw.add(k * groups + c * 2);
+                let two = if ms == 0b11 {
+                    _mm512_castpd_ps(_mm512_castpd128_pd512(_mm_load_sd(pair as *const f64)))
+                } else {
+                    _mm512_castps128_ps512(_mm_load_ss(pair))
+                };
+                let swv = _mm512_permutexvar_ps(spread, two);
+                for (a, (u, sx)) in acc.iter_mut().zip(xu.iter().zip(&xs)) {
+                    let dot = _mm512_dpbusd_epi32(start, *u, wv);
+                    *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(swv, *sx), *a);
+                }
+            }
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            for (p, a) in acc.iter().enumerate() {
+                s[k][p] = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+
+    /// `y[j * ys + o] = b[o] + W[o] . x_j` for the `w.len() / n` rows of `w` and the `rows`
+    /// rounded inputs.
+    ///
+    /// # Safety
+    /// `y` holds `(rows - 1) * ys + m` values; `x` holds `rows` inputs of `n`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn products(
+        w: &[i8],
+        n: usize,
+        scale: &[f32],
+        b: Option<&[f32]>,
+        x: &Rounded,
+        rows: usize,
+        y: *mut f32,
+        ys: usize,
+    ) {
+        let m = w.len() / n.max(1);
+        let groups = n.div_ceil(GROUP);
+        assert!(w.len() == m * n && scale.len() >= m * groups && x.chunks == n.div_ceil(64));
+        assert!(x.u.len() >= rows * x.chunks * 64 && b.is_none_or(|b| b.len() >= m));
+        let emit = emitter!(y, ys, b);
+        let mut o = 0;
+        while o < m {
+            let r = if m - o >= 4 { 4 } else { 1 };
+            let (wo, so) = (w.as_ptr().add(o * n), scale.as_ptr().add(o * groups));
+            let mut j = 0;
+            while j < rows {
+                let p = (rows - j).min(4);
+                let mut s = [[0.0f32; 4]; 4];
+                match (r, p) {
+                    (4, 1) => tile::<4, 1>(wo, n, so, groups, x, j, &mut s),
+                    (4, 2) => tile::<4, 2>(wo, n, so, groups, x, j, &mut s),
+                    (4, 3) => tile::<4, 3>(wo, n, so, groups, x, j, &mut s),
+                    (4, _) => tile::<4, 4>(wo, n, so, groups, x, j, &mut s),
+                    (_, 1) => tile::<1, 1>(wo, n, so, groups, x, j, &mut s),
+                    (_, 2) => tile::<1, 2>(wo, n, so, groups, x, j, &mut s),
+                    (_, 3) => tile::<1, 3>(wo, n, so, groups, x, j, &mut s),
+                    (_, _) => tile::<1, 4>(wo, n, so, groups, x, j, &mut s),
+                }
+                for (k, sk) in s.iter().take(r).enumerate() {
+                    for (pp, v) in sk.iter().take(p).enumerate() {
+                        emit(o + k, j + pp, *v);
+                    }
+                }
+                j += p;
+            }
+            o += r;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,13 +845,66 @@ mod tests {
             check(&q.q, n, Some(&q.scale));
             // A slice of output rows is those rows of the whole.
             let x = data(n, 5);
+            let x = Inputs::new(&x, n, 1);
             let (mut all, mut part) = (vec![0.0f32; m], vec![0.0f32; 2]);
             unsafe {
-                q.matvec_rows(0, m, None, x.as_ptr(), n, 1, all.as_mut_ptr(), m);
-                q.matvec_rows(1, 3, None, x.as_ptr(), n, 1, part.as_mut_ptr(), 2);
+                q.matvec_rows(0, m, None, &x, all.as_mut_ptr(), m);
+                q.matvec_rows(1, 3, None, &x, part.as_mut_ptr(), 2);
             }
             assert_eq!(part, all[1..3]);
         }
+    }
+
+    /// The byte-by-byte products (AVX-512 VNNI) against the rounded weights and the rounded
+    /// inputs in f64, each input alone bit for bit as in the batch, and within the inputs'
+    /// rounding of the f32 products.
+    #[test]
+    fn rounded_inputs_match_their_rounding_and_each_row_alone() {
+        if !crate::model::kernels::has_avx512_vnni() {
+            eprintln!("no AVX-512 VNNI here: the f32-input kernels are checked above");
+            return;
+        }
+        // Odd sizes: tails of output rows, of a 64-byte chunk (53, 2050) and of a group (53).
+        for (m, n) in [(11, 53), (8, 64), (6, 2050), (9, 96)] {
+            let q = QMat::quantize(&data(m * n, 1), m, n);
+            let rows = 7;
+            let mut x = data(rows * n, 5);
+            x[3] = 0.4; // an outlier coarsens the steps of its group only
+            let all_in = Inputs::new(&x, n, rows);
+            let r = all_in.rounded.as_ref().unwrap();
+            let mut all = vec![0.0f32; rows * m];
+            unsafe { q.matvec_rows(0, m, None, &all_in, all.as_mut_ptr(), m) };
+            for j in 0..rows {
+                let xj = &x[j * n..][..n];
+                let mut one = vec![0.0f32; m];
+                unsafe { q.matvec_rows(0, m, None, &Inputs::new(xj, n, 1), one.as_mut_ptr(), m) };
+                assert_eq!(one, all[j * m..][..m], "input {j} of {rows}, {m} x {n}");
+                // The rounded input: within half a step of its group's largest magnitude.
+                let xq = |i: usize| {
+                    let u = r.u[j * r.chunks * 64 + i] as f64 - 128.0;
+                    u * r.s[(j * r.chunks + i / 64) * 16 + i % 64 / 32 * 8] as f64
+                };
+                for i in 0..n {
+                    let g = i / GROUP * GROUP..(i / GROUP * GROUP + GROUP).min(n);
+                    let top = xj[g].iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64;
+                    assert!(
+                        (xq(i) - xj[i] as f64).abs() <= top / 254.0 * 1.0001,
+                        "x {i}"
+                    );
+                }
+                for (o, got) in one.iter().enumerate() {
+                    let want: f64 = (0..n).map(|i| q.get(o, i) as f64 * xq(i)).sum();
+                    assert!((*got as f64 - want).abs() < 1e-5, "{m} x {n} row {o}");
+                }
+            }
+        }
+        // A NaN input makes its results NaN, as in f32.
+        let q = QMat::quantize(&data(4 * 64, 1), 4, 64);
+        let mut x = data(64, 2);
+        x[40] = f32::NAN;
+        let mut y = vec![0.0f32; 4];
+        unsafe { q.matvec_rows(0, 4, None, &Inputs::new(&x, 64, 1), y.as_mut_ptr(), 4) };
+        assert!(y.iter().all(|v| v.is_nan()));
     }
 
     #[test]

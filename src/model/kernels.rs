@@ -431,6 +431,25 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// Whether the CPU multiplies bytes by bytes in AVX-512 (VNNI, with BW for byte loads):
+/// the 8-bit decoder's products (`int8::Inputs`).
+pub fn has_avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            has_avx512()
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// AVX-512 kernels with the AVX2 kernels' arithmetic: a 512-bit register holds two 8-lane
 /// accumulators, one input each against the same weights, so every sum is the one
 /// [`avx::matvec_rows`] computes, bit for bit, at twice the multiply-adds per instruction.
