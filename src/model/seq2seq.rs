@@ -91,8 +91,9 @@ pub enum Precision {
     /// The encoder's products in bf16 (an error where the CPU lacks AVX-512 BF16), the
     /// decoder's weights f32.
     Bf16,
-    /// The decoder's weights in 8 bits and its cross-attention keys and values in bf16; the
-    /// encoder in bf16 where the CPU has AVX-512 BF16.
+    /// The decoder's weights in 8 bits (its products' inputs too where the CPU has AVX-512
+    /// VNNI) and its cross-attention keys and values in bf16; the encoder in bf16 where the CPU
+    /// has AVX-512 BF16.
     Int8,
 }
 
