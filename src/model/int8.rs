@@ -94,7 +94,7 @@ impl QMat {
             return;
         }
         // SAFETY: `x.x` holds `x.rows * n` values (`Inputs::new`); `y` the caller's.
-        unsafe { products(q, n, Some(scale), b, x.x, n, x.rows, y, ys) }
+        unsafe { products(q, n, Some(scale), b, x.x.as_ptr(), n, x.rows, y, ys) }
     }
 }
 
@@ -106,17 +106,12 @@ impl QMat {
 /// group's largest magnitude, as the weights'. Rounded once per product, before the threads
 /// share out its output rows.
 pub struct Inputs<'a> {
-    x: *const f32,
+    x: &'a [f32],
     n: usize,
     rows: usize,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     rounded: Option<Rounded>,
-    _x: std::marker::PhantomData<&'a [f32]>,
 }
-
-// SAFETY: `x` borrows an `&'a [f32]` (shared, immutable); `Rounded` owns plain vectors.
-unsafe impl Send for Inputs<'_> {}
-unsafe impl Sync for Inputs<'_> {}
 
 impl<'a> Inputs<'a> {
     /// `x` as `rows` inputs of `n` values each.
@@ -127,19 +122,18 @@ impl<'a> Inputs<'a> {
         #[cfg(not(target_arch = "x86_64"))]
         let rounded = None;
         Self {
-            x: x.as_ptr(),
+            x,
             n,
             rows,
             rounded,
-            _x: std::marker::PhantomData,
         }
     }
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 /// Inputs rounded for `vpdpbusd`, which multiplies unsigned by signed bytes: each value as
 /// `q + 128` (`q` in -127..=127), rows padded to whole 64-byte chunks; and each chunk's two
 /// group scales spread over the 8 int32 lanes each group's sums land in.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug)]
 struct Rounded {
     u: Vec<u8>,
@@ -613,8 +607,9 @@ mod vnni {
     ) {
         let stride = x.chunks * 2 * GROUP;
         let mut acc = [[_mm512_setzero_ps(); P]; R];
-        let bias = _mm512_set1_epi8(-128); // 0x80: what the +128 of every input adds, per weight
-                                           // Group 2c's scale to lanes 0..8, group 2c + 1's to 8..16.
+        // 0x80 in every byte: what the +128 of every input adds, per weight.
+        let bias = _mm512_set1_epi8(-128);
+        // Group 2c's scale to lanes 0..8, group 2c + 1's to 8..16.
         let spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
         for c in 0..x.chunks {
             let left = n - c * 2 * GROUP;
