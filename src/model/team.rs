@@ -45,9 +45,9 @@ const CLOSED: u64 = 0xFFFF_FFFF;
 
 /// A wait for a claimed chunk longer than this means a worker lost its core mid-chunk (a busy
 /// machine): the team then runs jobs inline for `BACKOFF` before trying the workers again.
-/// A time, not a count of jobs: a job of the base model's decoder takes ~8× one of the small
-/// model's, and 3,000 jobs (~20 ms of the small model's) ran ~40 % of base's decoding inline
-/// on a machine with a little load (1.78–2.58 s against 1.64–1.69 s a segment of 300 tokens).
+/// A time, not a count of jobs: a job of the base model's decoder takes several times one of
+/// the small model's, and 3,000 jobs (~20 ms of the small model's) ran 40–60 % of base's jobs
+/// inline on a machine with a little load (4–6 stalls a segment of 300 tokens).
 const SLOW_WAIT: Duration = Duration::from_micros(300);
 const BACKOFF: Duration = Duration::from_millis(20);
 
