@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
 use improvnet::corrupt::Corruption;
-use improvnet::model::{GenreClassifier, ImprovNetModel};
+use improvnet::model::{GenreClassifier, ImprovNetModel, ModelError};
 use improvnet::music::{read_midi, Performance, Piece};
 use improvnet::render::{self, RollOptions};
 
@@ -42,11 +42,10 @@ pub fn describe_precision(model: &ImprovNetModel) -> String {
 /// there is none.
 pub fn load_model(dir: &Path, precision: Precision) -> Result<ImprovNetModel> {
     let mut model = load_f32_model(dir)?;
-    model.set_precision(precision).map_err(|e| {
-        anyhow::anyhow!(
-            "--precision {}",
-            e.to_string().trim_start_matches("input: ")
-        )
+    model.set_precision(precision).map_err(|e| match e {
+        // What this CPU or model cannot do with that arithmetic: the option's error.
+        ModelError::Input(why) => anyhow::anyhow!("--precision {why}"),
+        other => anyhow::Error::new(other),
     })?;
     Ok(model)
 }
