@@ -90,8 +90,10 @@ impl Team {
     /// Runs `f(0..n)` across the team; returns when every chunk is done.
     pub fn run(&mut self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         self.jobs += 1;
-        let solo = self.solo_until.is_some_and(|t| Instant::now() < t);
-        if self.workers.is_empty() || n <= 1 || solo {
+        if self.solo_until.is_some_and(|t| Instant::now() >= t) {
+            self.solo_until = None;
+        }
+        if self.workers.is_empty() || n <= 1 || self.solo_until.is_some() {
             (0..n).for_each(f);
             return;
         }
@@ -127,7 +129,8 @@ impl Team {
             if spins.is_multiple_of(256) {
                 let t0 = *since.get_or_insert_with(Instant::now);
                 let now = Instant::now();
-                if now - t0 > SLOW_WAIT && self.solo_until.is_none_or(|t| t <= now) {
+                // Once per wait: a back-off set here stays set until this job returns.
+                if now - t0 > SLOW_WAIT && self.solo_until.is_none() {
                     self.solo_until = Some(now + BACKOFF);
                     self.backoffs += 1;
                 }
