@@ -613,8 +613,8 @@ mod vnni {
         let spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
         for c in 0..x.chunks {
             let left = n - c * 2 * GROUP;
-            let mw: u64 = if left >= 64 { !0 } else { (1u64 << left) - 1 };
-            let ms: u16 = if c * 2 + 1 < groups { 0b11 } else { 0b01 };
+            // The last chunk may hold one group, and part of one.
+            let both = c * 2 + 1 < groups;
             let mut xu = [_mm512_setzero_si512(); P];
             let mut xs = [_mm512_setzero_ps(); P];
             for p in 0..P {
@@ -627,13 +627,13 @@ mod vnni {
                 let wv = if left >= 64 {
                     _mm512_loadu_si512(w.add(k * n + c * 64) as *const _)
                 } else {
-                    _mm512_maskz_loadu_epi8(mw, w.add(k * n + c * 64))
+                    _mm512_maskz_loadu_epi8((1u64 << left) - 1, w.add(k * n + c * 64))
                 };
                 // Σ 128 * w per lane, taken off every input's sums.
                 let extra = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv);
                 let start = _mm512_sub_epi32(_mm512_setzero_si512(), extra);
                 let pair = sw.add(k * groups + c * 2);
-                let two = if ms == 0b11 {
+                let two = if both {
                     _mm512_castpd_ps(_mm512_castpd128_pd512(_mm_load_sd(pair as *const f64)))
                 } else {
                     _mm512_castps128_ps512(_mm_load_ss(pair))
